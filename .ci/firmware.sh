@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Firmware checks (issue 4), called by .ci/run. Installs what it needs, then:
+#   1. cargo run --release                       QEMU mps2-an386 (Cortex-M4): must exit 0
+#   2. cargo run --release --features an500      QEMU mps2-an500 (Cortex-M7): must exit 0
+#   3. cargo run --release --features wrong-expected: must exit 1 (the check is real)
+#   4. the real-board profile (STM32H743, defmt-rtt) builds
+#   5. the Cortex-M0+ profile (thumbv6m-none-eabi, RP2040 map) builds
+set -euo pipefail
+cd "$(dirname "$0")/../firmware"
+
+if ! command -v qemu-system-arm >/dev/null 2>&1; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends qemu-system-arm
+fi
+rustup target add thumbv7em-none-eabihf thumbv6m-none-eabi
+# defmt-print decodes the log; without it qemu-run.sh keeps the raw frames and we judge by exit code.
+command -v defmt-print >/dev/null 2>&1 || cargo install defmt-print --locked --version 1.2.0 \
+  || echo "firmware.sh: defmt-print unavailable, judging by exit codes only" >&2
+
+expect() { # expect CODE DESCRIPTION -- CMD...
+  local want=$1 what=$2; shift 3
+  local rc=0
+  "$@" || rc=$?
+  if [[ $rc -ne $want ]]; then
+    echo "firmware.sh: FAIL $what: exit $rc, want $want" >&2
+    exit 1
+  fi
+  echo "firmware.sh: ok   $what (exit $rc)" >&2
+}
+
+expect 0 "QEMU mps2-an386 (Cortex-M4)" -- cargo run --release
+expect 0 "QEMU mps2-an500 (Cortex-M7)" -- cargo run --release --features an500
+expect 1 "wrong expected caption is caught" -- cargo run --release --features wrong-expected
+expect 0 "STM32H743 board profile builds" -- \
+  cargo build --release --no-default-features --features rtt,stm32h743
+expect 0 "Cortex-M0+ (thumbv6m, RP2040 map) builds" -- \
+  cargo build --release --target thumbv6m-none-eabi --no-default-features --features rtt,rp2040
+echo "firmware.sh: all firmware checks passed" >&2
