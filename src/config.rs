@@ -78,6 +78,9 @@ impl core::fmt::Display for ConfigError {
 /// Upper bound on any single dimension; keeps all products far from overflow on 32-bit targets.
 pub const MAX_DIM: u32 = 1 << 20;
 
+/// Most decoder layers the engine supports (the decoder keeps its layers in a fixed array).
+pub const MAX_DEC_LAYERS: usize = 12;
+
 impl Config {
     /// The released COCO model (spec §1).
     pub const COCO: Config = Config {
@@ -158,7 +161,7 @@ impl Config {
         if self.n_enc != 3 {
             return Err(ConfigError::EncoderLayers(self.n_enc));
         }
-        if self.n_dec > 64 {
+        if self.n_dec as usize > MAX_DEC_LAYERS {
             return Err(ConfigError::TooLarge("n_dec", self.n_dec));
         }
         let specials: [(&'static str, u32); 4] =

@@ -1,0 +1,121 @@
+//! Multi-head scaled dot-product attention (paper §3.1, spec §3.1), post-norm:
+//!
+//! ```text
+//! q = Q_in·W_qᵀ + b_q     k = KV_in·W_kᵀ + b_k     v = KV_in·W_vᵀ + b_v      (heads: feature = head·d_k + j)
+//! memory variant (encoder only):  k ← [k ; √d_k·M_k]   v ← [v ; √m·M_v]        (M_k, M_v pre-scaled in the blob)
+//! a_h = softmax( q_h·k_hᵀ / √d_k   with masked real keys = −∞ )               (memory slots never masked)
+//! out = LN( Q_in + concat_h(a_h·v_h)·W_oᵀ + b_o )
+//! ```
+//! The projections are batched over rows by the caller (they are plain [`Linear`]s); this file
+//! holds the per-query attention over an arbitrary key source, so the encoder (keys + memory
+//! slots), the decoder's self-attention (keys gathered along a beam's ancestry from the cache)
+//! and its cross-attention (keys computed once per image) share one implementation.
+
+use super::{LayerNorm, Linear};
+use crate::blob::{Blob, TensorKind as K};
+use crate::kernels::dot_f32;
+
+/// The weights of one multi-head attention block: four projections and the block's LayerNorm.
+#[derive(Clone, Copy, Debug)]
+pub struct MultiHeadAttention<'a> {
+    pub fc_q: Linear<'a>,
+    pub fc_k: Linear<'a>,
+    pub fc_v: Linear<'a>,
+    pub fc_o: Linear<'a>,
+    pub layer_norm: LayerNorm<'a>,
+    pub heads: usize,
+    pub d_k: usize,
+}
+
+/// Which tensors form a block: `[qW, qB, kW, kB, vW, vB, oW, oB, lnG, lnB]`.
+pub type BlockKinds = [K; 10];
+
+pub const ENCODER_SELF: BlockKinds =
+    [K::EncQW, K::EncQB, K::EncKW, K::EncKB, K::EncVW, K::EncVB, K::EncOW, K::EncOB, K::EncAttLnG, K::EncAttLnB];
+pub const DECODER_SELF: BlockKinds = [
+    K::SelfQW, K::SelfQB, K::SelfKW, K::SelfKB, K::SelfVW, K::SelfVB, K::SelfOW, K::SelfOB, K::SelfLnG, K::SelfLnB,
+];
+pub const DECODER_CROSS: BlockKinds = [
+    K::CrossQW, K::CrossQB, K::CrossKW, K::CrossKB, K::CrossVW, K::CrossVB, K::CrossOW, K::CrossOB,
+    K::CrossLnG, K::CrossLnB,
+];
+
+impl<'a> MultiHeadAttention<'a> {
+    pub fn load(blob: &Blob<'a>, kinds: &BlockKinds, layer: usize) -> Self {
+        let cfg = blob.config();
+        let lin = |i: usize| Linear::load(blob, kinds[i], Some(kinds[i + 1]), layer);
+        MultiHeadAttention {
+            fc_q: lin(0),
+            fc_k: lin(2),
+            fc_v: lin(4),
+            fc_o: lin(6),
+            layer_norm: LayerNorm::load(blob, kinds[8], kinds[9], layer),
+            heads: cfg.h as usize,
+            d_k: cfg.d_k as usize,
+        }
+    }
+}
+
+/// The memory-augmented self-attention of an encoder layer: a [`MultiHeadAttention`] whose
+/// keys and values are extended by `m` learned slots.
+#[derive(Clone, Copy, Debug)]
+pub struct MemoryAugmentedAttention<'a> {
+    pub mha: MultiHeadAttention<'a>,
+    /// `√d_k · M_k`, `[m, d]`.
+    pub mem_k: &'a [f32],
+    /// `√m · M_v`, `[m, d]`.
+    pub mem_v: &'a [f32],
+}
+
+impl<'a> MemoryAugmentedAttention<'a> {
+    pub fn load(blob: &Blob<'a>, layer: usize) -> Self {
+        MemoryAugmentedAttention {
+            mha: MultiHeadAttention::load(blob, &ENCODER_SELF, layer),
+            mem_k: blob.vector(K::EncMemK, layer),
+            mem_v: blob.vector(K::EncMemV, layer),
+        }
+    }
+}
+
+/// Attention of one query row over `n_keys` keys, all heads:
+/// `out[h·d_k..] = softmax_j(q_h·key(j)_h / √d_k, −∞ where masked(j)) · value(j)_h`.
+///
+/// `key(j)` and `value(j)` return full `d`-wide rows; `scores` holds at least `n_keys` values.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub fn attend<'k>(
+    q: &[f32],
+    heads: usize,
+    d_k: usize,
+    n_keys: usize,
+    key: impl Fn(usize) -> &'k [f32],
+    value: impl Fn(usize) -> &'k [f32],
+    masked: impl Fn(usize) -> bool,
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
+    let scale = libm::sqrtf(d_k as f32);
+    let scores = &mut scores[..n_keys];
+    for h in 0..heads {
+        let hs = h * d_k..(h + 1) * d_k;
+        let qh = &q[hs.clone()];
+        for (j, s) in scores.iter_mut().enumerate() {
+            *s = if masked(j) {
+                f32::NEG_INFINITY
+            } else {
+                dot_f32(qh, &key(j)[hs.clone()]) / scale
+            };
+        }
+        crate::math::softmax(scores);
+        let oh = &mut out[hs.clone()];
+        oh.fill(0.0);
+        for (j, &a) in scores.iter().enumerate() {
+            if a == 0.0 {
+                continue;
+            }
+            for (o, v) in oh.iter_mut().zip(&value(j)[hs.clone()]) {
+                *o += a * v;
+            }
+        }
+    }
+}

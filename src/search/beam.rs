@@ -1,0 +1,237 @@
+//! Beam search exactly as the reference's `BeamSearch` (spec §4):
+//!
+//! * step 0 expands the single `<bos>` parent into the `B` best words;
+//! * at step t ≥ 1 every beam b proposes `c[b, w] = s_b + logp_b[w]`; a *finished* beam (one
+//!   that has emitted `<eos>`) proposes only `c[b, 0] = s_b` (its frozen score, "extended" by
+//!   word 0) and `−999` for every other word — so finished beams compete with live ones and
+//!   can be pushed out for good;
+//! * candidates are ranked over the beam-major flattening `b·V + w`, highest first, ties to the
+//!   lower index (the reference's sort is unstable; exact ties are practically absent in f32);
+//! * exactly `max_len` steps, no length normalisation; the answer is the best of the `B` beams.
+
+use super::incremental_row;
+use crate::model::{EngineError, M2};
+use crate::plan::{MAX_BEAM, MAX_STEPS};
+use crate::workspace::Workspace;
+
+/// The reference's sentinel for a finished beam's non-zero extensions.
+pub const FINISHED_SENTINEL: f32 = -999.0;
+
+/// Beam size and caption length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SearchOptions {
+    pub beam: usize,
+    pub max_len: usize,
+}
+
+impl Default for SearchOptions {
+    /// The reference's test.py: beam 5, 20 steps.
+    fn default() -> Self {
+        SearchOptions { beam: 5, max_len: 20 }
+    }
+}
+
+/// One final hypothesis.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Beam {
+    /// `max_len` word ids (after `<eos>`, the filler word 0).
+    pub tokens: heapless::Vec<u32, MAX_STEPS>,
+    /// Log-probability of each chosen word; 0 once the beam had finished.
+    pub logprobs: heapless::Vec<f32, MAX_STEPS>,
+    /// Sum of log-probabilities (the ranking score).
+    pub score: f32,
+}
+
+/// All beams, best first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BeamOutput {
+    pub beams: heapless::Vec<Beam, MAX_BEAM>,
+}
+
+impl BeamOutput {
+    /// The answer (the highest-scoring beam).
+    pub fn best(&self) -> Option<&Beam> {
+        self.beams.first()
+    }
+}
+
+/// What the streaming callback sees after each step.
+#[derive(Clone, Copy, Debug)]
+pub struct StepEvent<'e> {
+    /// 0-based step just completed.
+    pub step: usize,
+    /// The currently best beam's words so far (`step + 1` ids).
+    pub best_tokens: &'e [u32],
+    /// Its score.
+    pub best_score: f32,
+}
+
+/// Top-k of a stream of `(value, index)` candidates seen in increasing index order; ties keep
+/// the earlier (lower) index ahead. NaN never enters.
+struct TopK {
+    val: [f32; MAX_BEAM],
+    idx: [usize; MAX_BEAM],
+    len: usize,
+    k: usize,
+}
+
+impl TopK {
+    fn new(k: usize) -> Self {
+        TopK { val: [f32::NEG_INFINITY; MAX_BEAM], idx: [0; MAX_BEAM], len: 0, k }
+    }
+
+    #[inline]
+    fn push(&mut self, v: f32, i: usize) {
+        if self.len == self.k && !(v > self.val[self.k - 1]) {
+            return;
+        }
+        if self.len < self.k && v.is_nan() {
+            return;
+        }
+        // position after every entry ≥ v (equal values seen earlier stay ahead)
+        let mut p = if self.len < self.k { self.len } else { self.k - 1 };
+        while p > 0 && self.val[p - 1] < v {
+            self.val[p] = self.val[p - 1];
+            self.idx[p] = self.idx[p - 1];
+            p -= 1;
+        }
+        self.val[p] = v;
+        self.idx[p] = i;
+        if self.len < self.k {
+            self.len += 1;
+        }
+    }
+}
+
+/// Per-beam bookkeeping: words, per-word log-probs, finished flag, cache-slot ancestry.
+#[derive(Clone, Copy)]
+struct Hyps {
+    tokens: [[u32; MAX_STEPS]; MAX_BEAM],
+    logprobs: [[f32; MAX_STEPS]; MAX_BEAM],
+    finished: [bool; MAX_BEAM],
+    score: [f32; MAX_BEAM],
+    /// `ancestry[b][s]`: the cache slot that holds beam b's step-s keys and values.
+    ancestry: [[u8; MAX_STEPS]; MAX_BEAM],
+}
+
+impl Hyps {
+    const EMPTY: Hyps = Hyps {
+        tokens: [[0; MAX_STEPS]; MAX_BEAM],
+        logprobs: [[0.0; MAX_STEPS]; MAX_BEAM],
+        finished: [false; MAX_BEAM],
+        score: [0.0; MAX_BEAM],
+        ancestry: [[0; MAX_STEPS]; MAX_BEAM],
+    };
+}
+
+/// Caption one image with the reference's beam search. `on_step` is called after every step
+/// with the best partial caption (for a UI, or defmt logs on a microcontroller).
+pub fn beam_search(
+    model: &M2,
+    features: &[f32],
+    ws: &mut Workspace,
+    opts: &SearchOptions,
+    mut on_step: impl FnMut(&StepEvent),
+) -> Result<BeamOutput, EngineError> {
+    let (bsz, steps) = (opts.beam, opts.max_len);
+    model.check_plan(ws.plan(), bsz, steps)?;
+    let cfg = model.cfg;
+    let v = cfg.vocab as usize;
+    if bsz > v {
+        return Err(EngineError::PlanMismatch { what: "vocabulary (beam > V)", needed: bsz, planned: v });
+    }
+    model.encode(features, ws)?;
+    let plan = *ws.plan();
+    let (mut keep, mut st) = ws.decoder_parts();
+
+    let mut cur = Hyps::EMPTY;
+    let mut next = Hyps::EMPTY;
+
+    // ---- step 0: one parent (<bos>) -----------------------------------------------------
+    st.key_pad[0] = if cfg.bos == cfg.pad { 1.0 } else { 0.0 };
+    let row = incremental_row(cfg.bos, 0, cfg.pad);
+    model.decoder.step(&model.kernels, &[row], 0, &cur.ancestry, &mut keep, &mut st, &plan);
+    let lp0 = &st.s.logits[..v];
+    let mut top = TopK::new(bsz);
+    for (w, &lp) in lp0.iter().enumerate() {
+        top.push(lp, w);
+    }
+    if top.len < bsz {
+        return Err(EngineError::PlanMismatch { what: "finite log-probs", needed: bsz, planned: top.len });
+    }
+    for k in 0..bsz {
+        let w = top.idx[k];
+        cur.tokens[k][0] = w as u32;
+        cur.logprobs[k][0] = lp0[w];
+        cur.score[k] = top.val[k];
+        cur.finished[k] = w as u32 == cfg.eos;
+        cur.ancestry[k][0] = 0;
+    }
+    on_step(&StepEvent { step: 0, best_tokens: &cur.tokens[0][..1], best_score: cur.score[0] });
+
+    // ---- steps 1..max_len ------------------------------------------------------------------
+    for t in 1..steps {
+        let mut rows = [incremental_row(0, t, cfg.pad); MAX_BEAM];
+        for b in 0..bsz {
+            let token = cur.tokens[b][t - 1];
+            rows[b] = incremental_row(token, t, cfg.pad);
+            st.key_pad[t * plan.beam + b] = if token == cfg.pad { 1.0 } else { 0.0 };
+        }
+        model.decoder.step(&model.kernels, &rows[..bsz], t, &cur.ancestry, &mut keep, &mut st, &plan);
+
+        let mut top = TopK::new(bsz);
+        for b in 0..bsz {
+            let lp = &st.s.logits[b * v..(b + 1) * v];
+            let s_b = cur.score[b];
+            if cur.finished[b] {
+                top.push(s_b, b * v);
+                for w in 1..v {
+                    top.push(FINISHED_SENTINEL, b * v + w);
+                }
+            } else {
+                for (w, &l) in lp.iter().enumerate() {
+                    top.push(s_b + l, b * v + w);
+                }
+            }
+        }
+        if top.len < bsz {
+            return Err(EngineError::PlanMismatch { what: "finite log-probs", needed: bsz, planned: top.len });
+        }
+        for k in 0..bsz {
+            let (p, w) = (top.idx[k] / v, top.idx[k] % v);
+            next.tokens[k][..t].copy_from_slice(&cur.tokens[p][..t]);
+            next.logprobs[k][..t].copy_from_slice(&cur.logprobs[p][..t]);
+            next.ancestry[k][..t].copy_from_slice(&cur.ancestry[p][..t]);
+            next.ancestry[k][t] = p as u8; // the parent's step-t keys sit in slot p
+            next.tokens[k][t] = w as u32;
+            next.logprobs[k][t] = if cur.finished[p] { 0.0 } else { st.s.logits[p * v + w] };
+            next.score[k] = top.val[k];
+            next.finished[k] = cur.finished[p] || w as u32 == cfg.eos;
+        }
+        core::mem::swap(&mut cur, &mut next);
+        on_step(&StepEvent { step: t, best_tokens: &cur.tokens[0][..t + 1], best_score: cur.score[0] });
+    }
+
+    // ---- final ranking: by score, ties to the lower beam index -------------------------------
+    let mut order = [0usize; MAX_BEAM];
+    for (i, o) in order.iter_mut().enumerate() {
+        *o = i;
+    }
+    let order = &mut order[..bsz];
+    // stable insertion sort, descending (core has no stable sort without alloc)
+    for i in 1..bsz {
+        let mut j = i;
+        while j > 0 && cur.score[order[j - 1]] < cur.score[order[j]] {
+            order.swap(j - 1, j);
+            j -= 1;
+        }
+    }
+    let mut out = BeamOutput { beams: heapless::Vec::new() };
+    for &b in order.iter() {
+        let mut beam = Beam { tokens: heapless::Vec::new(), logprobs: heapless::Vec::new(), score: cur.score[b] };
+        let _ = beam.tokens.extend_from_slice(&cur.tokens[b][..steps]);
+        let _ = beam.logprobs.extend_from_slice(&cur.logprobs[b][..steps]);
+        let _ = out.beams.push(beam);
+    }
+    Ok(out)
+}
