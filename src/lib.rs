@@ -23,6 +23,7 @@ pub mod kernels;
 pub mod math;
 pub mod model;
 pub mod plan;
+pub mod regions;
 pub mod search;
 pub mod text;
 pub mod workspace;
