@@ -4,15 +4,16 @@
 # 124 on timeout (QEMU_TIMEOUT seconds, default 300).
 #
 # The QEMU machine is the one the ELF was built for: build.rs bakes a tag
-# "qemu-machine=<machine> cpu=<cpu>" into the firmware (its boot log prints it too), and this
+# "qemu-machine=<machine> cpu=<cpu>;" into the firmware (its boot log prints it too), and this
 # script reads it back from the ELF. QEMU_MACHINE="-machine ... -cpu ..." overrides it.
 set -uo pipefail
 ELF="$1"; shift
 
 if [[ -z "${QEMU_MACHINE:-}" ]]; then
-  tag=$(grep -aom1 'qemu-machine=[a-z0-9-]* cpu=[a-z0-9+-]*' "$ELF" || true)
+  tag=$(grep -aoEm1 '(qemu-machine|board)=[a-z0-9-]+ [a-z-]+=[A-Za-z0-9+-]+;' "$ELF" || true)
   case "$tag" in
-    qemu-machine=mps2-*) m=${tag#qemu-machine=}; QEMU_MACHINE="-machine ${m% cpu=*} -cpu ${tag##*cpu=}" ;;
+    qemu-machine=*) m=${tag#qemu-machine=}; c=${tag##*cpu=}
+                    QEMU_MACHINE="-machine ${m%% *} -cpu ${c%;}" ;;
     *) echo "qemu-run.sh: $ELF was not built for a QEMU memory map (${tag:-no tag}); nothing to run" >&2
        exit 2 ;;
   esac
