@@ -17,7 +17,7 @@ mod parse;
 #[cfg(feature = "std")]
 mod write;
 
-pub use error::BlobError;
+pub use error::{BlobError, Part, Section};
 pub use format::*;
 pub use parse::*;
 #[cfg(feature = "std")]

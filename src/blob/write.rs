@@ -1,1 +1,475 @@
-//! (being written)
+//! The blob writer (std only) and std helpers to hold a blob in suitably aligned memory.
+
+use super::format::{self, entry, hdr, ALIGN, ENTRY_LEN, HEADER_LEN, MAGIC, VERSION};
+use super::{Blob, BlobError, DType, TensorKind};
+use crate::config::{Config, ConfigError};
+use half::f16;
+use std::fmt;
+use std::path::Path;
+use std::vec::Vec;
+
+/// The values of one tensor handed to [`BlobWriter::add`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum TensorData {
+    /// f32 values, row-major.
+    F32(Vec<f32>),
+    /// f16 values, row-major.
+    F16(Vec<f16>),
+    /// int8 values, row-major, and one f32 scale per row.
+    I8 { q: Vec<i8>, scales: Vec<f32> },
+}
+
+impl TensorData {
+    /// Convert f32 values to `dtype`: f16 rounds to nearest even; int8 quantises each row of
+    /// `cols` values symmetrically (see [`quantize_rows_i8`]).
+    pub fn from_f32(values: &[f32], cols: usize, dtype: DType) -> TensorData {
+        match dtype {
+            DType::F32 => TensorData::F32(values.to_vec()),
+            DType::F16 => TensorData::F16(values.iter().map(|&v| f16::from_f32(v)).collect()),
+            DType::I8 => {
+                let (q, scales) = quantize_rows_i8(values, cols);
+                TensorData::I8 { q, scales }
+            }
+        }
+    }
+
+    /// The storage dtype.
+    pub fn dtype(&self) -> DType {
+        match self {
+            TensorData::F32(_) => DType::F32,
+            TensorData::F16(_) => DType::F16,
+            TensorData::I8 { .. } => DType::I8,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            TensorData::F32(v) => v.len(),
+            TensorData::F16(v) => v.len(),
+            TensorData::I8 { q, .. } => q.len(),
+        }
+    }
+}
+
+/// Symmetric per-row int8 quantisation: for each row of `cols` values, `scale = max|w| / 127`,
+/// `q = round(w / scale)` clamped to [−127, 127]; an all-zero row gets scale 0 and q = 0.
+/// `|w − q·scale| ≤ scale / 2` for every finite w. `values.len()` must be a multiple of `cols`
+/// (a trailing partial row is quantised on its own).
+pub fn quantize_rows_i8(values: &[f32], cols: usize) -> (Vec<i8>, Vec<f32>) {
+    let cols = cols.max(1);
+    let mut q = Vec::with_capacity(values.len());
+    let mut scales = Vec::with_capacity(values.len() / cols + 1);
+    for row in values.chunks(cols) {
+        let absmax = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let scale = absmax / 127.0;
+        scales.push(scale);
+        if scale == 0.0 || !scale.is_finite() {
+            q.extend(row.iter().map(|_| 0i8));
+        } else {
+            q.extend(
+                row.iter()
+                    .map(|&v| (v / scale).round().clamp(-127.0, 127.0) as i8),
+            );
+        }
+    }
+    (q, scales)
+}
+
+/// Why [`BlobWriter::finish`] refused to write a blob.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WriteError {
+    /// The config is invalid.
+    Config(ConfigError),
+    /// A tensor was added twice.
+    Duplicate { kind: TensorKind, layer: u16 },
+    /// A tensor the config requires was not added.
+    Missing { kind: TensorKind, layer: u16 },
+    /// A `(kind, layer)` the config does not have.
+    Unexpected { kind: TensorKind, layer: u16 },
+    /// Wrong number of values (or scales) for the config's shape.
+    Length {
+        kind: TensorKind,
+        layer: u16,
+        expected: usize,
+        found: usize,
+    },
+    /// The kind must be f32.
+    DType {
+        kind: TensorKind,
+        layer: u16,
+        dtype: DType,
+    },
+    /// The vocabulary size differs from `config.vocab`.
+    VocabSize { found: usize, expected: u32 },
+    /// The vocabulary is larger than 4 GiB.
+    VocabTooLarge(usize),
+    /// The written blob does not parse (a writer bug).
+    SelfCheck(BlobError),
+}
+
+impl fmt::Display for WriteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WriteError::Config(e) => write!(f, "invalid config: {e}"),
+            WriteError::Duplicate { kind, layer } => {
+                write!(f, "tensor {} added twice", kind.key(*layer))
+            }
+            WriteError::Missing { kind, layer } => {
+                write!(f, "required tensor {} was not provided", kind.key(*layer))
+            }
+            WriteError::Unexpected { kind, layer } => {
+                write!(f, "tensor {} is not part of this config", kind.key(*layer))
+            }
+            WriteError::Length {
+                kind,
+                layer,
+                expected,
+                found,
+            } => write!(
+                f,
+                "tensor {}: {found} values, the config's shape needs {expected}",
+                kind.key(*layer)
+            ),
+            WriteError::DType { kind, layer, dtype } => {
+                write!(f, "tensor {} must be f32, got {dtype}", kind.key(*layer))
+            }
+            WriteError::VocabSize { found, expected } => {
+                write!(
+                    f,
+                    "vocabulary has {found} tokens, config.vocab is {expected}"
+                )
+            }
+            WriteError::VocabTooLarge(n) => write!(f, "vocabulary is {n} bytes, more than 4 GiB"),
+            WriteError::SelfCheck(e) => write!(f, "internal error, written blob is invalid: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for WriteError {}
+
+/// Builds a blob: set the config, add every required tensor (any order), set the vocabulary,
+/// then [`finish`](BlobWriter::finish). Tensors are laid out in canonical order.
+#[derive(Clone, Debug)]
+pub struct BlobWriter {
+    config: Config,
+    tensors: Vec<(TensorKind, u16, TensorData)>,
+    vocab: Vec<Vec<u8>>,
+}
+
+impl BlobWriter {
+    /// A writer for a model with this config.
+    pub fn new(config: Config) -> BlobWriter {
+        BlobWriter {
+            config,
+            tensors: Vec::new(),
+            vocab: Vec::new(),
+        }
+    }
+
+    /// Add the tensor `(kind, layer)`. Shape and dtype are checked by [`finish`](Self::finish).
+    pub fn add(&mut self, kind: TensorKind, layer: u16, data: TensorData) -> &mut Self {
+        self.tensors.push((kind, layer, data));
+        self
+    }
+
+    /// Set the vocabulary (token bytes, index = id).
+    pub fn vocab(&mut self, tokens: Vec<Vec<u8>>) -> &mut Self {
+        self.vocab = tokens;
+        self
+    }
+
+    /// Lay out, sign, and self-check the blob.
+    pub fn finish(&self) -> Result<Vec<u8>, WriteError> {
+        let cfg = &self.config;
+        cfg.validate().map_err(WriteError::Config)?;
+        // check every tensor and put them in canonical order
+        let required = TensorKind::required_count(cfg);
+        let mut slots: Vec<Option<&TensorData>> = vec![None; required];
+        for (kind, layer, data) in &self.tensors {
+            let (kind, layer) = (*kind, *layer);
+            let idx = kind
+                .canonical_index(layer, cfg)
+                .ok_or(WriteError::Unexpected { kind, layer })?;
+            if !kind.allows(data.dtype()) {
+                return Err(WriteError::DType {
+                    kind,
+                    layer,
+                    dtype: data.dtype(),
+                });
+            }
+            let (r, c) = kind.shape(cfg);
+            let n = r as usize * c as usize;
+            if data.len() != n {
+                return Err(WriteError::Length {
+                    kind,
+                    layer,
+                    expected: n,
+                    found: data.len(),
+                });
+            }
+            if let TensorData::I8 { scales, .. } = data {
+                if scales.len() != r as usize {
+                    return Err(WriteError::Length {
+                        kind,
+                        layer,
+                        expected: r as usize,
+                        found: scales.len(),
+                    });
+                }
+            }
+            if slots[idx].is_some() {
+                return Err(WriteError::Duplicate { kind, layer });
+            }
+            slots[idx] = Some(data);
+        }
+        for ((kind, layer), slot) in TensorKind::required(cfg).zip(&slots) {
+            if slot.is_none() {
+                return Err(WriteError::Missing { kind, layer });
+            }
+        }
+        if self.vocab.len() != cfg.vocab as usize {
+            return Err(WriteError::VocabSize {
+                found: self.vocab.len(),
+                expected: cfg.vocab,
+            });
+        }
+        let vocab_bytes: usize = self.vocab.iter().map(Vec::len).sum();
+        if vocab_bytes > u32::MAX as usize {
+            return Err(WriteError::VocabTooLarge(vocab_bytes));
+        }
+
+        // layout
+        let table_off = HEADER_LEN;
+        let vi_off = table_off + required * ENTRY_LEN;
+        let vb_off = vi_off + (self.vocab.len() + 1) * 4;
+        let data_off = format::align_up((vb_off + vocab_bytes) as u64) as usize;
+        let mut pos = data_off;
+        let mut place = |bytes: usize| {
+            let at = pos;
+            pos = format::align_up((pos + bytes) as u64) as usize;
+            at
+        };
+        let mut layout = Vec::with_capacity(required);
+        for data in slots.iter().flatten() {
+            let n = data.len() * data.dtype().size();
+            let off = place(n);
+            let (soff, slen) = match data {
+                TensorData::I8 { scales, .. } => (place(scales.len() * 4), scales.len() * 4),
+                _ => (0, 0),
+            };
+            layout.push((off, n, soff, slen));
+        }
+        let total = pos;
+
+        let mut out = vec![0u8; total];
+        out[hdr::MAGIC..hdr::MAGIC + 8].copy_from_slice(&MAGIC);
+        put_u32(&mut out, hdr::VERSION, VERSION);
+        put_u32(&mut out, hdr::HEADER_LEN, HEADER_LEN as u32);
+        put_u64(&mut out, hdr::TOTAL_LEN, total as u64);
+        out[hdr::CONFIG..hdr::CONFIG + 68].copy_from_slice(&format::config_to_bytes(cfg));
+        put_u32(&mut out, hdr::N_TENSORS, required as u32);
+        put_u64(&mut out, hdr::TABLE_OFF, table_off as u64);
+        put_u32(&mut out, hdr::N_TOKENS, self.vocab.len() as u32);
+        put_u64(&mut out, hdr::VOCAB_INDEX_OFF, vi_off as u64);
+        put_u64(&mut out, hdr::VOCAB_BYTES_OFF, vb_off as u64);
+        put_u64(&mut out, hdr::VOCAB_BYTES_LEN, vocab_bytes as u64);
+        put_u64(&mut out, hdr::DATA_OFF, data_off as u64);
+        put_u64(&mut out, hdr::DATA_LEN, (total - data_off) as u64);
+
+        for (i, (((kind, layer), data), &(off, n, soff, slen))) in TensorKind::required(cfg)
+            .zip(slots.iter().flatten())
+            .zip(&layout)
+            .enumerate()
+        {
+            let e = table_off + i * ENTRY_LEN;
+            let (r, c) = kind.shape(cfg);
+            put_u16(&mut out, e + entry::KIND, kind.code());
+            put_u16(&mut out, e + entry::LAYER, layer);
+            out[e + entry::DTYPE] = data.dtype().code();
+            put_u32(&mut out, e + entry::ROWS, r);
+            put_u32(&mut out, e + entry::COLS, c);
+            put_u64(&mut out, e + entry::DATA_OFF, off as u64);
+            put_u64(&mut out, e + entry::DATA_LEN, n as u64);
+            put_u64(&mut out, e + entry::SCALES_OFF, soff as u64);
+            put_u64(&mut out, e + entry::SCALES_LEN, slen as u64);
+            let dst = &mut out[off..off + n];
+            match data {
+                TensorData::F32(v) => {
+                    for (d, x) in dst.chunks_exact_mut(4).zip(v) {
+                        d.copy_from_slice(&x.to_le_bytes());
+                    }
+                }
+                TensorData::F16(v) => {
+                    for (d, x) in dst.chunks_exact_mut(2).zip(v) {
+                        d.copy_from_slice(&x.to_le_bytes());
+                    }
+                }
+                TensorData::I8 { q, scales } => {
+                    for (d, x) in dst.iter_mut().zip(q) {
+                        *d = *x as u8;
+                    }
+                    for (d, x) in out[soff..soff + slen].chunks_exact_mut(4).zip(scales) {
+                        d.copy_from_slice(&x.to_le_bytes());
+                    }
+                }
+            }
+        }
+
+        let mut acc = 0usize;
+        put_u32(&mut out, vi_off, 0);
+        for (id, tok) in self.vocab.iter().enumerate() {
+            out[vb_off + acc..vb_off + acc + tok.len()].copy_from_slice(tok);
+            acc += tok.len();
+            put_u32(&mut out, vi_off + (id + 1) * 4, acc as u32);
+        }
+
+        sign(&mut out);
+        // self-check against the reader (structure only; the checksum was just computed)
+        let buf = AlignedBuf::from_bytes(&out);
+        Blob::parse_skip_checksum(&buf).map_err(WriteError::SelfCheck)?;
+        Ok(out)
+    }
+}
+
+fn put_u16(b: &mut [u8], off: usize, v: u16) {
+    b[off..off + 2].copy_from_slice(&v.to_le_bytes());
+}
+
+fn put_u32(b: &mut [u8], off: usize, v: u32) {
+    b[off..off + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+fn put_u64(b: &mut [u8], off: usize, v: u64) {
+    b[off..off + 8].copy_from_slice(&v.to_le_bytes());
+}
+
+/// (Re)compute and store the checksum of a blob in place (after editing header or table
+/// fields, e.g. in tests). Does nothing if `bytes` is shorter than the checksum field.
+pub fn sign(bytes: &mut [u8]) {
+    if bytes.len() < format::CHECKSUM_START {
+        return;
+    }
+    let c = format::checksum(bytes);
+    bytes[hdr::CHECKSUM..hdr::CHECKSUM + 4].copy_from_slice(&c.to_le_bytes());
+}
+
+/// A heap byte buffer whose first byte is 32-byte aligned ([`ALIGN`]), so that
+/// [`Blob::parse`] accepts it. Derefs to `[u8]`.
+#[derive(Clone)]
+pub struct AlignedBuf {
+    storage: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl AlignedBuf {
+    /// Copy `bytes` into a fresh aligned buffer.
+    pub fn from_bytes(bytes: &[u8]) -> AlignedBuf {
+        let mut storage = vec![0u8; bytes.len() + ALIGN];
+        let start = storage.as_ptr().align_offset(ALIGN).min(ALIGN);
+        storage[start..start + bytes.len()].copy_from_slice(bytes);
+        AlignedBuf {
+            storage,
+            start,
+            len: bytes.len(),
+        }
+    }
+
+    /// Read a whole file into an aligned buffer.
+    pub fn read_file(path: impl AsRef<Path>) -> std::io::Result<AlignedBuf> {
+        let bytes = std::fs::read(path)?;
+        Ok(AlignedBuf::from_bytes(&bytes))
+    }
+
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.storage[self.start..self.start + self.len]
+    }
+
+    /// Mutable bytes (e.g. to corrupt a blob in a test).
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.storage[self.start..self.start + self.len]
+    }
+
+    /// Parse the buffer as a blob.
+    pub fn blob(&self) -> Result<Blob<'_>, BlobError> {
+        Blob::parse(self.as_slice())
+    }
+}
+
+impl std::ops::Deref for AlignedBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl std::ops::DerefMut for AlignedBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        self.as_mut_slice()
+    }
+}
+
+impl fmt::Debug for AlignedBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AlignedBuf({} bytes)", self.len)
+    }
+}
+
+/// A blob file memory-mapped read-only (page-aligned, so [`Blob::parse`] accepts it). The
+/// normal way to load a blob on Linux: no copy, pages come in on demand.
+#[derive(Debug)]
+pub struct MappedBlob {
+    map: memmap2::Mmap,
+}
+
+/// Why a blob file could not be loaded.
+#[derive(Debug)]
+pub enum LoadError {
+    /// Opening or mapping the file failed.
+    Io(std::path::PathBuf, std::io::Error),
+    /// The file is not a valid blob.
+    Blob(std::path::PathBuf, BlobError),
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadError::Io(p, e) => write!(f, "{}: {e}", p.display()),
+            LoadError::Blob(p, e) => write!(f, "{}: {e}", p.display()),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+impl MappedBlob {
+    /// Map `path` and validate it as a blob (checksum included).
+    pub fn open(path: impl AsRef<Path>) -> Result<MappedBlob, LoadError> {
+        let path = path.as_ref();
+        let io = |e| LoadError::Io(path.to_path_buf(), e);
+        let file = std::fs::File::open(path).map_err(io)?;
+        // SAFETY: the mapping is read-only and private to this process. Mapped files are UB to
+        // read if another process truncates or rewrites them meanwhile; m2-pack replaces blobs
+        // atomically (write a new file, then rename), which leaves existing mappings intact.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+        Blob::parse(&map).map_err(|e| LoadError::Blob(path.to_path_buf(), e))?;
+        Ok(MappedBlob { map })
+    }
+
+    /// The mapped bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.map
+    }
+
+    /// The blob view. `open` validated these bytes; this re-runs only the structural checks
+    /// (an error is possible only if the file was modified behind the mapping's back).
+    pub fn blob(&self) -> Result<Blob<'_>, BlobError> {
+        Blob::parse_skip_checksum(&self.map)
+    }
+}
+
+/// Load a blob file into memory (a memory map) and validate it: `load_file(p)?.blob()`.
+pub fn load_file(path: impl AsRef<Path>) -> Result<MappedBlob, LoadError> {
+    MappedBlob::open(path)
+}
