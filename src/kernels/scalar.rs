@@ -14,7 +14,8 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
 
 /// `y[n, m] = x[n, k] · w[m, k]ᵀ` in f32.
 pub fn gemm_f32(x: &[f32], n: usize, k: usize, w: &[f32], m: usize, y: &mut [f32]) {
-    for (r, wr) in w.chunks_exact(k).take(m).enumerate() {
+    for r in 0..m {
+        let wr = &w[r * k..(r + 1) * k];
         for i in 0..n {
             y[i * m + r] = dot_f32(&x[i * k..(i + 1) * k], wr);
         }
@@ -23,7 +24,8 @@ pub fn gemm_f32(x: &[f32], n: usize, k: usize, w: &[f32], m: usize, y: &mut [f32
 
 /// `y[n, m] = x[n, k] · w[m, k]ᵀ` with f16 weights, f32 arithmetic.
 pub fn gemm_f16(x: &[f32], n: usize, k: usize, w: &[f16], m: usize, y: &mut [f32]) {
-    for (r, wr) in w.chunks_exact(k).take(m).enumerate() {
+    for r in 0..m {
+        let wr = &w[r * k..(r + 1) * k];
         for i in 0..n {
             let xr = &x[i * k..(i + 1) * k];
             let mut acc = 0.0f32;
@@ -68,8 +70,18 @@ pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
 
 /// `y[n, m] = (xq[n, k] · wq[m, k]ᵀ) * xs[n] * ws[m]`.
 #[allow(clippy::too_many_arguments)]
-pub fn gemm_i8(xq: &[i8], xs: &[f32], n: usize, k: usize, wq: &[i8], ws: &[f32], m: usize, y: &mut [f32]) {
-    for (r, wr) in wq.chunks_exact(k).take(m).enumerate() {
+pub fn gemm_i8(
+    xq: &[i8],
+    xs: &[f32],
+    n: usize,
+    k: usize,
+    wq: &[i8],
+    ws: &[f32],
+    m: usize,
+    y: &mut [f32],
+) {
+    for r in 0..m {
+        let wr = &wq[r * k..(r + 1) * k];
         for i in 0..n {
             let acc = dot_i8(&xq[i * k..(i + 1) * k], wr);
             y[i * m + r] = acc as f32 * xs[i] * ws[r];

@@ -1,0 +1,387 @@
+//! x86_64 kernels: AVX2 + FMA + F16C. Only called after run-time detection ([`super::Isa::Avx2`]).
+//!
+//! int8 (`gemm_i8`): a tile of 2 weight rows × up to 4 activation rows, 32 bytes per step.
+//! Without VNNI the 8-bit product is `vpmaddubsw`, which wants one unsigned operand, so each
+//! step takes `|w|` (unsigned) and `x` with `w`'s sign (`vpsignb`). A pair sum is then at most
+//! `2 · 128 · 127 = 32512 < 2¹⁵` — exact, even for a `-128` weight, since quantised activations
+//! lie in `[-127, 127]` — and `vpmaddwd` by ones widens it to i32. The accumulators are exactly
+//! scalar's, and so is the dequantisation. Weights are streamed once; the activation rows
+//! (`n · k` bytes) stay in L1.
+//!
+//! f32 / f16 (`gemm_f32`, `gemm_f16`): 2 weight rows × up to 4 activation rows, 8 lanes, FMA;
+//! f16 weights are widened with `vcvtph2ps`.
+
+use super::{dequant, Out};
+use core::arch::x86_64::*;
+use half::f16;
+
+/// Activation rows per tile.
+const XR: usize = 4;
+
+/// Sums of four i32x8 vectors, as `[Σa, Σb, Σc, Σd]`.
+#[inline(always)]
+unsafe fn hsum4_i32(a: __m256i, b: __m256i, c: __m256i, d: __m256i) -> [i32; 4] {
+    // SAFETY: inlined only into the `#[target_feature]` entry points below, which run after
+    // detection; pointer accesses as stated below.
+    unsafe {
+        let ab = _mm256_hadd_epi32(a, b);
+        let cd = _mm256_hadd_epi32(c, d);
+        let abcd = _mm256_hadd_epi32(ab, cd);
+        let s = _mm_add_epi32(
+            _mm256_castsi256_si128(abcd),
+            _mm256_extracti128_si256::<1>(abcd),
+        );
+        let mut o = [0i32; 4];
+        // SAFETY: `o` is 16 writable bytes.
+        _mm_storeu_si128(o.as_mut_ptr() as *mut __m128i, s);
+        o
+    }
+}
+
+/// Sums of four f32x8 vectors, as `[Σa, Σb, Σc, Σd]`.
+#[inline(always)]
+unsafe fn hsum4_f32(a: __m256, b: __m256, c: __m256, d: __m256) -> [f32; 4] {
+    // SAFETY: inlined only into the `#[target_feature]` entry points below, which run after
+    // detection; pointer accesses as stated below.
+    unsafe {
+        let ab = _mm256_hadd_ps(a, b);
+        let cd = _mm256_hadd_ps(c, d);
+        let abcd = _mm256_hadd_ps(ab, cd);
+        let s = _mm_add_ps(
+            _mm256_castps256_ps128(abcd),
+            _mm256_extractf128_ps::<1>(abcd),
+        );
+        let mut o = [0f32; 4];
+        // SAFETY: `o` is 16 writable bytes.
+        _mm_storeu_ps(o.as_mut_ptr(), s);
+        o
+    }
+}
+
+/// `y = dequant(xq[n, k] · wq[m, k]ᵀ)`; see the module doc.
+///
+/// # Safety
+/// AVX2 is available; `xq` holds `n * k`, `xs` `n`, `wq` `m * k`, `ws` `m` elements; `out`
+/// addresses `n` rows of `m` columns that only this call writes.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn gemm_i8(
+    xq: &[i8],
+    xs: &[f32],
+    n: usize,
+    k: usize,
+    wq: &[i8],
+    ws: &[f32],
+    m: usize,
+    out: Out,
+) {
+    let mut r = 0;
+    while r + 2 <= m {
+        // SAFETY: rows r, r+1 < m; forwarded.
+        unsafe { rows_i8::<2>(xq, xs, n, k, wq, ws, r, out) };
+        r += 2;
+    }
+    if r < m {
+        // SAFETY: row r < m; forwarded.
+        unsafe { rows_i8::<1>(xq, xs, n, k, wq, ws, r, out) };
+    }
+}
+
+/// Weight rows `r..r+R` against every activation row, `XR` activation rows at a time.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn rows_i8<const R: usize>(
+    xq: &[i8],
+    xs: &[f32],
+    n: usize,
+    k: usize,
+    wq: &[i8],
+    ws: &[f32],
+    r: usize,
+    out: Out,
+) {
+    let mut i = 0;
+    while i < n {
+        // SAFETY: rows i..i+N < n and r..r+R < m; forwarded.
+        unsafe {
+            match n - i {
+                1 => tile_i8::<R, 1>(xq, xs, k, wq, ws, r, i, out),
+                2 => tile_i8::<R, 2>(xq, xs, k, wq, ws, r, i, out),
+                3 => tile_i8::<R, 3>(xq, xs, k, wq, ws, r, i, out),
+                _ => tile_i8::<R, XR>(xq, xs, k, wq, ws, r, i, out),
+            }
+        }
+        i += XR;
+    }
+}
+
+/// One `R × N` tile: weight rows `r..r+R`, activation rows `i..i+N`, over all of `k`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn tile_i8<const R: usize, const N: usize>(
+    xq: &[i8],
+    xs: &[f32],
+    k: usize,
+    wq: &[i8],
+    ws: &[f32],
+    r: usize,
+    i: usize,
+    out: Out,
+) {
+    // SAFETY: inlined only into the `#[target_feature]` entry points below, which run after
+    // detection; pointer accesses as stated below.
+    unsafe {
+        let k32 = k & !31;
+        // SAFETY (whole function): rows r..r+R of `wq` and i..i+N of `xq` exist (callers), each
+        // `k` bytes, and every load below reads 32 bytes at an offset c + 32 <= k32 <= k.
+        let wp: [*const i8; R] = core::array::from_fn(|j| wq.as_ptr().add((r + j) * k));
+        let xp: [*const i8; N] = core::array::from_fn(|t| xq.as_ptr().add((i + t) * k));
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [[_mm256_setzero_si256(); N]; R];
+        let mut c = 0;
+        while c < k32 {
+            let w: [__m256i; R] =
+                core::array::from_fn(|j| _mm256_loadu_si256(wp[j].add(c) as *const __m256i));
+            let aw: [__m256i; R] = core::array::from_fn(|j| _mm256_abs_epi8(w[j]));
+            for t in 0..N {
+                let xv = _mm256_loadu_si256(xp[t].add(c) as *const __m256i);
+                for j in 0..R {
+                    let p = _mm256_maddubs_epi16(aw[j], _mm256_sign_epi8(xv, w[j]));
+                    acc[j][t] = _mm256_add_epi32(acc[j][t], _mm256_madd_epi16(p, ones));
+                }
+            }
+            c += 32;
+        }
+        let z = _mm256_setzero_si256();
+        for j in 0..R {
+            let mut a = [z; 4];
+            a[..N].copy_from_slice(&acc[j]);
+            let mut s = hsum4_i32(a[0], a[1], a[2], a[3]);
+            for (t, st) in s.iter_mut().enumerate().take(N) {
+                for c in k32..k {
+                    // SAFETY: c < k.
+                    *st += *xp[t].add(c) as i32 * *wp[j].add(c) as i32;
+                }
+                // SAFETY: i + t < n, r + j < m (callers); xs, ws hold n and m elements.
+                {
+                    let v = dequant(*st, *xs.get_unchecked(i + t), *ws.get_unchecked(r + j));
+                    out.set(i + t, r + j, v);
+                }
+            }
+        }
+    }
+}
+
+/// A weight source for the float tiles: 8 lanes at an element offset.
+trait Load8 {
+    type T;
+    unsafe fn load8(p: *const Self::T) -> __m256;
+    fn get(v: &Self::T) -> f32;
+}
+struct F32W;
+struct F16W;
+impl Load8 for F32W {
+    type T = f32;
+    #[inline(always)]
+    unsafe fn load8(p: *const f32) -> __m256 {
+        // SAFETY: the caller guarantees 8 readable elements.
+        unsafe { _mm256_loadu_ps(p) }
+    }
+    #[inline(always)]
+    fn get(v: &f32) -> f32 {
+        *v
+    }
+}
+impl Load8 for F16W {
+    type T = f16;
+    #[inline(always)]
+    unsafe fn load8(p: *const f16) -> __m256 {
+        // SAFETY: the caller guarantees 8 readable elements; F16C is enabled by the callers.
+        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)) }
+    }
+    #[inline(always)]
+    fn get(v: &f16) -> f32 {
+        v.to_f32()
+    }
+}
+
+/// `y = x[n, k] · w[m, k]ᵀ` in f32 with FMA.
+///
+/// # Safety
+/// AVX2 and FMA are available; `x` holds `n * k`, `w` `m * k` elements; `out` addresses `n`
+/// rows of `m` columns that only this call writes.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn gemm_f32(x: &[f32], n: usize, k: usize, w: &[f32], m: usize, out: Out) {
+    // SAFETY: forwarded.
+    unsafe { gemm_float::<F32W>(x, n, k, w, m, out) }
+}
+
+/// `y = x[n, k] · w[m, k]ᵀ` with f16 weights widened to f32, FMA.
+///
+/// # Safety
+/// As for [`gemm_f32`], with F16C available.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn gemm_f16(x: &[f32], n: usize, k: usize, w: &[f16], m: usize, out: Out) {
+    // SAFETY: forwarded.
+    unsafe { gemm_float::<F16W>(x, n, k, w, m, out) }
+}
+
+#[inline(always)]
+unsafe fn gemm_float<L: Load8>(x: &[f32], n: usize, k: usize, w: &[L::T], m: usize, out: Out) {
+    let mut r = 0;
+    while r + 2 <= m {
+        // SAFETY: rows r, r+1 < m; forwarded.
+        unsafe { rows_float::<L, 2>(x, n, k, w, r, out) };
+        r += 2;
+    }
+    if r < m {
+        // SAFETY: row r < m; forwarded.
+        unsafe { rows_float::<L, 1>(x, n, k, w, r, out) };
+    }
+}
+
+#[inline(always)]
+unsafe fn rows_float<L: Load8, const R: usize>(
+    x: &[f32],
+    n: usize,
+    k: usize,
+    w: &[L::T],
+    r: usize,
+    out: Out,
+) {
+    let mut i = 0;
+    while i < n {
+        // SAFETY: rows i..i+N < n and r..r+R < m; forwarded.
+        unsafe {
+            match n - i {
+                1 => tile_float::<L, R, 1>(x, k, w, r, i, out),
+                2 => tile_float::<L, R, 2>(x, k, w, r, i, out),
+                3 => tile_float::<L, R, 3>(x, k, w, r, i, out),
+                _ => tile_float::<L, R, XR>(x, k, w, r, i, out),
+            }
+        }
+        i += XR;
+    }
+}
+
+#[inline(always)]
+unsafe fn tile_float<L: Load8, const R: usize, const N: usize>(
+    x: &[f32],
+    k: usize,
+    w: &[L::T],
+    r: usize,
+    i: usize,
+    out: Out,
+) {
+    // SAFETY: inlined only into the `#[target_feature]` entry points below, which run after
+    // detection; pointer accesses as stated below.
+    unsafe {
+        let k8 = k & !7;
+        // SAFETY (whole function): rows r..r+R of `w` and i..i+N of `x` exist (callers), each `k`
+        // elements, and every load reads 8 elements at an offset c + 8 <= k8 <= k.
+        let wp: [*const L::T; R] = core::array::from_fn(|j| w.as_ptr().add((r + j) * k));
+        let xp: [*const f32; N] = core::array::from_fn(|t| x.as_ptr().add((i + t) * k));
+        let mut acc = [[_mm256_setzero_ps(); N]; R];
+        let mut c = 0;
+        while c < k8 {
+            let wv: [__m256; R] = core::array::from_fn(|j| L::load8(wp[j].add(c)));
+            for t in 0..N {
+                let xv = _mm256_loadu_ps(xp[t].add(c));
+                for j in 0..R {
+                    acc[j][t] = _mm256_fmadd_ps(xv, wv[j], acc[j][t]);
+                }
+            }
+            c += 8;
+        }
+        let z = _mm256_setzero_ps();
+        for j in 0..R {
+            let mut a = [z; 4];
+            a[..N].copy_from_slice(&acc[j]);
+            let mut s = hsum4_f32(a[0], a[1], a[2], a[3]);
+            for (t, st) in s.iter_mut().enumerate().take(N) {
+                for c in k8..k {
+                    // SAFETY: c < k.
+                    *st += *xp[t].add(c) * L::get(&*wp[j].add(c));
+                }
+                // SAFETY: i + t < n, r + j < m (callers).
+                out.set(i + t, r + j, *st);
+            }
+        }
+    }
+}
+
+/// [`super::scalar::quantize_rows`], vectorised, byte for byte the same: the absolute maximum
+/// is order-independent (NaNs ignored as `f32::max` does) and `roundf` (half away from zero) is
+/// rebuilt exactly from truncation and the exact fractional part.
+///
+/// # Safety
+/// AVX2 is available; `x` and `q` hold `n * k` elements, `scales` `n`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn quantize_rows(
+    x: &[f32],
+    n: usize,
+    k: usize,
+    q: &mut [i8],
+    scales: &mut [f32],
+) {
+    let k32 = k & !31;
+    let sign = _mm256_set1_ps(-0.0);
+    for i in 0..n {
+        let xr = &x[i * k..(i + 1) * k];
+        let qr = &mut q[i * k..(i + 1) * k];
+        let xp = xr.as_ptr();
+        let mut vmax = _mm256_setzero_ps();
+        let mut c = 0;
+        while c + 8 <= k {
+            // SAFETY: c + 8 <= k = xr.len().
+            let v = _mm256_andnot_ps(sign, unsafe { _mm256_loadu_ps(xp.add(c)) });
+            // maxps returns its second operand when either is NaN: NaNs are skipped.
+            vmax = _mm256_max_ps(v, vmax);
+            c += 8;
+        }
+        let mut lanes = [0f32; 8];
+        // SAFETY: `lanes` is 32 writable bytes.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), vmax) };
+        let mut amax = lanes.iter().fold(0.0f32, |a, v| a.max(*v));
+        amax = xr[c..].iter().fold(amax, |a, v| a.max(v.abs()));
+        if amax == 0.0 || !amax.is_finite() {
+            scales[i] = 0.0;
+            qr.fill(0);
+            continue;
+        }
+        let inv = 127.0 / amax;
+        let vinv = _mm256_set1_ps(inv);
+        let (half, one) = (_mm256_set1_ps(0.5), _mm256_set1_ps(1.0));
+        let (lo, hi) = (_mm256_set1_ps(-127.0), _mm256_set1_ps(127.0));
+        let round8 = |v: __m256| -> __m256i {
+            let t = _mm256_mul_ps(v, vinv);
+            let tr = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(t);
+            let frac = _mm256_andnot_ps(sign, _mm256_sub_ps(t, tr));
+            let up = _mm256_cmp_ps::<_CMP_GE_OQ>(frac, half);
+            let step = _mm256_and_ps(up, _mm256_or_ps(_mm256_and_ps(t, sign), one));
+            let rv = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(tr, step), lo), hi);
+            let nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(t, t);
+            _mm256_cvttps_epi32(_mm256_andnot_ps(nan, rv))
+        };
+        let perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        let mut c = 0;
+        while c < k32 {
+            // SAFETY: c + 32 <= k32 <= k for all four loads and the store.
+            unsafe {
+                let a = round8(_mm256_loadu_ps(xp.add(c)));
+                let b = round8(_mm256_loadu_ps(xp.add(c + 8)));
+                let cc = round8(_mm256_loadu_ps(xp.add(c + 16)));
+                let d = round8(_mm256_loadu_ps(xp.add(c + 24)));
+                let ab = _mm256_packs_epi32(a, b);
+                let cd = _mm256_packs_epi32(cc, d);
+                let v = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(ab, cd), perm);
+                _mm256_storeu_si256(qr.as_mut_ptr().add(c) as *mut __m256i, v);
+            }
+            c += 32;
+        }
+        for (o, v) in qr[k32..].iter_mut().zip(&xr[k32..]) {
+            *o = libm::roundf(v * inv).clamp(-127.0, 127.0) as i8;
+        }
+        scales[i] = amax / 127.0;
+    }
+}

@@ -1,0 +1,186 @@
+//! Cortex-M4/M7 int8 kernel (DSP extension): `sxtb16` + `smlad`, 4 bytes per step.
+//!
+//! A 32-bit word of four int8 `[b0 b1 b2 b3]` is split into two words of two sign-extended i16:
+//! `sxtb16 w` = `[b0, b2]`, `sxtb16 w, ror #8` = `[b1, b3]`; `smlad acc, x, w` then adds both
+//! 16×16 products to an i32 accumulator. Tiles are 2 weight rows × 2 activation rows
+//! (12 of the 13 free core registers). f32 / f16 use the scalar kernels (the M4F FPU runs them).
+//!
+//! The packing scheme is generic over [`Mac`]: [`Smlad`] issues the instructions (only on
+//! bare-metal Arm eabihf targets, i.e. `thumbv7em-none-eabihf`, the only Cortex-M target whose
+//! DSP support is visible to stable `cfg`), and [`Emulated`] is the same arithmetic in portable
+//! Rust so that the host test suite checks the scheme against scalar ([`emulated_gemm_i8`]).
+//! The instructions themselves only run on target (the firmware's on-target tests under QEMU).
+
+use super::{dequant, Out};
+
+/// The two DSP primitives the kernel is built from.
+pub trait Mac {
+    /// `sxtb16 v` (`ror = false`) or `sxtb16 v, ror #8` (`ror = true`): bytes 0 and 2 (or 1
+    /// and 3) of `v`, sign-extended to two i16 halves.
+    fn sxtb16<const ROR: bool>(v: u32) -> u32;
+    /// `smlad`: `acc + lo(a)·lo(b) + hi(a)·hi(b)` over signed 16-bit halves (wrapping).
+    fn smlad(a: u32, b: u32, acc: i32) -> i32;
+}
+
+/// Portable emulation of [`Mac`], bit-exact with the instructions.
+pub struct Emulated;
+
+impl Mac for Emulated {
+    #[inline(always)]
+    fn sxtb16<const ROR: bool>(v: u32) -> u32 {
+        let v = if ROR { v.rotate_right(8) } else { v };
+        let lo = v as u8 as i8 as i16 as u16 as u32;
+        let hi = (v >> 16) as u8 as i8 as i16 as u16 as u32;
+        lo | (hi << 16)
+    }
+    #[inline(always)]
+    fn smlad(a: u32, b: u32, acc: i32) -> i32 {
+        let p0 = (a as u16 as i16 as i32) * (b as u16 as i16 as i32);
+        let p1 = ((a >> 16) as u16 as i16 as i32) * ((b >> 16) as u16 as i16 as i32);
+        acc.wrapping_add(p0).wrapping_add(p1)
+    }
+}
+
+/// The real instructions (`thumbv7em-none-eabihf`).
+#[cfg(all(target_arch = "arm", target_os = "none", target_abi = "eabihf"))]
+pub struct Smlad;
+
+#[cfg(all(target_arch = "arm", target_os = "none", target_abi = "eabihf"))]
+impl Mac for Smlad {
+    #[inline(always)]
+    fn sxtb16<const ROR: bool>(v: u32) -> u32 {
+        let r: u32;
+        // SAFETY: a register-only instruction of the DSP extension, present on this target.
+        unsafe {
+            if ROR {
+                core::arch::asm!("sxtb16 {r}, {v}, ror #8", r = lateout(reg) r, v = in(reg) v,
+                    options(pure, nomem, nostack, preserves_flags));
+            } else {
+                core::arch::asm!("sxtb16 {r}, {v}", r = lateout(reg) r, v = in(reg) v,
+                    options(pure, nomem, nostack, preserves_flags));
+            }
+        }
+        r
+    }
+    #[inline(always)]
+    fn smlad(a: u32, b: u32, acc: i32) -> i32 {
+        let r: i32;
+        // SAFETY: a register-only instruction of the DSP extension (it may set the Q flag).
+        unsafe {
+            core::arch::asm!("smlad {r}, {a}, {b}, {acc}", r = lateout(reg) r, a = in(reg) a,
+                b = in(reg) b, acc = in(reg) acc, options(pure, nomem, nostack));
+        }
+        r
+    }
+}
+
+/// [`super::scalar::gemm_i8`] through the DSP packing scheme of `M`, into `y[n, m]`.
+/// Returns without writing if a slice is too short.
+#[allow(clippy::too_many_arguments)]
+pub fn emulated_gemm_i8(
+    xq: &[i8],
+    xs: &[f32],
+    n: usize,
+    k: usize,
+    wq: &[i8],
+    ws: &[f32],
+    m: usize,
+    y: &mut [f32],
+) {
+    if xq.len() < n * k || xs.len() < n || wq.len() < m * k || ws.len() < m || y.len() < n * m {
+        return;
+    }
+    let out = Out {
+        ptr: y.as_mut_ptr(),
+        ld: m,
+    };
+    // SAFETY: lengths checked above; `out` addresses y, borrowed mutably here.
+    unsafe { gemm_i8::<Emulated>(xq, xs, n, k, wq, ws, m, out) }
+}
+
+/// `y = dequant(xq[n, k] · wq[m, k]ᵀ)` with `M`'s instructions.
+///
+/// # Safety
+/// `xq` holds `n * k`, `xs` `n`, `wq` `m * k`, `ws` `m` elements; `out` addresses `n` rows of
+/// `m` columns that only this call writes.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm_i8<M: Mac>(
+    xq: &[i8],
+    xs: &[f32],
+    n: usize,
+    k: usize,
+    wq: &[i8],
+    ws: &[f32],
+    m: usize,
+    out: Out,
+) {
+    let mut r = 0;
+    while r < m {
+        let mut i = 0;
+        while i < n {
+            // SAFETY: rows r..r+R < m and i..i+N < n; forwarded.
+            unsafe {
+                match (m - r >= 2, n - i >= 2) {
+                    (true, true) => tile::<M, 2, 2>(xq, xs, k, wq, ws, r, i, out),
+                    (true, false) => tile::<M, 2, 1>(xq, xs, k, wq, ws, r, i, out),
+                    (false, true) => tile::<M, 1, 2>(xq, xs, k, wq, ws, r, i, out),
+                    (false, false) => tile::<M, 1, 1>(xq, xs, k, wq, ws, r, i, out),
+                }
+            }
+            i += 2;
+        }
+        r += 2;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn tile<M: Mac, const R: usize, const N: usize>(
+    xq: &[i8],
+    xs: &[f32],
+    k: usize,
+    wq: &[i8],
+    ws: &[f32],
+    r: usize,
+    i: usize,
+    out: Out,
+) {
+    let k4 = k & !3;
+    // SAFETY (whole function): rows r..r+R of `wq` and i..i+N of `xq` exist (callers), each `k`
+    // bytes; every word read covers c..c+4 <= k4 <= k (unaligned reads are fine on v7-M).
+    let wp: [*const i8; R] = core::array::from_fn(|j| unsafe { wq.as_ptr().add((r + j) * k) });
+    let xp: [*const i8; N] = core::array::from_fn(|t| unsafe { xq.as_ptr().add((i + t) * k) });
+    let mut acc = [[0i32; N]; R];
+    let mut c = 0;
+    while c < k4 {
+        let w: [u32; R] =
+            core::array::from_fn(|j| unsafe { (wp[j].add(c) as *const u32).read_unaligned() });
+        let x: [u32; N] =
+            core::array::from_fn(|t| unsafe { (xp[t].add(c) as *const u32).read_unaligned() });
+        let (w02, w13): ([u32; R], [u32; R]) = (
+            core::array::from_fn(|j| M::sxtb16::<false>(w[j])),
+            core::array::from_fn(|j| M::sxtb16::<true>(w[j])),
+        );
+        for t in 0..N {
+            let (x02, x13) = (M::sxtb16::<false>(x[t]), M::sxtb16::<true>(x[t]));
+            for j in 0..R {
+                acc[j][t] = M::smlad(x13, w13[j], M::smlad(x02, w02[j], acc[j][t]));
+            }
+        }
+        c += 4;
+    }
+    for j in 0..R {
+        for t in 0..N {
+            let mut s = acc[j][t];
+            for c in k4..k {
+                // SAFETY: c < k.
+                unsafe { s += *xp[t].add(c) as i32 * *wp[j].add(c) as i32 };
+            }
+            // SAFETY: i + t < n, r + j < m (callers); xs, ws hold n and m elements.
+            unsafe {
+                let v = dequant(s, *xs.get_unchecked(i + t), *ws.get_unchecked(r + j));
+                out.set(i + t, r + j, v);
+            }
+        }
+    }
+}

@@ -1,0 +1,432 @@
+//! Every available kernel path against the scalar ground truth: property tests on random shapes
+//! (odd lengths included), extreme values, threads, and the Cortex-M DSP packing scheme
+//! (emulated on the host; the instructions themselves run only on target).
+
+use half::f16;
+use m2::blob::{Matrix, WeightData};
+use m2::kernels::{dsp, scalar, Isa, Kernels, QuantScratch};
+use proptest::prelude::*;
+
+/// Lengths that hit every tail of every tile width (4, 8, 16, 32) and a few long ones.
+const KS: &[usize] = &[
+    0, 1, 2, 3, 4, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 127, 512, 1000, 4099,
+];
+
+/// The non-scalar paths this machine runs (scalar is the reference).
+fn simd_paths() -> Vec<Kernels> {
+    Kernels::available()
+        .filter(|i| *i != Isa::Scalar)
+        .map(|i| Kernels::with_isa(i).unwrap())
+        .collect()
+}
+
+/// `y = x · Wᵀ + b` through `kern.linear`, returning y and the quantised activations.
+fn run(
+    kern: &Kernels,
+    x: &[f32],
+    n: usize,
+    w: &Matrix<'_>,
+    bias: Option<&[f32]>,
+) -> (Vec<f32>, Vec<i8>, Vec<f32>) {
+    let mut y = vec![f32::NAN; n * w.rows];
+    let mut q = vec![0i8; n * w.cols];
+    let mut s = vec![0f32; n];
+    let mut qs = QuantScratch {
+        q: &mut q,
+        scales: &mut s,
+    };
+    kern.linear(x, n, w, bias, &mut y, &mut qs);
+    (y, q, s)
+}
+
+/// Per-row int8 weights and scales from f32 values, as the packer does.
+fn quantise_weights(w: &[f32], m: usize, k: usize) -> (Vec<i8>, Vec<f32>) {
+    let mut q = vec![0i8; m * k];
+    let mut s = vec![0f32; m];
+    scalar::quantize_rows(w, m, k, &mut q, &mut s);
+    (q, s)
+}
+
+/// Float outputs agree with scalar within a relative bound on Σ|x·w| (summation order differs).
+fn assert_close(
+    got: &[f32],
+    want: &[f32],
+    x: &[f32],
+    n: usize,
+    k: usize,
+    w: &[f32],
+    m: usize,
+    what: &str,
+) {
+    for i in 0..n {
+        for r in 0..m {
+            let mag: f32 = (0..k).map(|c| (x[i * k + c] * w[r * k + c]).abs()).sum();
+            let (g, e) = (got[i * m + r], want[i * m + r]);
+            let tol = 2e-5 * mag + 1e-30;
+            assert!(
+                (g - e).abs() <= tol,
+                "{what}: y[{i},{r}] = {g}, scalar {e} (tol {tol}, n {n} k {k} m {m})"
+            );
+        }
+    }
+}
+
+fn check_all(x: &[f32], n: usize, k: usize, wf: &[f32], m: usize, bias: Option<&[f32]>) {
+    let w16: Vec<f16> = wf.iter().map(|v| f16::from_f32(*v)).collect();
+    let w16f: Vec<f32> = w16.iter().map(|v| v.to_f32()).collect();
+    let (wq, ws) = quantise_weights(wf, m, k);
+    let mats = [
+        Matrix {
+            rows: m,
+            cols: k,
+            data: WeightData::F32(wf),
+        },
+        Matrix {
+            rows: m,
+            cols: k,
+            data: WeightData::F16(&w16),
+        },
+        Matrix {
+            rows: m,
+            cols: k,
+            data: WeightData::I8 {
+                q: &wq,
+                scales: &ws,
+            },
+        },
+    ];
+    let refs: Vec<_> = mats
+        .iter()
+        .map(|w| run(&Kernels::SCALAR, x, n, w, bias))
+        .collect();
+    // The scalar path through `linear` is scalar.rs itself.
+    let mut yq = vec![0f32; n * m];
+    let (ref q, ref s) = (refs[2].1.clone(), refs[2].2.clone());
+    scalar::gemm_i8(q, s, n, k, &wq, &ws, m, &mut yq);
+    if let Some(b) = bias {
+        yq.chunks_exact_mut(m.max(1))
+            .for_each(|row| row.iter_mut().zip(b).for_each(|(o, bv)| *o += bv));
+    }
+    assert_eq!(
+        bits(&yq),
+        bits(&refs[2].0),
+        "scalar linear != scalar::gemm_i8"
+    );
+
+    for kern in simd_paths()
+        .into_iter()
+        .chain([Kernels::SCALAR.with_threads(2)])
+    {
+        let isa = kern.isa;
+        let got: Vec<_> = mats.iter().map(|w| run(&kern, x, n, w, bias)).collect();
+        assert_close(&got[0].0, &refs[0].0, x, n, k, wf, m, &format!("{isa} f32"));
+        assert_close(
+            &got[1].0,
+            &refs[1].0,
+            x,
+            n,
+            k,
+            &w16f,
+            m,
+            &format!("{isa} f16"),
+        );
+        assert_eq!(got[2].1, refs[2].1, "{isa}: quantised activations differ");
+        assert_eq!(
+            bits(&got[2].2),
+            bits(&refs[2].2),
+            "{isa}: activation scales differ"
+        );
+        assert_eq!(
+            bits(&got[2].0),
+            bits(&refs[2].0),
+            "{isa} int8: outputs differ (n {n} k {k} m {m})"
+        );
+    }
+    // The DSP packing scheme, emulated.
+    let mut yd = vec![f32::NAN; n * m];
+    dsp::emulated_gemm_i8(&refs[2].1, &refs[2].2, n, k, &wq, &ws, m, &mut yd);
+    let mut ys = vec![f32::NAN; n * m];
+    scalar::gemm_i8(&refs[2].1, &refs[2].2, n, k, &wq, &ws, m, &mut ys);
+    assert_eq!(
+        bits(&yd),
+        bits(&ys),
+        "dsp (emulated) int8 differs (n {n} k {k} m {m})"
+    );
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|f| f.to_bits()).collect()
+}
+
+fn shape() -> impl Strategy<Value = (usize, usize, usize)> {
+    (1usize..=9, prop::sample::select(KS), 0usize..=13)
+}
+
+fn data(len: usize, scale: f32) -> impl Strategy<Value = Vec<f32>> {
+    prop::collection::vec(-1.0f32..1.0, len)
+        .prop_map(move |v| v.into_iter().map(|a| a * scale).collect())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn all_paths_match_scalar(
+        ((n, k, m), x, w, b, with_bias) in shape().prop_flat_map(|(n, k, m)| (
+            Just((n, k, m)),
+            data(n * k, 3.0),
+            data(m * k, 0.5),
+            data(m, 1.0),
+            any::<bool>(),
+        ))
+    ) {
+        check_all(&x, n, k, &w, m, with_bias.then_some(&b[..]));
+    }
+
+    #[test]
+    fn magnitudes(n in 1usize..=6, k in prop::sample::select(KS), m in 1usize..=6, e in -30i32..30) {
+        let s = 10f32.powi(e);
+        let x: Vec<f32> = (0..n * k).map(|i| ((i * 7919 % 257) as f32 - 128.0) * s).collect();
+        let w: Vec<f32> = (0..m * k).map(|i| ((i * 104729 % 251) as f32 - 125.0) / 125.0).collect();
+        check_all(&x, n, k, &w, m, None);
+    }
+}
+
+#[test]
+fn decode_shapes() {
+    for (n, k, m) in [(5, 512, 37), (5, 2048, 9), (1, 64, 64), (9, 33, 17)] {
+        let x: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 31 % 97) as f32 - 48.0) / 7.0)
+            .collect();
+        let w: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 17 % 89) as f32 - 44.0) / 50.0)
+            .collect();
+        check_all(&x, n, k, &w, m, Some(&vec![0.25; m]));
+    }
+}
+
+/// Raw int8 weights and activations at the extremes: every product ±127·127 or ±128·127
+/// (the maddubs / smlal pair sums at their largest), exact accumulation checked directly.
+#[test]
+fn int8_extremes_exact() {
+    for &k in &[1usize, 16, 31, 32, 33, 64, 1000, 4099] {
+        for wv in [-128i8, -127, 127, 0] {
+            for xv in [-127i8, 127, 0] {
+                let (n, m) = (5, 3);
+                let xq = vec![xv; n * k];
+                let xs = vec![1.0f32; n];
+                let mut wq = vec![wv; m * k];
+                wq[k - 1] = if wv == 0 { 5 } else { -wv.max(-127) }; // one odd byte in row 0
+                let ws = vec![1.0f32; m];
+                let mut want = vec![0f32; n * m];
+                scalar::gemm_i8(&xq, &xs, n, k, &wq, &ws, m, &mut want);
+                // through linear: x rows whose quantisation is exactly xv
+                let x: Vec<f32> = xq.iter().map(|v| *v as f32).collect();
+                let mat = Matrix {
+                    rows: m,
+                    cols: k,
+                    data: WeightData::I8 {
+                        q: &wq,
+                        scales: &ws,
+                    },
+                };
+                let reference = run(&Kernels::SCALAR, &x, n, &mat, None);
+                if xv != 0 {
+                    assert_eq!(reference.1, xq);
+                    assert_eq!(
+                        bits(&reference.0),
+                        bits(&want),
+                        "scalar linear, w {wv} x {xv} k {k}"
+                    );
+                }
+                for kern in simd_paths() {
+                    let got = run(&kern, &x, n, &mat, None);
+                    assert_eq!(
+                        bits(&got.0),
+                        bits(&reference.0),
+                        "{} w {wv} x {xv} k {k}",
+                        kern.isa
+                    );
+                }
+                let mut yd = vec![0f32; n * m];
+                dsp::emulated_gemm_i8(&xq, &xs, n, k, &wq, &ws, m, &mut yd);
+                assert_eq!(bits(&yd), bits(&want), "dsp emulated, w {wv} x {xv} k {k}");
+            }
+        }
+    }
+}
+
+/// Zero rows, infinities and NaNs quantise exactly as scalar does, on every path.
+#[test]
+fn quantiser_special_values() {
+    let k = 77;
+    let mut rows: Vec<Vec<f32>> = vec![
+        vec![0.0; k],
+        vec![-0.0; k],
+        (0..k)
+            .map(|i| if i == 40 { f32::INFINITY } else { 1.0 })
+            .collect(),
+        (0..k)
+            .map(|i| {
+                if i % 9 == 0 {
+                    f32::NAN
+                } else {
+                    i as f32 - 30.0
+                }
+            })
+            .collect(),
+        (0..k).map(|i| (i as f32 - 38.0) * 1e-40).collect(), // subnormal: 127/amax overflows
+        (0..k).map(|i| (i as f32 - 38.0) * 3e37).collect(),
+        (0..k).map(|i| (i as f32 - 38.0) + 0.5).collect(), // ties at every scale step
+    ];
+    rows.push(
+        (0..k)
+            .map(|i| ((i % 5) as f32 - 2.0) * 127.0 / 2.0)
+            .collect(),
+    ); // exact .5 ties
+    let n = rows.len();
+    let x: Vec<f32> = rows.concat();
+    let w: Vec<f32> = (0..3 * k).map(|i| ((i % 13) as f32 - 6.0) / 6.0).collect();
+    let (wq, ws) = quantise_weights(&w, 3, k);
+    let mat = Matrix {
+        rows: 3,
+        cols: k,
+        data: WeightData::I8 {
+            q: &wq,
+            scales: &ws,
+        },
+    };
+    let want = run(&Kernels::SCALAR, &x, n, &mat, None);
+    for kern in simd_paths() {
+        let got = run(&kern, &x, n, &mat, None);
+        assert_eq!(got.1, want.1, "{}: quantised bytes", kern.isa);
+        assert_eq!(bits(&got.2), bits(&want.2), "{}: scales", kern.isa);
+        assert_eq!(bits(&got.0), bits(&want.0), "{}: outputs", kern.isa);
+    }
+}
+
+/// Large layers split over threads give the same bits as one thread, on every path.
+#[test]
+fn threads_match_single() {
+    let (n, k, m) = (5, 2048, 1001);
+    let x: Vec<f32> = (0..n * k)
+        .map(|i| ((i * 31 % 97) as f32 - 48.0) / 7.0)
+        .collect();
+    let w: Vec<f32> = (0..m * k)
+        .map(|i| ((i * 17 % 89) as f32 - 44.0) / 50.0)
+        .collect();
+    let (wq, ws) = quantise_weights(&w, m, k);
+    let w16: Vec<f16> = w.iter().map(|v| f16::from_f32(*v)).collect();
+    let b: Vec<f32> = (0..m).map(|i| i as f32 / 100.0).collect();
+    for kern in Kernels::available().map(|i| Kernels::with_isa(i).unwrap()) {
+        for data in [
+            WeightData::F32(&w),
+            WeightData::F16(&w16),
+            WeightData::I8 {
+                q: &wq,
+                scales: &ws,
+            },
+        ] {
+            let mat = Matrix {
+                rows: m,
+                cols: k,
+                data,
+            };
+            let one = run(&kern, &x, n, &mat, Some(&b));
+            for t in [2, 3, 8] {
+                let many = run(&kern.with_threads(t), &x, n, &mat, Some(&b));
+                assert_eq!(
+                    bits(&many.0),
+                    bits(&one.0),
+                    "{} threads {t} {:?}",
+                    kern.isa,
+                    mat.dtype()
+                );
+            }
+        }
+    }
+}
+
+/// Short slices are a caller bug: `linear` returns without touching `y`.
+#[test]
+fn short_slices_leave_y_untouched() {
+    let (n, k, m) = (3, 20, 4);
+    let w = vec![0.5f32; m * k];
+    let wq = vec![1i8; m * k];
+    let ws = vec![1.0f32; m];
+    for kern in Kernels::available().map(|i| Kernels::with_isa(i).unwrap()) {
+        for (data, short_w) in [
+            (WeightData::F32(&w[..m * k - 1]), true),
+            (
+                WeightData::I8 {
+                    q: &wq,
+                    scales: &ws[..m - 1],
+                },
+                true,
+            ),
+            (WeightData::F32(&w), false),
+        ] {
+            let mat = Matrix {
+                rows: m,
+                cols: k,
+                data,
+            };
+            let x = vec![1.0f32; if short_w { n * k } else { n * k - 1 }];
+            let (y, _, _) = run(&kern, &x, n, &mat, None);
+            assert!(y.iter().all(|v| v.is_nan()), "{}: y written", kern.isa);
+        }
+    }
+}
+
+#[test]
+fn names_and_selection() {
+    for isa in Isa::ALL {
+        assert_eq!(Isa::from_name(isa.name()), Some(isa));
+        assert_eq!(
+            Isa::from_name(&format!(" {} ", isa.name().to_uppercase())),
+            Some(isa)
+        );
+    }
+    assert_eq!(Isa::from_name("sse9"), None);
+    assert!(Kernels::available().any(|i| i == Isa::Scalar));
+    assert!(Kernels::available().any(|i| i == Kernels::detect().isa));
+    assert_eq!(Kernels::from_name("scalar").unwrap(), Kernels::SCALAR);
+    let e = Kernels::from_name("sse9").unwrap_err();
+    assert!(e.to_string().contains("sse9"), "{e}");
+    assert_eq!(e.fallback(), Kernels::detect());
+    for isa in Isa::ALL {
+        match Kernels::from_name(isa.name()) {
+            Ok(k) => assert!(isa.is_available() && k.isa == isa),
+            Err(e) => assert!(
+                !isa.is_available() && e.to_string().contains(isa.name()),
+                "{e}"
+            ),
+        }
+    }
+    // What this machine must offer.
+    #[cfg(target_arch = "aarch64")]
+    {
+        assert!(Isa::Neon.is_available());
+        assert_eq!(
+            Isa::NeonDot.is_available(),
+            std::arch::is_aarch64_feature_detected!("dotprod")
+        );
+        println!("aarch64: detected {}", Kernels::detect().isa);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        assert_eq!(Kernels::detect().isa, Isa::Avx2);
+    }
+    assert!(!Isa::Dsp.is_available());
+}
+
+#[test]
+fn dot_f32_matches_scalar() {
+    for &k in KS {
+        let a: Vec<f32> = (0..k).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..k + 3).map(|i| (i as f32 * 0.11).cos()).collect();
+        let mag: f32 = a.iter().zip(&b).map(|(x, y)| (x * y).abs()).sum();
+        let (g, e) = (m2::kernels::dot_f32(&a, &b), scalar::dot_f32(&a, &b));
+        assert!((g - e).abs() <= 1e-5 * mag + 1e-30, "k {k}: {g} vs {e}");
+    }
+}
