@@ -1,1 +1,29 @@
-fn main() {}
+//! `m2`: caption images with a Meshed-Memory Transformer blob. See `m2 --help`.
+
+mod cli;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    let result = match &args.command {
+        Some(cli::Command::Caption(a)) => cli::caption(a),
+        Some(cli::Command::Score(a)) => cli::score(a),
+        Some(cli::Command::Info(a)) => cli::info(a),
+        None => {
+            use clap::CommandFactory;
+            let _ = cli::Cli::command().print_help();
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // one line: the error and its causes
+            let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("error: {}", msg.join(": "));
+            ExitCode::FAILURE
+        }
+    }
+}

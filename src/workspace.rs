@@ -35,6 +35,9 @@ impl core::fmt::Display for WorkspaceError {
     }
 }
 
+#[cfg(feature = "std")]
+impl std::error::Error for WorkspaceError {}
+
 /// A buffer checked against a plan.
 pub struct Workspace<'w> {
     buf: &'w mut [f32],

@@ -1,0 +1,327 @@
+//! The host CLI `m2`: `caption`, `score`, `info` (and, with no arguments, the bundled demo).
+
+pub mod input;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use npyz::WriterBuilder;
+use m2::blob::{DType, MappedBlob};
+use m2::kernels::Kernels;
+use m2::model::M2;
+use m2::plan::Plan;
+use m2::search::{beam_search, greedy, SearchOptions};
+use m2::workspace::Workspace;
+use m2::Blob;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Parser)]
+#[command(name = "m2", version, about = "Meshed-Memory Transformer image captioning on edge hardware")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Caption images from region features (one caption per line, in input order).
+    Caption(CaptionArgs),
+    /// Teacher-forced log-probabilities of given token sequences, written as [K, T, V] .npy.
+    Score(ScoreArgs),
+    /// Show a blob's config, tensors, checksum and memory plan.
+    Info(InfoArgs),
+}
+
+#[derive(Args)]
+pub struct Common {
+    /// The model blob (made by `m2-pack`); memory-mapped.
+    #[arg(long, short = 'm')]
+    pub model: PathBuf,
+    /// Worker threads for large layers (default: all cores). `M2_KERNEL=scalar|avx2|neon|dotprod`
+    /// forces a kernel path.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// No progress bar or warnings.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+#[derive(Args)]
+pub struct CaptionArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Region features, .npy [K, R, d_in] or [R, d_in], float32 or float16. Images with fewer
+    /// than the model's max_regions rows are zero-padded, more are truncated (as the reference).
+    #[arg(long, short = 'f')]
+    pub features: PathBuf,
+    /// Beam size.
+    #[arg(long, default_value_t = 5)]
+    pub beam: usize,
+    /// Decoding steps (the reference's test.py uses 20).
+    #[arg(long, default_value_t = 20)]
+    pub max_len: usize,
+    /// Greedy decoding instead of beam search.
+    #[arg(long)]
+    pub greedy: bool,
+    /// Print the raw caption (no collapsing of repeated words, no strip).
+    #[arg(long)]
+    pub raw: bool,
+    /// Print COCO results JSON: [{"image_id": …, "caption": "…"}]. Captions are exact; in
+    /// plain output, control characters inside a caption are escaped so each caption is one line.
+    #[arg(long)]
+    pub json: bool,
+    /// Image ids for --json: a JSON list of K numbers or strings (default: 0..K).
+    #[arg(long)]
+    pub ids: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ScoreArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Region features, as for `caption`.
+    #[arg(long, short = 'f')]
+    pub features: PathBuf,
+    /// Token ids .npy [K, T] (integers; <bos> first, <pad> after the caption).
+    #[arg(long, short = 't')]
+    pub tokens: PathBuf,
+    /// Output .npy [K, T, V] float32 (written atomically; never one of the inputs).
+    #[arg(long, short = 'o')]
+    pub output: PathBuf,
+}
+
+#[derive(Args)]
+pub struct InfoArgs {
+    /// The model blob.
+    #[arg(long, short = 'm')]
+    pub model: PathBuf,
+    /// Beam size for the memory plan.
+    #[arg(long, default_value_t = 5)]
+    pub beam: usize,
+    /// Regions per image for the memory plan (default: the blob's max_regions).
+    #[arg(long)]
+    pub regions: Option<usize>,
+}
+
+/// The kernels the user asked for: `M2_KERNEL` (or the best path) and `--threads`.
+pub fn kernels(threads: Option<usize>) -> Result<Kernels> {
+    let k = Kernels::from_env().map_err(|e| anyhow::anyhow!("M2_KERNEL: {e}"))?;
+    let n = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if n == 0 {
+        bail!("--threads must be at least 1");
+    }
+    Ok(k.with_threads(n))
+}
+
+pub fn open_model(path: &Path) -> Result<MappedBlob> {
+    MappedBlob::open(path).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn blob_of(m: &MappedBlob) -> Result<Blob<'_>> {
+    m.blob().map_err(|e| anyhow::anyhow!("model blob: {e}"))
+}
+
+/// Features for the model: rows past max_regions are dropped with a warning.
+fn load_features(path: &Path, blob: &Blob, quiet: bool) -> Result<input::Features> {
+    let cfg = blob.config();
+    let f = input::read_features(path, cfg.d_in as usize)?;
+    if f.regions > cfg.max_regions as usize && !quiet {
+        eprintln!(
+            "warning: {} has {} regions per image; the model takes {} — using the first {} of each \
+             image, as the reference's loader does",
+            path.display(),
+            f.regions,
+            cfg.max_regions,
+            cfg.max_regions
+        );
+    }
+    Ok(f)
+}
+
+fn progress(n: usize, quiet: bool) -> indicatif::ProgressBar {
+    if quiet || n < 2 {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new(n as u64);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} images, {per_sec}, eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    pb
+}
+
+fn escape_controls(s: &str) -> String {
+    s.chars().flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect()
+}
+
+pub fn caption(a: &CaptionArgs) -> Result<()> {
+    let mapped = open_model(&a.common.model)?;
+    let blob = blob_of(&mapped)?;
+    let cfg = *blob.config();
+    let model = M2::new(&blob, kernels(a.common.threads)?);
+    let feats = load_features(&a.features, &blob, a.common.quiet)?;
+    let ids = match &a.ids {
+        Some(p) => input::read_ids(p, feats.images)?,
+        None => (0..feats.images).map(serde_json::Value::from).collect(),
+    };
+    if a.beam == 0 {
+        bail!("--beam must be at least 1");
+    }
+    if a.max_len == 0 || a.max_len > cfg.max_len() {
+        bail!("--max-len must be between 1 and {} (the positional table of this model)", cfg.max_len());
+    }
+    let beam = if a.greedy { 1 } else { a.beam };
+    if beam > m2::plan::MAX_BEAM || beam > cfg.vocab as usize {
+        bail!("--beam {beam} exceeds the maximum of {}", m2::plan::MAX_BEAM.min(cfg.vocab as usize));
+    }
+    let plan = model.plan(beam, a.max_len);
+    let mut mem = vec![0f32; plan.total_floats()];
+    let mut ws = Workspace::new(&mut mem, plan)?;
+    let rows = feats.regions.min(cfg.max_regions as usize);
+    let pb = progress(feats.images, a.common.quiet);
+    let mut results = Vec::with_capacity(feats.images);
+    let word = |id: u32| blob.token(id);
+    for k in 0..feats.images {
+        let x = &feats.image(k)[..rows * feats.d_in];
+        let tokens: Vec<u32> = if a.greedy {
+            greedy(&model, x, &mut ws, a.max_len, |_, _| {})?.tokens.to_vec()
+        } else {
+            let opts = SearchOptions { beam, max_len: a.max_len };
+            let out = beam_search(&model, x, &mut ws, &opts, |_| {}).with_context(|| format!("image {k}"))?;
+            out.best().map(|b| b.tokens.to_vec()).unwrap_or_default()
+        };
+        let text = m2::text::caption_string(&tokens, word, a.raw).map_err(|e| anyhow::anyhow!("image {k}: {e}"))?;
+        results.push(text);
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if a.json {
+        let list: Vec<serde_json::Value> = ids
+            .into_iter()
+            .zip(&results)
+            .map(|(id, c)| serde_json::json!({ "image_id": id, "caption": c }))
+            .collect();
+        serde_json::to_writer(&mut out, &list)?;
+        writeln!(out)?;
+    } else {
+        for c in &results {
+            writeln!(out, "{}", escape_controls(c))?;
+        }
+    }
+    Ok(())
+}
+
+/// Write `bytes` to `path` through a temporary file and a rename.
+fn write_atomic(path: &Path, write: impl FnOnce(&mut std::fs::File) -> Result<()>) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().context("output path has no file name")?;
+    let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        write(&mut f)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+pub fn score(a: &ScoreArgs) -> Result<()> {
+    for input in [&a.common.model, &a.features, &a.tokens] {
+        if same_file(&a.output, input) {
+            bail!("refusing to overwrite the input {} with the output", input.display());
+        }
+    }
+    let mapped = open_model(&a.common.model)?;
+    let blob = blob_of(&mapped)?;
+    let cfg = *blob.config();
+    let model = M2::new(&blob, kernels(a.common.threads)?);
+    let feats = load_features(&a.features, &blob, a.common.quiet)?;
+    let (k_tok, t_len, tokens) = input::read_tokens(&a.tokens, cfg.vocab)?;
+    if k_tok != feats.images {
+        bail!("{} has {k_tok} sequences but {} has {} images", a.tokens.display(), a.features.display(), feats.images);
+    }
+    if t_len > cfg.max_len() {
+        bail!("sequences of {t_len} tokens exceed this model's positional table ({} positions)", cfg.max_len());
+    }
+    let v = cfg.vocab as usize;
+    let plan = model.plan(1, t_len);
+    let mut mem = vec![0f32; plan.total_floats()];
+    let mut ws = Workspace::new(&mut mem, plan)?;
+    let rows = feats.regions.min(cfg.max_regions as usize);
+    let mut logp = vec![0f32; feats.images * t_len * v];
+    let pb = progress(feats.images, a.common.quiet);
+    for k in 0..feats.images {
+        let x = &feats.image(k)[..rows * feats.d_in];
+        model
+            .score(x, &tokens[k * t_len..(k + 1) * t_len], &mut ws, &mut logp[k * t_len * v..(k + 1) * t_len * v])
+            .with_context(|| format!("image {k}"))?;
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    write_atomic(&a.output, |f| {
+        let mut w = npyz::WriteOptions::<f32>::new()
+            .default_dtype()
+            .shape(&[feats.images as u64, t_len as u64, v as u64])
+            .writer(std::io::BufWriter::new(f))
+            .begin_nd()?;
+        w.extend(logp.iter().copied())?;
+        w.finish()?;
+        Ok(())
+    })
+}
+
+/// Print the memory plan lines shared by `m2 info` and the demo.
+pub fn print_plan(blob: &Blob, beam: usize, regions: usize) {
+    let cfg = blob.config();
+    let plan = Plan::new(cfg, beam, regions, m2::plan::DEFAULT_MAX_LEN.min(cfg.max_len()));
+    println!("memory plan (beam {beam}, {regions} regions, {} words):", plan.max_len);
+    println!("  flash (blob)        {:>12} bytes", blob.len());
+    println!("  RAM workspace       {:>12} bytes", m2::plan::workspace_bytes(cfg, beam, regions));
+}
+
+pub fn info(a: &InfoArgs) -> Result<()> {
+    let mapped = open_model(&a.model)?;
+    let blob = blob_of(&mapped)?;
+    let c = blob.config();
+    println!("model {}", a.model.display());
+    println!("  checksum            {:#010x} (verified)", blob.checksum());
+    println!(
+        "  d_in {}  d_model {}  heads {} (d_k {}, d_v {})  d_ff {}",
+        c.d_in, c.d_model, c.h, c.d_k, c.d_v, c.d_ff
+    );
+    println!("  layers: encoder {}, decoder {}  memory slots {}", c.n_enc, c.n_dec, c.m);
+    println!(
+        "  vocab {}  positions {} (captions ≤ {} words)  max_regions {}",
+        c.vocab,
+        c.pos_rows,
+        c.max_len(),
+        c.max_regions
+    );
+    println!("  special ids: pad {} unk {} bos {} eos {}  encoder padding value {}", c.pad, c.unk, c.bos, c.eos, c.enc_pad_value);
+    let mut by_dtype = [(DType::F32, 0usize, 0u64), (DType::F16, 0, 0), (DType::I8, 0, 0)];
+    for t in blob.tensors() {
+        if let Some(e) = by_dtype.iter_mut().find(|e| e.0 == t.dtype) {
+            e.1 += 1;
+            e.2 += t.bytes();
+        }
+    }
+    for (dt, n, bytes) in by_dtype {
+        if n > 0 {
+            println!("  {n:>4} tensors {:<4} {bytes:>12} bytes", dt.name());
+        }
+    }
+    print_plan(&blob, a.beam, a.regions.unwrap_or(c.max_regions as usize));
+    Ok(())
+}

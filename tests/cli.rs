@@ -1,0 +1,222 @@
+//! The `m2` binary end to end: captions equal the reference's, JSON output, scoring, info, and
+//! a one-line error with a non-zero exit for every kind of bad input.
+
+mod common;
+
+use common::*;
+use m2::blob::DType;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn m2(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_m2")).args(args).env_remove("M2_KERNEL").output().unwrap()
+}
+
+struct Tmp(PathBuf);
+
+impl Tmp {
+    fn new(tag: &str) -> Tmp {
+        let p = std::env::temp_dir().join(format!("m2-cli-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Tmp(p)
+    }
+    fn path(&self, name: &str) -> String {
+        self.0.join(name).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Tmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn write_blob(tmp: &Tmp, name: &str, dtype: DType) -> String {
+    let p = tmp.path(&format!("{name}.m2"));
+    std::fs::write(&p, &*packed(name, dtype)).unwrap();
+    p
+}
+
+fn features(name: &str) -> String {
+    fixture_dir(name).join("features.npy").to_string_lossy().into_owned()
+}
+
+fn stderr_line(o: &Output) -> String {
+    let s = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success(), "expected failure, got success: {s}");
+    assert!(s.starts_with("error: "), "stderr: {s}");
+    assert_eq!(s.trim_end().lines().count(), 1, "one line expected: {s}");
+    assert!(!s.contains("panicked"), "{s}");
+    s
+}
+
+/// Write a little-endian .npy by hand (any dtype descr).
+fn write_npy(path: &str, descr: &str, shape: &[usize], data: &[u8]) {
+    let shape_s = match shape.len() {
+        1 => format!("({},)", shape[0]),
+        _ => format!("({})", shape.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")),
+    };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_s}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(data);
+    std::fs::write(path, out).unwrap();
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+#[test]
+fn caption_prints_the_reference_captions_on_every_fixture() {
+    let tmp = Tmp::new("caption");
+    for name in FIXTURES {
+        let blob = write_blob(&tmp, name, DType::F32);
+        let o = m2(&["caption", "--model", &blob, "--features", &features(name), "-q"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let got: Vec<String> = String::from_utf8(o.stdout).unwrap().lines().map(String::from).collect();
+        let exp = expected(name);
+        let want: Vec<String> =
+            exp["bs_captions_eval"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+        assert_eq!(got, want, "{name}");
+    }
+}
+
+#[test]
+fn json_output_uses_given_ids_and_greedy_works() {
+    let tmp = Tmp::new("json");
+    let blob = write_blob(&tmp, "tiny-s0", DType::F32);
+    let ids = tmp.path("ids.json");
+    std::fs::write(&ids, "[11, 22, 33, 44, 55, 66]").unwrap();
+    let o = m2(&["caption", "-m", &blob, "-f", &features("tiny-s0"), "--json", "--ids", &ids, "-q"]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let exp = expected("tiny-s0");
+    for (k, item) in v.as_array().unwrap().iter().enumerate() {
+        assert_eq!(item["image_id"], (k as u64 + 1) * 11);
+        assert_eq!(item["caption"], exp["bs_captions_eval"][k]);
+    }
+    let o = m2(&["caption", "-m", &blob, "-f", &features("tiny-s0"), "--greedy", "--raw", "-q"]);
+    assert!(o.status.success());
+    let got: Vec<String> = String::from_utf8(o.stdout).unwrap().lines().map(String::from).collect();
+    let want: Vec<String> =
+        exp["greedy_captions"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn score_writes_reference_logprobs() {
+    let tmp = Tmp::new("score");
+    for name in ["tiny-s2-masked", "small-s3"] {
+        let blob = write_blob(&tmp, name, DType::F32);
+        let out = tmp.path(&format!("{name}-logp.npy"));
+        let tokens = fixture_dir(name).join("tf_tokens.npy").to_string_lossy().into_owned();
+        let o = m2(&["score", "-m", &blob, "-f", &features(name), "-t", &tokens, "-o", &out, "-q"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let bytes = std::fs::read(&out).unwrap();
+        let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+        let want = npy_f32(name, "tf_logprobs.npy");
+        assert_eq!(npy.shape().iter().map(|&s| s as usize).collect::<Vec<_>>(), want.shape);
+        let got = npy.into_vec::<f32>().unwrap();
+        assert!(max_abs_diff(&got, &want.data) < 1e-4);
+        // never over an input
+        let o = m2(&["score", "-m", &blob, "-f", &features(name), "-t", &tokens, "-o", &tokens]);
+        assert!(stderr_line(&o).contains("refusing to overwrite"));
+    }
+}
+
+#[test]
+fn info_prints_config_and_plan() {
+    let tmp = Tmp::new("info");
+    let blob = write_blob(&tmp, "small-s3", DType::I8);
+    let o = m2(&["info", "-m", &blob]);
+    assert!(o.status.success());
+    let s = String::from_utf8(o.stdout).unwrap();
+    assert!(s.contains("vocab 10201"), "{s}");
+    assert!(s.contains("RAM workspace"), "{s}");
+    assert!(s.contains("int8"), "{s}");
+}
+
+#[test]
+fn bad_inputs_fail_with_one_line() {
+    let tmp = Tmp::new("bad");
+    let blob = write_blob(&tmp, "tiny-s0", DType::F32);
+    let feats = features("tiny-s0");
+
+    // missing files
+    stderr_line(&m2(&["caption", "-m", &tmp.path("nope.m2"), "-f", &feats]));
+    stderr_line(&m2(&["caption", "-m", &blob, "-f", &tmp.path("nope.npy")]));
+    // a blob that fails validation
+    let bad = tmp.path("bad.m2");
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&bad, &bytes).unwrap();
+    stderr_line(&m2(&["caption", "-m", &bad, "-f", &feats]));
+    std::fs::write(&bad, b"not a blob").unwrap();
+    stderr_line(&m2(&["info", "-m", &bad]));
+    // wrong d_in
+    let p = tmp.path("dim.npy");
+    write_npy(&p, "<f4", &[2, 3, 5], &f32_bytes(&[0.5; 30]));
+    assert!(stderr_line(&m2(&["caption", "-m", &blob, "-f", &p])).contains("d_in"));
+    // NaN: names the image
+    let p = tmp.path("nan.npy");
+    let mut v = vec![0.25f32; 2 * 3 * 64];
+    v[3 * 64 + 7] = f32::NAN;
+    write_npy(&p, "<f4", &[2, 3, 64], &f32_bytes(&v));
+    assert!(stderr_line(&m2(&["caption", "-m", &blob, "-f", &p])).contains("image 1"));
+    // integer features
+    let p = tmp.path("int.npy");
+    write_npy(&p, "<i4", &[3, 64], &[0u8; 3 * 64 * 4]);
+    assert!(stderr_line(&m2(&["caption", "-m", &blob, "-f", &p])).contains("float"));
+    // empty
+    let p = tmp.path("empty.npy");
+    write_npy(&p, "<f4", &[0, 64], &[]);
+    assert!(stderr_line(&m2(&["caption", "-m", &blob, "-f", &p])).contains("empty"));
+    // not npy
+    let p = tmp.path("junk.npy");
+    std::fs::write(&p, b"hello").unwrap();
+    stderr_line(&m2(&["caption", "-m", &blob, "-f", &p]));
+    // token ids out of range, and float tokens
+    let p = tmp.path("tok.npy");
+    let toks: Vec<u8> = [2i64, 5, 999].iter().flat_map(|t| t.to_le_bytes()).collect();
+    write_npy(&p, "<i8", &[1, 3], &toks);
+    let one = tmp.path("one.npy");
+    write_npy(&one, "<f4", &[3, 64], &f32_bytes(&[0.5; 192]));
+    let out = tmp.path("o.npy");
+    assert!(stderr_line(&m2(&["score", "-m", &blob, "-f", &one, "-t", &p, "-o", &out])).contains("999"));
+    write_npy(&p, "<f4", &[1, 3], &f32_bytes(&[2.0, 5.0, 3.0]));
+    assert!(stderr_line(&m2(&["score", "-m", &blob, "-f", &one, "-t", &p, "-o", &out])).contains("integer"));
+    assert!(!Path::new(&out).exists());
+    // bad arguments
+    stderr_line(&m2(&["caption", "-m", &blob, "-f", &feats, "--beam", "0"]));
+    stderr_line(&m2(&["caption", "-m", &blob, "-f", &feats, "--max-len", "500"]));
+    let o = Command::new(env!("CARGO_BIN_EXE_m2"))
+        .args(["caption", "-m", &blob, "-f", &feats])
+        .env("M2_KERNEL", "sparc")
+        .output()
+        .unwrap();
+    stderr_line(&o);
+}
+
+#[test]
+fn extra_regions_are_truncated_with_a_warning() {
+    let tmp = Tmp::new("trunc");
+    let blob = write_blob(&tmp, "tiny-s0", DType::F32);
+    // 12 regions: the first 10 are image 0 of the fixture, 2 more junk rows
+    let f = npy_f32("tiny-s0", "features.npy");
+    let mut v = f.data[..10 * 64].to_vec();
+    v.extend(std::iter::repeat(3.0f32).take(2 * 64));
+    let p = tmp.path("long.npy");
+    write_npy(&p, "<f4", &[12, 64], &f32_bytes(&v));
+    let o = m2(&["caption", "-m", &blob, "-f", &p]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("warning"));
+    assert_eq!(String::from_utf8(o.stdout).unwrap().trim_end(), expected("tiny-s0")["bs_captions_eval"][0]);
+}
