@@ -103,3 +103,53 @@ pub fn edited(base: &[u8], edit: impl FnOnce(&mut Vec<u8>)) -> Result<(), m2::Bl
     let buf = AlignedBuf::from_bytes(&v);
     m2::Blob::parse(&buf).map(|_| ())
 }
+
+/// A very small valid config (a few KB blob) for fast fuzzing.
+pub fn micro_config() -> m2::Config {
+    m2::Config {
+        d_in: 8,
+        d_model: 8,
+        h: 2,
+        d_k: 4,
+        d_v: 4,
+        d_ff: 16,
+        n_enc: 3,
+        n_dec: 1,
+        m: 2,
+        vocab: 6,
+        pos_rows: 4,
+        max_regions: 3,
+        pad: 0,
+        unk: 1,
+        bos: 2,
+        eos: 3,
+        enc_pad_value: 0.0,
+    }
+}
+
+/// A micro blob; `mixed` cycles weights through f32/f16/int8.
+pub fn micro(mixed: bool) -> Vec<u8> {
+    use m2::blob::{BlobWriter, Class, TensorData};
+    let cfg = micro_config();
+    let mut w = BlobWriter::new(cfg);
+    for (i, (kind, layer)) in TensorKind::required(&cfg).enumerate() {
+        let (r, c) = kind.shape(&cfg);
+        let n = r as usize * c as usize;
+        let vals: Vec<f32> = (0..n).map(|j| ((j * 5 + i) % 11) as f32 * 0.25 - 1.0).collect();
+        let dtype = if mixed && kind.class() == Class::Weight {
+            DTYPES[i % 3]
+        } else {
+            DType::F32
+        };
+        w.add(kind, layer, TensorData::from_f32(&vals, c as usize, dtype));
+    }
+    w.vocab(vec![
+        b"<pad>".to_vec(),
+        b"<unk>".to_vec(),
+        b"<bos>".to_vec(),
+        b"<eos>".to_vec(),
+        b" ".to_vec(),
+        b"\n".to_vec(),
+    ]);
+    w.finish().expect("micro blob")
+}
