@@ -121,7 +121,12 @@ mod tests {
     }
 
     #[test]
-    fn kahan_sum_is_exact_on_cancelling_values() {
-        assert_eq!(sum(&[1e8, 1.0, -1e8, -1.0]), 0.0);
+    fn kahan_sum_is_accurate_where_naive_f32_drifts() {
+        let x = [0.1f32; 100_000];
+        let exact = x.iter().map(|&v| v as f64).sum::<f64>();
+        let naive = x.iter().sum::<f32>() as f64;
+        let kahan = sum(&x) as f64;
+        assert!((kahan - exact).abs() <= exact * 1e-7, "kahan {kahan} vs {exact}");
+        assert!((naive - exact).abs() > (kahan - exact).abs() * 10.0);
     }
 }
