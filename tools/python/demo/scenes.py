@@ -40,7 +40,8 @@ def split_digits(seed: int = 0):
 
 
 def _art(word: str) -> str:
-    return "an" if word[0] in "aeio" else "a"
+    # "an eight", "a one" (only "eight" starts with a vowel sound here)
+    return "an" if word.startswith("eight") else "a"
 
 
 def _np(d, with_size=True):
@@ -109,6 +110,7 @@ def captions_for(ds, rng: np.random.Generator):
             f"the digit {d['name']} written {d['size']}",
             f"{_np(d)} {_location(d)}",
             f"a handwritten {d['name']} {_location(d)}",
+            f"there is only one digit {_np(d, False)}",
         ]
     elif n == 2:
         a, b = ds
@@ -122,7 +124,10 @@ def captions_for(ds, rng: np.random.Generator):
             f"{_np(b)} {_rel_phrase(inv)} {_np(a)}",
             f"{_np(a, False)} {_rel_phrase(rel)} {_np(b, False)}",
             f"two digits {_np(a)} and {_np(b)}",
+            f"there are two digits {_np(a, False)} and {_np(b, False)}",
         ]
+        if rel == "left":
+            pool.append(f"{_np(a)} next to {_np(b)}")
         if a["label"] == b["label"]:
             pl = PLURALS[a["label"]]
             pool.append(f"two {pl} side by side" if rel == "left" else f"two {pl} one above the other")
@@ -143,6 +148,7 @@ def captions_for(ds, rng: np.random.Generator):
             f"{_join([_np(d, False) for d in lr])} from left to right",
             f"{cnt} handwritten digits {_identity_groups(ds)}",
             _identity_groups(ds),
+            f"there are {cnt} digits {_join([_np(d, False) for d in lr])}",
         ]
         nl = sum(d["size"] == "large" for d in ds)
         ns = n - nl
