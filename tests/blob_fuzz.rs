@@ -17,7 +17,13 @@ use std::sync::OnceLock;
 /// structure) and the tiny-s0 fixture at int8.
 fn bases() -> &'static [Vec<u8>; 3] {
     static B: OnceLock<[Vec<u8>; 3]> = OnceLock::new();
-    B.get_or_init(|| [micro(false), micro(true), packed("tiny-s0", DType::I8).to_vec()])
+    B.get_or_init(|| {
+        [
+            micro(false),
+            micro(true),
+            packed("tiny-s0", DType::I8).to_vec(),
+        ]
+    })
 }
 
 /// Mostly micro blobs; the fixture blob (~400 KB, slow to hash in debug builds) 1 case in 16.
@@ -26,7 +32,10 @@ fn pick() -> impl Strategy<Value = usize> {
 }
 
 fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(3000)
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3000)
 }
 
 #[derive(Clone, Debug)]

@@ -31,7 +31,11 @@ fn boundaries(b: &[u8]) -> Vec<usize> {
         v.extend([o.saturating_sub(1), o, o + 1]);
     }
     for ti in blob.tensors() {
-        v.extend([ti.offset as usize, ti.offset as usize + 1, (ti.offset + ti.len) as usize - 1]);
+        v.extend([
+            ti.offset as usize,
+            ti.offset as usize + 1,
+            (ti.offset + ti.len) as usize - 1,
+        ]);
     }
     v.retain(|&x| x < b.len());
     v.sort();
@@ -42,11 +46,17 @@ fn boundaries(b: &[u8]) -> Vec<usize> {
 fn check_truncation(b: &[u8], len: usize, resigned: bool) {
     let err = parse(&b[..len]).unwrap_err();
     if len < HEADER_LEN {
-        assert!(matches!(err, BlobError::TooShort { .. }), "len {len}: {err}");
+        assert!(
+            matches!(err, BlobError::TooShort { .. }),
+            "len {len}: {err}"
+        );
     } else {
         assert_eq!(
             err,
-            BlobError::LengthMismatch { header: b.len() as u64, actual: len },
+            BlobError::LengthMismatch {
+                header: b.len() as u64,
+                actual: len
+            },
             "len {len}"
         );
     }
@@ -91,7 +101,10 @@ fn trailing_bytes() {
     let n = v.len();
     assert_eq!(
         parse(&v).unwrap_err(),
-        BlobError::LengthMismatch { header: n as u64 - 1, actual: n }
+        BlobError::LengthMismatch {
+            header: n as u64 - 1,
+            actual: n
+        }
     );
 }
 
@@ -101,7 +114,10 @@ fn bad_magic_version_header_len() {
     for i in 0..8 {
         let mut v = b.to_vec();
         v[i] ^= 0x20;
-        assert!(matches!(parse(&v), Err(BlobError::BadMagic { .. })), "magic byte {i}");
+        assert!(
+            matches!(parse(&v), Err(BlobError::BadMagic { .. })),
+            "magic byte {i}"
+        );
     }
     let err = parse(b"GGUF\0\0\0\0 and then more bytes, more than a header's worth ......................................................................................................................").unwrap_err();
     assert!(matches!(err, BlobError::BadMagic { .. }));
@@ -111,12 +127,21 @@ fn bad_magic_version_header_len() {
         put_u32(&mut v, hdr::VERSION, ver);
         assert_eq!(
             parse(&v).unwrap_err(),
-            BlobError::UnsupportedVersion { found: ver, supported: 1 }
+            BlobError::UnsupportedVersion {
+                found: ver,
+                supported: 1
+            }
         );
     }
     let mut v = b.to_vec();
     put_u32(&mut v, hdr::HEADER_LEN, 161);
-    assert_eq!(parse(&v).unwrap_err(), BlobError::BadHeaderLen { found: 161, expected: 160 });
+    assert_eq!(
+        parse(&v).unwrap_err(),
+        BlobError::BadHeaderLen {
+            found: 161,
+            expected: 160
+        }
+    );
 }
 
 #[test]
@@ -139,13 +164,24 @@ fn bit_flips_never_accepted() {
         for (n, &p) in positions.iter().enumerate() {
             let bit = 1u8 << (n % 8);
             v[p] ^= bit;
-            let err = Blob::parse(&v).map(|_| ()).expect_err("flipped bit accepted");
+            let err = Blob::parse(&v)
+                .map(|_| ())
+                .expect_err("flipped bit accepted");
             if p >= m2::blob::CHECKSUM_START {
-                assert!(matches!(err, BlobError::ChecksumMismatch { .. }), "pos {p}: {err}");
+                assert!(
+                    matches!(err, BlobError::ChecksumMismatch { .. }),
+                    "pos {p}: {err}"
+                );
             } else if p >= hdr::CHECKSUM {
-                assert!(matches!(err, BlobError::ChecksumMismatch { .. }), "pos {p}: {err}");
+                assert!(
+                    matches!(err, BlobError::ChecksumMismatch { .. }),
+                    "pos {p}: {err}"
+                );
             } else if p >= hdr::TOTAL_LEN {
-                assert!(matches!(err, BlobError::LengthMismatch { .. }), "pos {p}: {err}");
+                assert!(
+                    matches!(err, BlobError::LengthMismatch { .. }),
+                    "pos {p}: {err}"
+                );
             }
             v[p] ^= bit;
         }
@@ -160,7 +196,10 @@ fn misaligned_base_address() {
     shifted.extend_from_slice(&b);
     let buf = AlignedBuf::from_bytes(&shifted);
     let err = Blob::parse(&buf[1..]).unwrap_err();
-    assert!(matches!(err, BlobError::BaseMisaligned { required: 4, .. }), "{err}");
+    assert!(
+        matches!(err, BlobError::BaseMisaligned { required: 4, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("AlignedBuf"));
 }
 
@@ -169,14 +208,26 @@ fn reserved_fields() {
     let b = tiny();
     assert_eq!(
         edited(&b, |v| put_u32(v, hdr::FLAGS, 1)),
-        Err(BlobError::Reserved { offset: hdr::FLAGS, value: 1 })
+        Err(BlobError::Reserved {
+            offset: hdr::FLAGS,
+            value: 1
+        })
     );
     assert_eq!(
         edited(&b, |v| put_u32(v, hdr::RESERVED, 9)),
-        Err(BlobError::Reserved { offset: hdr::RESERVED, value: 9 })
+        Err(BlobError::Reserved {
+            offset: hdr::RESERVED,
+            value: 9
+        })
     );
     let at = entry_field(&b, 3, entry::RESERVED + 1);
-    assert_eq!(edited(&b, |v| v[at] = 5), Err(BlobError::Reserved { offset: at, value: 5 }));
+    assert_eq!(
+        edited(&b, |v| v[at] = 5),
+        Err(BlobError::Reserved {
+            offset: at,
+            value: 5
+        })
+    );
 }
 
 /// Overwrite config field `i` (in header order) with `value`.
@@ -189,17 +240,39 @@ fn config_contradictions() {
     let b = tiny();
     use BlobError::*;
     // h, d_k, d_v, d_model
-    assert!(matches!(edited(&b, cfg_field(2, 3)), Err(Config(ConfigError::HeadSplit { .. }))));
-    assert!(matches!(edited(&b, cfg_field(1, 32)), Err(Config(ConfigError::HeadSplit { .. }))));
-    assert_eq!(edited(&b, cfg_field(6, 2)), Err(Config(ConfigError::EncoderLayers(2))));
-    assert_eq!(edited(&b, cfg_field(11, 0)), Err(Config(ConfigError::Zero("max_regions"))));
+    assert!(matches!(
+        edited(&b, cfg_field(2, 3)),
+        Err(Config(ConfigError::HeadSplit { .. }))
+    ));
+    assert!(matches!(
+        edited(&b, cfg_field(1, 32)),
+        Err(Config(ConfigError::HeadSplit { .. }))
+    ));
+    assert_eq!(
+        edited(&b, cfg_field(6, 2)),
+        Err(Config(ConfigError::EncoderLayers(2)))
+    );
+    assert_eq!(
+        edited(&b, cfg_field(11, 0)),
+        Err(Config(ConfigError::Zero("max_regions")))
+    );
     assert!(matches!(
         edited(&b, cfg_field(15, 50)),
-        Err(Config(ConfigError::SpecialId { which: "eos", id: 50, vocab: 50 }))
+        Err(Config(ConfigError::SpecialId {
+            which: "eos",
+            id: 50,
+            vocab: 50
+        }))
     ));
-    assert!(matches!(edited(&b, cfg_field(0, u32::MAX)), Err(Config(ConfigError::TooLarge(..)))));
+    assert!(matches!(
+        edited(&b, cfg_field(0, u32::MAX)),
+        Err(Config(ConfigError::TooLarge(..)))
+    ));
     let nan = f32::NAN.to_bits();
-    assert_eq!(edited(&b, cfg_field(16, nan)), Err(EncPadValue { bits: nan }));
+    assert_eq!(
+        edited(&b, cfg_field(16, nan)),
+        Err(EncPadValue { bits: nan })
+    );
     // a config that is valid on its own but contradicts the stored shapes
     assert_eq!(
         edited(&b, cfg_field(5, 256)),
@@ -212,29 +285,68 @@ fn config_contradictions() {
     );
     assert_eq!(
         edited(&b, cfg_field(0, 2048)),
-        Err(ShapeMismatch { kind: TensorKind::EncInW, layer: 0, expected: (64, 2048), found: (64, 64) })
+        Err(ShapeMismatch {
+            kind: TensorKind::EncInW,
+            layer: 0,
+            expected: (64, 2048),
+            found: (64, 64)
+        })
     );
     assert_eq!(
         edited(&b, cfg_field(8, 40)),
-        Err(ShapeMismatch { kind: TensorKind::EncMemK, layer: 0, expected: (40, 64), found: (8, 64) })
+        Err(ShapeMismatch {
+            kind: TensorKind::EncMemK,
+            layer: 0,
+            expected: (40, 64),
+            found: (8, 64)
+        })
     );
     assert_eq!(
         edited(&b, cfg_field(10, 55)),
-        Err(ShapeMismatch { kind: TensorKind::PosEmb, layer: 0, expected: (55, 64), found: (21, 64) })
+        Err(ShapeMismatch {
+            kind: TensorKind::PosEmb,
+            layer: 0,
+            expected: (55, 64),
+            found: (21, 64)
+        })
     );
     // vocab 49: token count disagrees
-    assert_eq!(edited(&b, cfg_field(9, 49)), Err(VocabCount { found: 50, expected: 49 }));
+    assert_eq!(
+        edited(&b, cfg_field(9, 49)),
+        Err(VocabCount {
+            found: 50,
+            expected: 49
+        })
+    );
     // more decoder layers than stored: the table is too short -> first missing tensor named
     let err = edited(&b, cfg_field(7, 4)).unwrap_err();
-    assert_eq!(err, Missing { kind: TensorKind::SelfQW, layer: 3 });
-    assert!(err.to_string().contains("decoder.layers.3.self_att.attention.fc_q.weight"), "{err}");
+    assert_eq!(
+        err,
+        Missing {
+            kind: TensorKind::SelfQW,
+            layer: 3
+        }
+    );
+    assert!(
+        err.to_string()
+            .contains("decoder.layers.3.self_att.attention.fc_q.weight"),
+        "{err}"
+    );
     // fewer decoder layers: layer-2 entries are out of range
     assert!(matches!(
         edited(&b, cfg_field(7, 2)),
-        Err(TensorCount { .. }) | Err(BadLayer { layer: 2, layers: 2, .. })
+        Err(TensorCount { .. })
+            | Err(BadLayer {
+                layer: 2,
+                layers: 2,
+                ..
+            })
     ));
     let err = edited(&b, cfg_field(5, 256)).unwrap_err().to_string();
-    assert!(err.contains("encoder.layers.0.pwff.fc1.weight") && err.contains("256"), "{err}");
+    assert!(
+        err.contains("encoder.layers.0.pwff.fc1.weight") && err.contains("256"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -244,36 +356,59 @@ fn section_bounds() {
     let len = b.len() as u64;
     assert!(matches!(
         edited(&b, |v| put_u64(v, hdr::TABLE_OFF, len)),
-        Err(SectionOutOfBounds { section: Section::Table, .. })
+        Err(SectionOutOfBounds {
+            section: Section::Table,
+            ..
+        })
     ));
     assert!(matches!(
         edited(&b, |v| put_u64(v, hdr::TABLE_OFF, u64::MAX - 10)),
-        Err(SectionOutOfBounds { section: Section::Table, .. })
+        Err(SectionOutOfBounds {
+            section: Section::Table,
+            ..
+        })
     ));
     assert_eq!(
         edited(&b, |v| put_u64(v, hdr::TABLE_OFF, 100)),
-        Err(SectionOverlap { section: Section::Table, offset: 100, previous_end: 160 })
+        Err(SectionOverlap {
+            section: Section::Table,
+            offset: 100,
+            previous_end: 160
+        })
     );
     assert!(matches!(
         edited(&b, |v| put_u64(v, hdr::VOCAB_BYTES_LEN, len)),
-        Err(SectionOutOfBounds { section: Section::VocabBytes, .. })
+        Err(SectionOutOfBounds {
+            section: Section::VocabBytes,
+            ..
+        })
     ));
     assert!(matches!(
         edited(&b, |v| put_u64(v, hdr::VOCAB_INDEX_OFF, 170)),
-        Err(SectionOverlap { section: Section::VocabIndex, .. })
+        Err(SectionOverlap {
+            section: Section::VocabIndex,
+            ..
+        })
     ));
     let data_off = get_u64(&b, hdr::DATA_OFF);
     let data_len = get_u64(&b, hdr::DATA_LEN);
     assert!(matches!(
         edited(&b, |v| put_u64(v, hdr::DATA_LEN, data_len + 1)),
-        Err(SectionOutOfBounds { section: Section::Data, .. })
+        Err(SectionOutOfBounds {
+            section: Section::Data,
+            ..
+        })
     ));
     assert_eq!(
         edited(&b, |v| {
             put_u64(v, hdr::DATA_OFF, data_off + 4);
             put_u64(v, hdr::DATA_LEN, data_len - 4);
         }),
-        Err(SectionMisaligned { section: Section::Data, offset: data_off + 4, align: 32 })
+        Err(SectionMisaligned {
+            section: Section::Data,
+            offset: data_off + 4,
+            align: 32
+        })
     );
     // shrinking the data area leaves the first tensor outside it
     let err = edited(&b, |v| {
@@ -281,20 +416,36 @@ fn section_bounds() {
         put_u64(v, hdr::DATA_LEN, data_len - 32);
     })
     .unwrap_err();
-    assert!(matches!(err, TensorOutOfBounds { kind: TensorKind::EncInW, part: Part::Data, .. }));
+    assert!(matches!(
+        err,
+        TensorOutOfBounds {
+            kind: TensorKind::EncInW,
+            part: Part::Data,
+            ..
+        }
+    ));
     // tensor count
     let n = get_u32(&b, hdr::N_TENSORS);
     assert_eq!(
         edited(&b, |v| put_u32(v, hdr::N_TENSORS, n + 1)),
-        Err(TensorCount { found: n + 1, expected: n })
+        Err(TensorCount {
+            found: n + 1,
+            expected: n
+        })
     );
     assert_eq!(
         edited(&b, |v| put_u32(v, hdr::N_TENSORS, n - 1)),
-        Err(Missing { kind: TensorKind::DecFfLnB, layer: 2 })
+        Err(Missing {
+            kind: TensorKind::DecFfLnB,
+            layer: 2
+        })
     );
     assert_eq!(
         edited(&b, |v| put_u32(v, hdr::N_TOKENS, 51)),
-        Err(VocabCount { found: 51, expected: 50 })
+        Err(VocabCount {
+            found: 51,
+            expected: 50
+        })
     );
 }
 
@@ -308,42 +459,87 @@ fn table_entry_contradictions() {
 
     assert_eq!(
         edited(&b, |v| put_u16(v, f(EncQB, 1, entry::KIND), 999)),
-        Err(UnknownKind { entry: e(EncQB, 1) as u32, code: 999 })
+        Err(UnknownKind {
+            entry: e(EncQB, 1) as u32,
+            code: 999
+        })
     );
     assert_eq!(
         edited(&b, |v| put_u16(v, f(EncQB, 1, entry::LAYER), 3)),
-        Err(BadLayer { entry: e(EncQB, 1) as u32, kind: EncQB, layer: 3, layers: 3 })
+        Err(BadLayer {
+            entry: e(EncQB, 1) as u32,
+            kind: EncQB,
+            layer: 3,
+            layers: 3
+        })
     );
     assert!(matches!(
         edited(&b, |v| put_u16(v, f(WordEmb, 0, entry::LAYER), 1)),
-        Err(BadLayer { kind: WordEmb, layer: 1, layers: 1, .. })
+        Err(BadLayer {
+            kind: WordEmb,
+            layer: 1,
+            layers: 1,
+            ..
+        })
     ));
     assert_eq!(
         edited(&b, |v| v[f(SelfKW, 2, entry::DTYPE)] = 7),
-        Err(UnknownDType { kind: SelfKW, layer: 2, code: 7 })
+        Err(UnknownDType {
+            kind: SelfKW,
+            layer: 2,
+            code: 7
+        })
     );
     assert_eq!(
         edited(&b, |v| v[f(EncAttLnG, 0, entry::DTYPE)] = DType::F16 as u8),
-        Err(DTypeNotAllowed { kind: EncAttLnG, layer: 0, dtype: DType::F16 })
+        Err(DTypeNotAllowed {
+            kind: EncAttLnG,
+            layer: 0,
+            dtype: DType::F16
+        })
     );
     assert_eq!(
         edited(&b, |v| v[f(EncMemK, 1, entry::DTYPE)] = DType::I8 as u8),
-        Err(DTypeNotAllowed { kind: EncMemK, layer: 1, dtype: DType::I8 })
+        Err(DTypeNotAllowed {
+            kind: EncMemK,
+            layer: 1,
+            dtype: DType::I8
+        })
     );
     assert_eq!(
         edited(&b, |v| v[f(SelfKW, 2, entry::DTYPE)] = DType::F16 as u8),
-        Err(ByteLength { kind: SelfKW, layer: 2, part: Part::Data, expected: 8192, found: 16384 })
+        Err(ByteLength {
+            kind: SelfKW,
+            layer: 2,
+            part: Part::Data,
+            expected: 8192,
+            found: 16384
+        })
     );
     assert_eq!(
         edited(&b, |v| put_u32(v, f(Alpha2W, 1, entry::COLS), 64)),
-        Err(ShapeMismatch { kind: Alpha2W, layer: 1, expected: (64, 128), found: (64, 64) })
+        Err(ShapeMismatch {
+            kind: Alpha2W,
+            layer: 1,
+            expected: (64, 128),
+            found: (64, 64)
+        })
     );
     assert_eq!(
         edited(&b, |v| put_u32(v, f(EncInB, 0, entry::ROWS), 64)),
-        Err(ShapeMismatch { kind: EncInB, layer: 0, expected: (1, 64), found: (64, 64) })
+        Err(ShapeMismatch {
+            kind: EncInB,
+            layer: 0,
+            expected: (1, 64),
+            found: (64, 64)
+        })
     );
     assert_eq!(
-        edited(&b, |v| put_u64(v, f(VocabW, 0, entry::DATA_LEN), 50 * 64 * 4 + 32)),
+        edited(&b, |v| put_u64(
+            v,
+            f(VocabW, 0, entry::DATA_LEN),
+            50 * 64 * 4 + 32
+        )),
         Err(ByteLength {
             kind: VocabW,
             layer: 0,
@@ -357,22 +553,41 @@ fn table_entry_contradictions() {
     for off in [len, len - 32, u64::MAX - 7, 0, 64] {
         let err = edited(&b, |v| put_u64(v, f(DecFf2W, 1, entry::DATA_OFF), off)).unwrap_err();
         assert!(
-            matches!(err, TensorOutOfBounds { kind: DecFf2W, layer: 1, part: Part::Data, .. }),
+            matches!(
+                err,
+                TensorOutOfBounds {
+                    kind: DecFf2W,
+                    layer: 1,
+                    part: Part::Data,
+                    ..
+                }
+            ),
             "{off}: {err}"
         );
     }
     let off = get_u64(&b, f(DecFf2W, 1, entry::DATA_OFF));
     assert_eq!(
         edited(&b, |v| put_u64(v, f(DecFf2W, 1, entry::DATA_OFF), off + 4)),
-        Err(TensorMisaligned { kind: DecFf2W, layer: 1, part: Part::Data, offset: off + 4 })
+        Err(TensorMisaligned {
+            kind: DecFf2W,
+            layer: 1,
+            part: Part::Data,
+            offset: off + 4
+        })
     );
     // overlap: point a bias at another bias's bytes
     let other = get_u64(&b, f(SelfQB, 0, entry::DATA_OFF));
     let err = edited(&b, |v| put_u64(v, f(SelfKB, 0, entry::DATA_OFF), other)).unwrap_err();
     assert!(matches!(err, Overlap { .. }), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains("decoder.layers.0.self_att.attention.fc_q.bias"), "{msg}");
-    assert!(msg.contains("decoder.layers.0.self_att.attention.fc_k.bias"), "{msg}");
+    assert!(
+        msg.contains("decoder.layers.0.self_att.attention.fc_q.bias"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("decoder.layers.0.self_att.attention.fc_k.bias"),
+        "{msg}"
+    );
     // partial overlap: a weight shifted by 32 bytes into its neighbour
     let w_off = get_u64(&b, f(EncQW, 0, entry::DATA_OFF));
     assert!(matches!(
@@ -382,13 +597,27 @@ fn table_entry_contradictions() {
     // duplicate: make the EncInLnG entry a second EncInB
     let (i, j) = (e(EncInB, 0), e(EncInLnG, 0));
     assert_eq!(
-        edited(&b, |v| put_u16(v, f(EncInLnG, 0, entry::KIND), EncInB.code())),
-        Err(Duplicate { kind: EncInB, layer: 0, first: i as u32, second: j as u32 })
+        edited(&b, |v| put_u16(
+            v,
+            f(EncInLnG, 0, entry::KIND),
+            EncInB.code()
+        )),
+        Err(Duplicate {
+            kind: EncInB,
+            layer: 0,
+            first: i as u32,
+            second: j as u32
+        })
     );
     // scales on a non-int8 tensor
     assert_eq!(
         edited(&b, |v| put_u64(v, f(EncOW, 2, entry::SCALES_OFF), 64)),
-        Err(UnexpectedScales { kind: EncOW, layer: 2, offset: 64, len: 0 })
+        Err(UnexpectedScales {
+            kind: EncOW,
+            layer: 2,
+            offset: 64,
+            len: 0
+        })
     );
 }
 
@@ -400,25 +629,62 @@ fn int8_scale_contradictions() {
     let f = |kind, layer, field| entry_field(&b, entry_index(&b, kind, layer), field);
     assert_eq!(
         edited(&b, |v| put_u64(v, f(CrossVW, 1, entry::SCALES_LEN), 4)),
-        Err(ByteLength { kind: CrossVW, layer: 1, part: Part::Scales, expected: 256, found: 4 })
+        Err(ByteLength {
+            kind: CrossVW,
+            layer: 1,
+            part: Part::Scales,
+            expected: 256,
+            found: 4
+        })
     );
     let soff = get_u64(&b, f(CrossVW, 1, entry::SCALES_OFF));
     assert_eq!(
-        edited(&b, |v| put_u64(v, f(CrossVW, 1, entry::SCALES_OFF), soff + 8)),
-        Err(TensorMisaligned { kind: CrossVW, layer: 1, part: Part::Scales, offset: soff + 8 })
+        edited(&b, |v| put_u64(
+            v,
+            f(CrossVW, 1, entry::SCALES_OFF),
+            soff + 8
+        )),
+        Err(TensorMisaligned {
+            kind: CrossVW,
+            layer: 1,
+            part: Part::Scales,
+            offset: soff + 8
+        })
     );
     assert!(matches!(
-        edited(&b, |v| put_u64(v, f(CrossVW, 1, entry::SCALES_OFF), b.len() as u64)),
-        Err(TensorOutOfBounds { kind: CrossVW, part: Part::Scales, .. })
+        edited(&b, |v| put_u64(
+            v,
+            f(CrossVW, 1, entry::SCALES_OFF),
+            b.len() as u64
+        )),
+        Err(TensorOutOfBounds {
+            kind: CrossVW,
+            part: Part::Scales,
+            ..
+        })
     ));
     // scales pointing into the tensor's own values
     let doff = get_u64(&b, f(CrossVW, 1, entry::DATA_OFF));
     let err = edited(&b, |v| put_u64(v, f(CrossVW, 1, entry::SCALES_OFF), doff)).unwrap_err();
-    assert!(matches!(err, Overlap { a: (CrossVW, 1, Part::Data), b: (CrossVW, 1, Part::Scales), .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Overlap {
+                a: (CrossVW, 1, Part::Data),
+                b: (CrossVW, 1, Part::Scales),
+                ..
+            }
+        ),
+        "{err}"
+    );
     // an int8 tensor relabelled f32 keeps its scales -> length error first
     assert!(matches!(
         edited(&b, |v| v[f(CrossVW, 1, entry::DTYPE)] = 0),
-        Err(ByteLength { kind: CrossVW, part: Part::Data, .. })
+        Err(ByteLength {
+            kind: CrossVW,
+            part: Part::Data,
+            ..
+        })
     ));
 }
 
@@ -428,9 +694,15 @@ fn vocab_index_contradictions() {
     use BlobError::*;
     let vi = get_u64(&b, hdr::VOCAB_INDEX_OFF) as usize;
     let vb_len = get_u64(&b, hdr::VOCAB_BYTES_LEN);
-    assert!(matches!(edited(&b, |v| put_u32(v, vi, 1)), Err(VocabOffsets { id: 0, .. })));
+    assert!(matches!(
+        edited(&b, |v| put_u32(v, vi, 1)),
+        Err(VocabOffsets { id: 0, .. })
+    ));
     // token 5 ends before it starts
-    assert!(matches!(edited(&b, |v| put_u32(v, vi + 6 * 4, 0)), Err(VocabOffsets { id: 5, .. })));
+    assert!(matches!(
+        edited(&b, |v| put_u32(v, vi + 6 * 4, 0)),
+        Err(VocabOffsets { id: 5, .. })
+    ));
     // last offset not the byte length
     assert!(matches!(
         edited(&b, |v| put_u32(v, vi + 50 * 4, vb_len as u32 - 1)),

@@ -96,7 +96,10 @@ fn check_fixture(name: &str, dtype: DType) {
         assert_eq!(blob.token(id as u32).unwrap(), &tok[..], "token {id}");
     }
     assert_eq!(blob.token(vocab.len() as u32), None);
-    assert_eq!(blob.max_token_len(), vocab.iter().map(Vec::len).max().unwrap());
+    assert_eq!(
+        blob.max_token_len(),
+        vocab.iter().map(Vec::len).max().unwrap()
+    );
     assert_eq!(blob.tokens().count(), vocab.len());
 }
 
@@ -118,7 +121,13 @@ fn configs_match_fixtures() {
     assert_eq!((c.unk, c.pad, c.bos, c.eos), (0, 1, 2, 3));
     let b = packed("small-s3", DType::I8);
     let c = *Blob::parse(&b).unwrap().config();
-    let want = Config { d_model: 64, d_k: 8, d_v: 8, d_ff: 256, ..Config::COCO };
+    let want = Config {
+        d_model: 64,
+        d_k: 8,
+        d_v: 8,
+        d_ff: 256,
+        ..Config::COCO
+    };
     assert_eq!(c, want);
 }
 
@@ -126,13 +135,17 @@ fn configs_match_fixtures() {
 fn coco_whitespace_tokens_survive() {
     let b = packed("small-s3", DType::I8);
     let blob = Blob::parse(&b).unwrap();
-    let coco = m2::pack::read_vocab_json(
-        &std::fs::read(fixture_dir("coco-vocab.json")).unwrap(),
-    )
-    .unwrap();
+    let coco =
+        m2::pack::read_vocab_json(&std::fs::read(fixture_dir("coco-vocab.json")).unwrap()).unwrap();
     assert_eq!(coco.len(), 10201);
-    for (id, tok) in [(86, " "), (2109, "  "), (3087, "\n"), (5208, "   "), (5337, "\n "), (8708, "    ")]
-    {
+    for (id, tok) in [
+        (86, " "),
+        (2109, "  "),
+        (3087, "\n"),
+        (5208, "   "),
+        (5337, "\n "),
+        (8708, "    "),
+    ] {
         assert_eq!(blob.token(id).unwrap(), tok.as_bytes(), "id {id}");
         assert_eq!(coco[id as usize], tok.as_bytes());
     }
@@ -161,10 +174,18 @@ fn mixed_dtype_blob_parses() {
         let (r, c) = kind.shape(&cfg);
         let n = r as usize * c as usize;
         let vals: Vec<f32> = (0..n).map(|j| ((j * 7 + i) % 13) as f32 - 6.0).collect();
-        let dtype = if kind.class() == Class::Weight { [DType::F32, DType::F16, DType::I8][i % 3] } else { DType::F32 };
+        let dtype = if kind.class() == Class::Weight {
+            [DType::F32, DType::F16, DType::I8][i % 3]
+        } else {
+            DType::F32
+        };
         w.add(kind, layer, TensorData::from_f32(&vals, c as usize, dtype));
     }
-    w.vocab((0..cfg.vocab).map(|i| format!("t{i}").into_bytes()).collect());
+    w.vocab(
+        (0..cfg.vocab)
+            .map(|i| format!("t{i}").into_bytes())
+            .collect(),
+    );
     let bytes = w.finish().unwrap();
     let buf = AlignedBuf::from_bytes(&bytes);
     let blob = Blob::parse(&buf).unwrap();
@@ -179,7 +200,9 @@ fn mixed_dtype_blob_parses() {
     assert_eq!(blob.token(7).unwrap(), b"t7");
     // a non-f32 tensor has no vector view; an absent tensor gives empty views
     let i8_weight = blob.tensors().find(|t| t.dtype == DType::I8).unwrap();
-    assert!(blob.vector(i8_weight.kind, i8_weight.layer as usize).is_empty());
+    assert!(blob
+        .vector(i8_weight.kind, i8_weight.layer as usize)
+        .is_empty());
     assert!(blob.vector(TensorKind::SelfQB, 99).is_empty());
     assert_eq!(blob.matrix(TensorKind::SelfQW, 99).rows, 0);
     assert!(blob.tensor(TensorKind::EncInW, 1).is_none());
@@ -212,10 +235,22 @@ fn writer_rejects_bad_input() {
     w.add(TensorKind::EncInB, 0, TensorData::F16(vec![f16::ZERO; 64]));
     assert!(matches!(w.finish(), Err(WriteError::DType { .. })));
     let w = BlobWriter::new(cfg);
-    assert!(matches!(w.finish(), Err(WriteError::Missing { kind: TensorKind::EncInW, layer: 0 })));
+    assert!(matches!(
+        w.finish(),
+        Err(WriteError::Missing {
+            kind: TensorKind::EncInW,
+            layer: 0
+        })
+    ));
     let mut w = full();
     w.vocab(vec![]);
-    assert!(matches!(w.finish(), Err(WriteError::VocabSize { found: 0, expected: 50 })));
+    assert!(matches!(
+        w.finish(),
+        Err(WriteError::VocabSize {
+            found: 0,
+            expected: 50
+        })
+    ));
 }
 
 #[test]
@@ -236,7 +271,10 @@ fn mapped_and_aligned_loading() {
     assert_eq!(mapped.bytes(), &*bytes);
     assert_eq!(mapped.blob().unwrap().config().pad, 1);
     let loaded = m2::blob::load_file(&path).unwrap();
-    assert_eq!(loaded.blob().unwrap().checksum(), Blob::parse(&bytes).unwrap().checksum());
+    assert_eq!(
+        loaded.blob().unwrap().checksum(),
+        Blob::parse(&bytes).unwrap().checksum()
+    );
     let buf = AlignedBuf::read_file(&path).unwrap();
     assert_eq!(buf.as_ptr() as usize % ALIGN, 0);
     assert_eq!(&*buf, &*bytes);
@@ -257,7 +295,13 @@ fn skip_checksum_and_declared_len() {
     let mut v = AlignedBuf::from_bytes(&b);
     let n = v.len();
     v[n - 1] ^= 0x40; // inside the last tensor's data: only the checksum notices
-    assert!(matches!(Blob::parse(&v), Err(m2::BlobError::ChecksumMismatch { .. })));
+    assert!(matches!(
+        Blob::parse(&v),
+        Err(m2::BlobError::ChecksumMismatch { .. })
+    ));
     let blob = Blob::parse_skip_checksum(&v).unwrap();
-    assert!(matches!(blob.verify_checksum(), Err(m2::BlobError::ChecksumMismatch { .. })));
+    assert!(matches!(
+        blob.verify_checksum(),
+        Err(m2::BlobError::ChecksumMismatch { .. })
+    ));
 }

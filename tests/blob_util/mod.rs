@@ -10,7 +10,9 @@ pub const FIXTURES: [&str; 3] = ["tiny-s0", "tiny-s2-masked", "small-s3"];
 pub const DTYPES: [DType; 3] = [DType::F32, DType::F16, DType::I8];
 
 pub fn fixture_dir(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 pub fn checkpoint(name: &str) -> Vec<u8> {
@@ -24,9 +26,19 @@ pub fn vocab(name: &str) -> Vec<Vec<u8>> {
 /// The options the fixture needs (tiny: 4 heads, 10 regions; small: 8 heads, 50 regions).
 pub fn options(name: &str, dtype: DType) -> PackOptions {
     if name.starts_with("tiny") {
-        PackOptions { dtype, heads: 4, max_regions: 10, ..PackOptions::default() }
+        PackOptions {
+            dtype,
+            heads: 4,
+            max_regions: 10,
+            ..PackOptions::default()
+        }
     } else {
-        PackOptions { dtype, heads: 8, max_regions: 50, ..PackOptions::default() }
+        PackOptions {
+            dtype,
+            heads: 8,
+            max_regions: 50,
+            ..PackOptions::default()
+        }
     }
 }
 
@@ -88,8 +100,13 @@ pub fn entry_index(b: &[u8], kind: TensorKind, layer: u16) -> usize {
     let n = get_u32(b, hdr::N_TENSORS) as usize;
     (0..n)
         .find(|&i| {
-            let k = u16::from_le_bytes(b[entry_field(b, i, entry::KIND)..][..2].try_into().unwrap());
-            let l = u16::from_le_bytes(b[entry_field(b, i, entry::LAYER)..][..2].try_into().unwrap());
+            let k =
+                u16::from_le_bytes(b[entry_field(b, i, entry::KIND)..][..2].try_into().unwrap());
+            let l = u16::from_le_bytes(
+                b[entry_field(b, i, entry::LAYER)..][..2]
+                    .try_into()
+                    .unwrap(),
+            );
             k == kind.code() && l == layer
         })
         .expect("entry")
@@ -135,7 +152,9 @@ pub fn micro(mixed: bool) -> Vec<u8> {
     for (i, (kind, layer)) in TensorKind::required(&cfg).enumerate() {
         let (r, c) = kind.shape(&cfg);
         let n = r as usize * c as usize;
-        let vals: Vec<f32> = (0..n).map(|j| ((j * 5 + i) % 11) as f32 * 0.25 - 1.0).collect();
+        let vals: Vec<f32> = (0..n)
+            .map(|j| ((j * 5 + i) % 11) as f32 * 0.25 - 1.0)
+            .collect();
         let dtype = if mixed && kind.class() == Class::Weight {
             DTYPES[i % 3]
         } else {

@@ -1,0 +1,319 @@
+//! The `m2-pack` binary end to end: packing the fixtures, `inspect`, and its error behaviour.
+
+use m2::blob::AlignedBuf;
+use m2::Blob;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_m2-pack");
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}
+
+/// A fresh scratch directory per test.
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("m2-pack-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("run m2-pack")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Non-zero exit with exactly one line on stderr starting `error: `.
+fn assert_one_line_error(o: &Output) -> String {
+    assert!(
+        !o.status.success(),
+        "expected failure, stdout {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let e = stderr(o);
+    assert!(e.starts_with("error: "), "stderr: {e:?}");
+    assert_eq!(
+        e.trim_end().lines().count(),
+        1,
+        "stderr not one line: {e:?}"
+    );
+    assert!(!e.contains("panicked") && !e.contains("backtrace"), "{e}");
+    e
+}
+
+fn pack_args<'a>(fixture: &'a str, dtype: &'a str, out: &'a str) -> Vec<String> {
+    let dir = fixtures().join(fixture);
+    let mut v = vec![
+        dir.join("model.safetensors").display().to_string(),
+        "--vocab".into(),
+        dir.join("vocab.json").display().to_string(),
+        "--dtype".into(),
+        dtype.into(),
+        "-o".into(),
+        out.into(),
+    ];
+    if fixture.starts_with("tiny") {
+        v.extend(["--heads", "4", "--regions", "10"].map(String::from));
+    } else {
+        v.extend(["--heads", "8", "--regions", "50"].map(String::from));
+    }
+    v
+}
+
+fn no_temp_files(dir: &Path) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(!name.ends_with(".tmp"), "left behind {name}");
+    }
+}
+
+#[test]
+fn packs_every_fixture_at_every_dtype() {
+    let dir = scratch("all");
+    for fixture in ["tiny-s0", "tiny-s2-masked", "small-s3"] {
+        for dtype in ["f32", "f16", "int8"] {
+            let out = dir.join(format!("{fixture}-{dtype}.m2"));
+            let args = pack_args(fixture, dtype, out.to_str().unwrap());
+            let o = Command::new(BIN).args(&args).output().unwrap();
+            assert!(o.status.success(), "{fixture} {dtype}: {}", stderr(&o));
+            let stdout = String::from_utf8_lossy(&o.stdout);
+            assert!(stdout.starts_with("wrote "), "{stdout}");
+            let buf = AlignedBuf::read_file(&out).unwrap();
+            let blob = Blob::parse(&buf).unwrap();
+            let want = match dtype {
+                "f32" => m2::blob::DType::F32,
+                "f16" => m2::blob::DType::F16,
+                _ => m2::blob::DType::I8,
+            };
+            assert_eq!(blob.matrix(m2::blob::TensorKind::VocabW, 0).dtype(), want);
+            // identical to packing in-process
+            let st = std::fs::read(fixtures().join(fixture).join("model.safetensors")).unwrap();
+            let vocab = m2::pack::read_vocab_json(
+                &std::fs::read(fixtures().join(fixture).join("vocab.json")).unwrap(),
+            )
+            .unwrap();
+            let (heads, regions) = if fixture.starts_with("tiny") {
+                (4, 10)
+            } else {
+                (8, 50)
+            };
+            let opts = m2::pack::PackOptions {
+                dtype: want,
+                heads,
+                max_regions: regions,
+                ..Default::default()
+            };
+            assert_eq!(&*buf, &m2::pack::pack(&st, &vocab, &opts).unwrap()[..]);
+        }
+    }
+    no_temp_files(&dir);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn inspect_prints_config_tensors_and_plan() {
+    let dir = scratch("inspect");
+    let out = dir.join("small.m2");
+    let o = Command::new(BIN)
+        .args(pack_args("small-s3", "int8", out.to_str().unwrap()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let buf = AlignedBuf::read_file(&out).unwrap();
+    let blob = Blob::parse(&buf).unwrap();
+    let cfg = *blob.config();
+
+    let o = run(&["inspect", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("(ok)"), "{text}");
+    assert!(text.contains("d_in 2048  d_model 64  h 8  d_k 8"), "{text}");
+    assert!(text.contains("vocabulary 10201 tokens"), "{text}");
+    assert!(text.contains("decoder.word_emb.weight"), "{text}");
+    assert!(
+        text.contains("encoder.layers.2.mhatt.attention.m_v"),
+        "{text}"
+    );
+    assert!(text.contains("memory plan (beam 5, 50 regions)"), "{text}");
+    let ws = m2::plan::workspace_bytes(&cfg, 5, 50);
+    let flash_line = text.lines().find(|l| l.contains("flash (blob)")).unwrap();
+    assert!(
+        flash_line.contains(&format!(" {} bytes", blob.len())),
+        "{flash_line}"
+    );
+    let ram_line = text
+        .lines()
+        .find(|l| l.contains("RAM (workspace)"))
+        .unwrap();
+    assert!(ram_line.contains(&format!(" {ws} bytes")), "{ram_line}");
+
+    let o = run(&[
+        "inspect",
+        out.to_str().unwrap(),
+        "--beam",
+        "2",
+        "--regions",
+        "36",
+    ]);
+    assert!(o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout);
+    let ws = m2::plan::workspace_bytes(&cfg, 2, 36);
+    assert!(text.contains("memory plan (beam 2, 36 regions)"), "{text}");
+    assert!(text.contains(&format!(" {ws} bytes")), "{text}");
+
+    // a corrupted blob: one error line naming the checksum, non-zero exit
+    let mut bytes = std::fs::read(&out).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 1;
+    std::fs::write(&out, &bytes).unwrap();
+    let e = assert_one_line_error(&run(&["inspect", out.to_str().unwrap()]));
+    assert!(e.contains("checksum"), "{e}");
+    // not a blob at all
+    let ck = fixtures().join("tiny-s0/model.safetensors");
+    let e = assert_one_line_error(&run(&["inspect", ck.to_str().unwrap()]));
+    assert!(e.contains("not an M2 blob"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn refuses_to_overwrite_its_input() {
+    let dir = scratch("overwrite");
+    let ck = dir.join("model.safetensors");
+    let voc = dir.join("vocab.json");
+    std::fs::copy(fixtures().join("tiny-s0/model.safetensors"), &ck).unwrap();
+    std::fs::copy(fixtures().join("tiny-s0/vocab.json"), &voc).unwrap();
+    let before = std::fs::read(&ck).unwrap();
+    let spelled_differently = dir.join(".").join("model.safetensors");
+    for target in [&ck, &spelled_differently, &voc] {
+        let o = run(&[
+            ck.to_str().unwrap(),
+            "--vocab",
+            voc.to_str().unwrap(),
+            "--dtype",
+            "f16",
+            "--heads",
+            "4",
+            "-o",
+            target.to_str().unwrap(),
+        ]);
+        let e = assert_one_line_error(&o);
+        assert!(e.contains("refusing to overwrite"), "{e}");
+    }
+    assert_eq!(std::fs::read(&ck).unwrap(), before);
+    // an existing, unrelated output file is replaced
+    let out = dir.join("out.m2");
+    std::fs::write(&out, b"old").unwrap();
+    let o = run(&[
+        ck.to_str().unwrap(),
+        "--vocab",
+        voc.to_str().unwrap(),
+        "--dtype",
+        "f16",
+        "--heads",
+        "4",
+        "--regions",
+        "10",
+        "-o",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(o.stdout.is_empty());
+    Blob::parse(&AlignedBuf::read_file(&out).unwrap()).unwrap();
+    no_temp_files(&dir);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn errors_are_one_line() {
+    let dir = scratch("errors");
+    let out = dir.join("o.m2");
+    let out_s = out.to_str().unwrap();
+    let tiny = fixtures().join("tiny-s0");
+    let ck = tiny.join("model.safetensors");
+    let voc = tiny.join("vocab.json");
+    let (ck, voc) = (ck.to_str().unwrap(), voc.to_str().unwrap());
+
+    // missing checkpoint
+    let e = assert_one_line_error(&run(&[
+        "/nonexistent/m.safetensors",
+        "--vocab",
+        voc,
+        "--dtype",
+        "f32",
+        "-o",
+        out_s,
+    ]));
+    assert!(e.contains("/nonexistent/m.safetensors"), "{e}");
+    // missing vocabulary
+    let e = assert_one_line_error(&run(&[
+        ck,
+        "--vocab",
+        "/nonexistent/v.json",
+        "--dtype",
+        "f32",
+        "-o",
+        out_s,
+    ]));
+    assert!(e.contains("v.json"), "{e}");
+    // not safetensors
+    let e = assert_one_line_error(&run(&[voc, "--vocab", voc, "--dtype", "f32", "-o", out_s]));
+    assert!(e.contains("not a safetensors file"), "{e}");
+    // vocabulary size mismatch
+    let coco = fixtures().join("coco-vocab.json");
+    let e = assert_one_line_error(&run(&[
+        ck,
+        "--vocab",
+        coco.to_str().unwrap(),
+        "--dtype",
+        "f32",
+        "--heads",
+        "4",
+        "-o",
+        out_s,
+    ]));
+    assert!(e.contains("10201") && e.contains("50 rows"), "{e}");
+    // vocabulary not JSON
+    let e = assert_one_line_error(&run(&[
+        ck, "--vocab", ck, "--dtype", "f32", "--heads", "4", "-o", out_s,
+    ]));
+    assert!(e.contains("JSON"), "{e}");
+    // heads that do not divide d_model
+    let e = assert_one_line_error(&run(&[
+        ck, "--vocab", voc, "--dtype", "f32", "--heads", "5", "-o", out_s,
+    ]));
+    assert!(e.contains("--heads 5"), "{e}");
+    // output directory missing
+    let e = assert_one_line_error(&run(&[
+        ck,
+        "--vocab",
+        voc,
+        "--dtype",
+        "f32",
+        "--heads",
+        "4",
+        "-o",
+        "/nonexistent/dir/o.m2",
+    ]));
+    assert!(e.contains("/nonexistent/dir"), "{e}");
+    // argument errors (clap) are folded into one line too
+    let e = assert_one_line_error(&run(&[ck, "--vocab", voc, "-o", out_s]));
+    assert!(e.contains("--dtype"), "{e}");
+    let e = assert_one_line_error(&run(&[ck, "--vocab", voc, "--dtype", "f64", "-o", out_s]));
+    assert!(e.contains("f64"), "{e}");
+    assert_one_line_error(&run(&[]));
+    assert_one_line_error(&run(&["inspect"]));
+    let e = assert_one_line_error(&run(&["inspect", "/nonexistent.m2"]));
+    assert!(e.contains("/nonexistent.m2"), "{e}");
+    assert!(!out.exists());
+    no_temp_files(&dir);
+    // --help is not an error
+    let o = run(&["--help"]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("inspect"));
+    std::fs::remove_dir_all(&dir).ok();
+}
