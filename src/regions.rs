@@ -428,6 +428,31 @@ pub fn from_png(bytes: &[u8]) -> Result<Gray, std::string::String> {
     Ok(Gray { width: w, height: h, pixels })
 }
 
+/// Regions and features of a PNG scene, for `m2 caption --image` (host only): decode to
+/// grayscale, invert if it is dark ink on a light background, run [`extract`] with
+/// [`Params::DEMO`]. Returns the regions found and their features, `regions.len() * D_IN`
+/// values (no padding rows: the engine pads to its `max_regions`). Errors if there is no region.
+#[cfg(feature = "std")]
+pub fn features_from_png(
+    bytes: &[u8],
+    max_regions: usize,
+) -> Result<(std::vec::Vec<Region>, std::vec::Vec<f32>), std::string::String> {
+    use std::string::ToString;
+    let mut g = from_png(bytes)?;
+    invert_if_light_background(&mut g.pixels, g.width, g.height);
+    let mut scratch = std::vec![0u16; g.width * g.height];
+    let mut regions = std::vec![Region::default(); max_regions];
+    let mut feats = std::vec![0f32; max_regions * D_IN];
+    let n = extract(&g.pixels, g.width, g.height, &Params::DEMO, &mut scratch, &mut regions, &mut feats)
+        .map_err(|e| e.to_string())?;
+    if n == 0 {
+        return Err("no digit found in the image (no bright strokes on a dark background)".into());
+    }
+    regions.truncate(n);
+    feats.truncate(n * D_IN);
+    Ok((regions, feats))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
