@@ -418,6 +418,10 @@ fn names_and_selection() {
         assert_eq!(Kernels::detect().isa, Isa::Avx2);
     }
     assert!(!Isa::Dsp.is_available());
+    // cross/test-aarch64.sh says which path each emulated CPU must get.
+    if let Ok(want) = std::env::var("M2_EXPECT_ISA") {
+        assert_eq!(Kernels::detect().isa, Isa::from_name(&want).unwrap(), "M2_EXPECT_ISA={want}");
+    }
 }
 
 #[test]

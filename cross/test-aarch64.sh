@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The root package's whole test suite (lib, bin, integration and doc tests) cross-built for
+# aarch64-unknown-linux-gnu and run under qemu-user twice: as a Raspberry Pi 4 (cortex-a72: NEON,
+# no dotprod) and as a Raspberry Pi 5 (cortex-a76: NEON + SDOT). M2_EXPECT_ISA makes the kernel
+# tests check that detection picks `neon` and `dotprod` respectively.
+#
+#   cross/test-aarch64.sh                 # debug build
+#   cross/test-aarch64.sh --release       # extra arguments go to `cargo test`
+#
+# Installs the cross toolchain and qemu-user when missing (needs root and apt-get, as in CI).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TARGET=aarch64-unknown-linux-gnu
+if ! command -v qemu-aarch64 >/dev/null || ! command -v aarch64-linux-gnu-gcc >/dev/null \
+    || [ ! -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ]; then
+    echo "cross/test-aarch64.sh: installing gcc-aarch64-linux-gnu, libc6-dev-arm64-cross, qemu-user" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user >/dev/null
+fi
+if ! rustup target list --installed | grep -qx "$TARGET"; then
+    rustup target add "$TARGET"
+fi
+
+CARGO=(cargo test -p m2 --target "$TARGET" --config cross/aarch64-qemu.toml "$@")
+"${CARGO[@]}" --no-run
+for cpu in cortex-a72:neon cortex-a76:dotprod; do
+    echo "=== aarch64 under qemu: QEMU_CPU=${cpu%%:*} (expect kernel path ${cpu##*:})"
+    QEMU_CPU="${cpu%%:*}" M2_EXPECT_ISA="${cpu##*:}" "${CARGO[@]}"
+done
+echo "=== aarch64: both CPU models passed"
