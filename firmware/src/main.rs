@@ -158,9 +158,14 @@ fn run() -> bool {
     all_ok
 }
 
-/// The best kernels for this core: the DSP (SMLAD) path on Cortex-M4/M7, scalar elsewhere.
+/// The best kernels for this core: the DSP (SXTB16 + SMLAD) int8 path on Cortex-M4/M7
+/// (thumbv7em-none-eabihf), scalar elsewhere; feature `scalar-kernels` forces scalar.
 fn kernels() -> Kernels {
-    Kernels::SCALAR
+    if cfg!(feature = "scalar-kernels") {
+        Kernels::SCALAR
+    } else {
+        Kernels::detect()
+    }
 }
 
 /// Caption text of `ids` (evaluation form) as a `&str` in `buf`; "<caption too long>" or
