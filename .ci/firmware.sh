@@ -3,8 +3,9 @@
 #   1. cargo run --release                       QEMU mps2-an386 (Cortex-M4): must exit 0
 #   2. cargo run --release --features an500      QEMU mps2-an500 (Cortex-M7): must exit 0
 #   3. cargo run --release --features wrong-expected: must exit 1 (the check is real)
-#   4. the real-board profile (STM32H743, defmt-rtt) builds
-#   5. the Cortex-M0+ profile (thumbv6m-none-eabi, RP2040 map) builds
+#   4. cargo test --release                      on-target DSP-vs-scalar kernel tests, M4 and M7
+#   5. the real-board profile (STM32H743, defmt-rtt) builds
+#   6. the Cortex-M0+ profile (thumbv6m-none-eabi, RP2040 map, scalar kernels) builds
 set -euo pipefail
 cd "$(dirname "$0")/../firmware"
 
@@ -31,6 +32,8 @@ expect() { # expect CODE DESCRIPTION -- CMD...
 expect 0 "QEMU mps2-an386 (Cortex-M4)" -- cargo run --release
 expect 0 "QEMU mps2-an500 (Cortex-M7)" -- cargo run --release --features an500
 expect 1 "wrong expected caption is caught" -- cargo run --release --features wrong-expected
+expect 0 "on-target kernel tests, M4" -- cargo test --release
+expect 0 "on-target kernel tests, M7" -- cargo test --release --features an500
 expect 0 "STM32H743 board profile builds" -- \
   cargo build --release --no-default-features --features rtt,stm32h743
 expect 0 "Cortex-M0+ (thumbv6m, RP2040 map) builds" -- \
