@@ -15,8 +15,13 @@ use super::{dequant, Out};
 use core::arch::x86_64::*;
 use half::f16;
 
-/// Activation rows per tile.
+/// Activation rows per int8 tile.
 const XR: usize = 4;
+/// Activation rows per float tile (2 × 6 accumulators + 2 weight vectors fit in 16 registers,
+/// and a decode step's 5 beams form one tile).
+const XF: usize = 6;
+/// How far ahead (bytes) the weight rows are prefetched.
+const PREFETCH: usize = 4096;
 
 /// Sums of four i32x8 vectors, as `[Σa, Σb, Σc, Σd]`.
 #[inline(always)]
@@ -140,6 +145,11 @@ unsafe fn tile_i8<const R: usize, const N: usize>(
         let mut acc = [[_mm256_setzero_si256(); N]; R];
         let mut c = 0;
         while c < k32 {
+            // Weights are streamed once: fetch the ones a few tiles ahead (a prefetch never
+            // faults, so running past the end of the matrix is harmless).
+            for p in wp {
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(c + PREFETCH) as *const i8);
+            }
             let w: [__m256i; R] =
                 core::array::from_fn(|j| _mm256_loadu_si256(wp[j].add(c) as *const __m256i));
             let aw: [__m256i; R] = core::array::from_fn(|j| _mm256_abs_epi8(w[j]));
@@ -257,10 +267,12 @@ unsafe fn rows_float<L: Load8, const R: usize>(
                 1 => tile_float::<L, R, 1>(x, k, w, r, i, out),
                 2 => tile_float::<L, R, 2>(x, k, w, r, i, out),
                 3 => tile_float::<L, R, 3>(x, k, w, r, i, out),
-                _ => tile_float::<L, R, XR>(x, k, w, r, i, out),
+                4 => tile_float::<L, R, 4>(x, k, w, r, i, out),
+                5 => tile_float::<L, R, 5>(x, k, w, r, i, out),
+                _ => tile_float::<L, R, XF>(x, k, w, r, i, out),
             }
         }
-        i += XR;
+        i += XF;
     }
 }
 
@@ -284,6 +296,10 @@ unsafe fn tile_float<L: Load8, const R: usize, const N: usize>(
         let mut acc = [[_mm256_setzero_ps(); N]; R];
         let mut c = 0;
         while c < k8 {
+            for p in wp {
+                let ahead = p.wrapping_add(c) as *const i8;
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(PREFETCH));
+            }
             let wv: [__m256; R] = core::array::from_fn(|j| L::load8(wp[j].add(c)));
             for t in 0..N {
                 let xv = _mm256_loadu_ps(xp[t].add(c));
@@ -295,9 +311,13 @@ unsafe fn tile_float<L: Load8, const R: usize, const N: usize>(
         }
         let z = _mm256_setzero_ps();
         for j in 0..R {
-            let mut a = [z; 4];
+            let mut a = [z; 8];
             a[..N].copy_from_slice(&acc[j]);
-            let mut s = hsum4_f32(a[0], a[1], a[2], a[3]);
+            let (lo, hi) = (
+                hsum4_f32(a[0], a[1], a[2], a[3]),
+                hsum4_f32(a[4], a[5], a[6], a[7]),
+            );
+            let mut s = [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]];
             for (t, st) in s.iter_mut().enumerate().take(N) {
                 for c in k8..k {
                     // SAFETY: c < k.
