@@ -55,7 +55,8 @@ fn main() {
     let ws_floats = m2::plan::workspace_floats(&cfg, beam, regions);
 
     // 3. the images
-    let (images, n_rows) = load_features(&features_path, cfg.d_in as usize, regions);
+    let (features_path, images, n_rows) = choose_features(&root, features_path, cfg.d_in as usize, regions);
+    println!("cargo:rerun-if-changed={}", features_path.display());
     let images: Vec<Vec<f32>> = images.into_iter().take(env_usize("M2_IMAGES", DEFAULT_IMAGES)).collect();
     let mut feat_bytes = Vec::new();
     for img in &images {
@@ -118,6 +119,8 @@ fn main() {
     )
     .unwrap();
     writeln!(w, "const _: () = assert!(WORKSPACE_FLOATS == {ws_floats}, \"host and target plans differ\");").unwrap();
+    writeln!(w, "/// Where the images came from.").unwrap();
+    writeln!(w, "pub const FEATURES_SOURCE: &str = {:?};", features_path.strip_prefix(&root).unwrap_or(&features_path).display().to_string()).unwrap();
     writeln!(w, "/// Features of every bundled image: `[N_IMAGES, {n_rows}, d_in]` f32.").unwrap();
     writeln!(w, "pub const N_IMAGES: usize = {};", images.len()).unwrap();
     writeln!(w, "pub const IMAGE_FLOATS: usize = {};", n_rows * cfg.d_in as usize).unwrap();
@@ -160,33 +163,72 @@ fn memory_map() -> (&'static str, &'static str) {
 }
 
 /// Put the model blob at `OUT_DIR/model.m2`: `$M2_BLOB` if set, else the bundled demo model,
-/// else the `tiny-s0` fixture packed at int8 right here. Returns a description of the source and
-/// the features file that goes with it (`$M2_FEATURES` overrides).
-fn model_blob(root: &Path, out: &Path) -> (String, PathBuf) {
+/// else the `tiny-s0` fixture packed at int8 (`$M2_DTYPE`) right here. Returns a description of
+/// the source and the features file that goes with it (`$M2_FEATURES` overrides it; for a demo
+/// or `$M2_BLOB` model, the first `assets/demo/**/*feature*.npy` whose last dimension is d_in).
+fn model_blob(root: &Path, out: &Path) -> (String, Option<PathBuf>) {
     let dst = out.join("model.m2");
     let demo = root.join("assets/demo/demo-int8.m2");
-    let demo_features = root.join("assets/demo/features.npy");
     let fixture = root.join("tests/fixtures/tiny-s0");
     println!("cargo:rerun-if-changed={}", demo.display());
+    println!("cargo:rerun-if-changed={}", root.join("assets/demo").display());
     let (source, features) = if let Some(p) = env::var_os("M2_BLOB") {
         let p = absolute(PathBuf::from(p));
         println!("cargo:rerun-if-changed={}", p.display());
         fs::copy(&p, &dst).unwrap_or_else(|e| panic!("M2_BLOB={}: {e}", p.display()));
-        (p.display().to_string(), if demo_features.exists() { demo_features } else { fixture.join("features.npy") })
+        (p.display().to_string(), None)
     } else if demo.exists() {
         fs::copy(&demo, &dst).unwrap();
-        ("assets/demo/demo-int8.m2".to_string(), demo_features)
+        ("assets/demo/demo-int8.m2".to_string(), None)
     } else {
         pack_fixture(&fixture, &dst);
         let dtype = env::var("M2_DTYPE").unwrap_or_else(|_| "int8".into());
-        (format!("tests/fixtures/tiny-s0 (packed at {dtype} by build.rs)"), fixture.join("features.npy"))
+        (format!("tests/fixtures/tiny-s0 (packed at {dtype} by build.rs)"), Some(fixture.join("features.npy")))
     };
     let features = match env::var_os("M2_FEATURES") {
-        Some(p) => absolute(PathBuf::from(p)),
+        Some(p) => Some(absolute(PathBuf::from(p))),
         None => features,
     };
-    println!("cargo:rerun-if-changed={}", features.display());
+    if let Some(f) = &features {
+        println!("cargo:rerun-if-changed={}", f.display());
+    }
     (source, features)
+}
+
+/// Every `*.npy` under `dir` whose name contains "feature", sorted (candidates for the images).
+fn feature_files(dir: &Path, found: &mut Vec<PathBuf>) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    let mut entries: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            feature_files(&p, found);
+        } else if p.extension().is_some_and(|e| e == "npy")
+            && p.file_name().unwrap().to_string_lossy().contains("feature")
+        {
+            found.push(p);
+        }
+    }
+}
+
+/// The features to bundle: the given file, else the first candidate under `assets/demo` whose
+/// last dimension is the model's `d_in`, else the `tiny-s0` fixture's (if it fits).
+fn choose_features(root: &Path, given: Option<PathBuf>, d_in: usize, regions: usize) -> (PathBuf, Vec<Vec<f32>>, usize) {
+    if let Some(p) = given {
+        let (imgs, rows) = load_features(&p, d_in, regions).unwrap_or_else(|e| panic!("{e}"));
+        return (p, imgs, rows);
+    }
+    let mut candidates = Vec::new();
+    feature_files(&root.join("assets/demo"), &mut candidates);
+    candidates.push(root.join("tests/fixtures/tiny-s0/features.npy"));
+    let mut why = Vec::new();
+    for p in candidates {
+        match load_features(&p, d_in, regions) {
+            Ok((imgs, rows)) => return (p, imgs, rows),
+            Err(e) => why.push(e),
+        }
+    }
+    panic!("no bundled features fit the model (set M2_FEATURES=FILE.npy): {why:?}");
 }
 
 /// Relative paths in the environment are relative to the firmware crate (build.rs's cwd).
@@ -225,22 +267,22 @@ fn pack_fixture(dir: &Path, dst: &Path) {
 
 /// `[K, R, d_in]` or `[R, d_in]` f32 features → one `Vec` per image (rows beyond `max_regions`
 /// dropped, as the engine would refuse them).
-fn load_features(path: &Path, d_in: usize, max_regions: usize) -> (Vec<Vec<f32>>, usize) {
-    let bytes = fs::read(path).unwrap_or_else(|e| panic!("features {}: {e}", path.display()));
-    let npy = npyz::NpyFile::new(&bytes[..]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+fn load_features(path: &Path, d_in: usize, max_regions: usize) -> Result<(Vec<Vec<f32>>, usize), String> {
+    let bytes = fs::read(path).map_err(|e| format!("features {}: {e}", path.display()))?;
+    let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| format!("{}: {e}", path.display()))?;
     let shape: Vec<usize> = npy.shape().iter().map(|&s| s as usize).collect();
     let (k, r, d) = match shape[..] {
         [k, r, d] => (k, r, d),
         [r, d] => (1, r, d),
-        _ => panic!("{}: features must be [K, R, d_in], got {shape:?}", path.display()),
+        _ => return Err(format!("{}: features must be [K, R, d_in], got {shape:?}", path.display())),
     };
     if d != d_in {
-        panic!("{}: last dimension {d}, the model's d_in is {d_in}", path.display());
+        return Err(format!("{}: last dimension {d}, the model's d_in is {d_in}", path.display()));
     }
-    let all: Vec<f32> = npy.into_vec().unwrap_or_else(|e| panic!("{}: not f32: {e}", path.display()));
+    let all: Vec<f32> = npy.into_vec().map_err(|e| format!("{}: not f32: {e}", path.display()))?;
     let rows = r.min(max_regions);
     let images = (0..k).map(|i| all[i * r * d..(i * r + rows) * d].to_vec()).collect();
-    (images, rows)
+    Ok((images, rows))
 }
 
 /// Caption text of the best beam, by the library's rule.

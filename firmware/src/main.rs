@@ -113,6 +113,7 @@ fn run() -> bool {
             return false;
         }
     };
+    defmt::info!("{=usize} bundled images from {=str}", N_IMAGES, FEATURES_SOURCE);
     let model = M2::new(&blob, kernels());
     defmt::info!("kernels: {}", defmt::Debug2Format(&model.kernels.isa));
     let opts = SearchOptions { beam: BEAM, max_len: MAX_LEN };
