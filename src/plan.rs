@@ -73,14 +73,15 @@ impl Plan {
     /// Largest `n × in` product of any linear layer: the int8 activation scratch in bytes.
     pub const fn quant_bytes(&self) -> usize {
         let (r, b, d) = (self.regions, self.beam, self.d);
-        let enc = r * max(self.d_in, max(d, self.d_ff));
+        // encoder linears over R rows; cross-attention K/V over the 3 levels at once (3R rows)
+        let enc = max(r * max(self.d_in, max(d, self.d_ff)), 3 * r * d);
         let dec = max(3 * b * d, b * max(2 * d, self.d_ff));
         max(enc, dec)
     }
 
     /// Rows of the int8 per-row scale array.
     pub const fn quant_rows(&self) -> usize {
-        max(self.regions, 3 * self.beam)
+        3 * max(self.regions, self.beam)
     }
 
     // ---- persistent slots ---------------------------------------------------------------
