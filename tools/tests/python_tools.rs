@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn python() -> Option<&'static str> {
-    let ok = Command::new("python3").arg("--version").output().map(|o| o.status.success());
+    let ok = Command::new("python3")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success());
     if ok.unwrap_or(false) {
         Some("python3")
     } else {
@@ -16,7 +19,9 @@ fn python() -> Option<&'static str> {
 }
 
 fn script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(name)
 }
 
 #[test]
@@ -28,7 +33,11 @@ fn vocab_pkl_to_json_self_test() {
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(out.contains("self-test ok"), "{out}");
 }
 
