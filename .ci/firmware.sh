@@ -4,8 +4,9 @@
 #   2. cargo run --release --features an500      QEMU mps2-an500 (Cortex-M7): must exit 0
 #   3. cargo run --release --features wrong-expected: must exit 1 (the check is real)
 #   4. cargo test --release                      on-target DSP-vs-scalar kernel tests, M4 and M7
-#   5. the real-board profile (STM32H743, defmt-rtt) builds
-#   6. the Cortex-M0+ profile (thumbv6m-none-eabi, RP2040 map, scalar kernels) builds
+#   5. the thumbv6m-none-eabi build (ARMv6-M code, scalar kernels) runs on mps2-an386 too: exit 0
+#   6. the real-board profile (STM32H743, defmt-rtt) builds
+#   7. the Cortex-M0+ profile (thumbv6m-none-eabi, RP2040 map, scalar kernels) builds
 set -euo pipefail
 cd "$(dirname "$0")/../firmware"
 
@@ -34,6 +35,8 @@ expect 0 "QEMU mps2-an500 (Cortex-M7)" -- cargo run --release --features an500
 expect 1 "wrong expected caption is caught" -- cargo run --release --features wrong-expected
 expect 0 "on-target kernel tests, M4" -- cargo test --release
 expect 0 "on-target kernel tests, M7" -- cargo test --release --features an500
+expect 0 "thumbv6m (Cortex-M0+ code, scalar kernels) on the mps2-an386 machine" -- \
+  cargo run --release --target thumbv6m-none-eabi
 expect 0 "STM32H743 board profile builds" -- \
   cargo build --release --no-default-features --features rtt,stm32h743
 expect 0 "Cortex-M0+ (thumbv6m, RP2040 map) builds" -- \

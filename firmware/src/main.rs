@@ -59,7 +59,9 @@ const TEXT_CAP: usize = 512;
 #[entry]
 fn main() -> ! {
     defmt::info!("m2 firmware: {=str}", TARGET_TAG);
+    stack::paint();
     let ok = run();
+    defmt::info!("stack: {=usize} bytes used at most (of {=usize})", stack::peak(), stack::size());
     if ok {
         defmt::info!("PASS: all {=usize} captions equal the host engine's", N_IMAGES);
     } else {
@@ -175,6 +177,45 @@ fn caption<'b, 'v>(ids: &[u32], word: impl Fn(u32) -> Option<&'v [u8]>, buf: &'b
     match m2::text::caption(ids, word, false, buf) {
         Ok(n) => core::str::from_utf8(&buf[..n]).unwrap_or("<not utf-8>"),
         Err(_) => "<caption too long or unknown id>",
+    }
+}
+
+/// Stack high-water mark: fill the free stack with a pattern at boot, find the deepest word
+/// that changed at the end. A measurement, not an estimate (interrupts, if any, included).
+mod stack {
+    const PATTERN: u32 = 0x5A5A_A5A5;
+    extern "C" {
+        static _stack_start: u32; // top of the stack (cortex-m-rt)
+        static _stack_end: u32; // lowest address the stack may reach (cortex-m-rt)
+    }
+    fn bounds() -> (usize, usize) {
+        // Only the symbols' addresses are taken (no read): safe.
+        (&raw const _stack_end as usize, &raw const _stack_start as usize)
+    }
+    pub fn size() -> usize {
+        let (lo, hi) = bounds();
+        hi - lo
+    }
+    /// Paint from the stack's lower limit up to 256 bytes below the current stack pointer.
+    pub fn paint() {
+        let (lo, _) = bounds();
+        let sp = cortex_m::register::msp::read() as usize - 256;
+        let mut p = (lo + 3) & !3;
+        while p < sp {
+            // SAFETY: [lo, sp) is unused stack memory: below every live frame.
+            unsafe { core::ptr::write_volatile(p as *mut u32, PATTERN) };
+            p += 4;
+        }
+    }
+    /// Bytes between the top of the stack and the deepest overwritten word.
+    pub fn peak() -> usize {
+        let (lo, hi) = bounds();
+        let mut p = (lo + 3) & !3;
+        // SAFETY: reads of the stack region painted by `paint`.
+        while p < hi && unsafe { core::ptr::read_volatile(p as *const u32) } == PATTERN {
+            p += 4;
+        }
+        hi - p
     }
 }
 
