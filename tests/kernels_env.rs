@@ -1,0 +1,35 @@
+//! `M2_KERNEL` handling (one test: the environment is process-wide).
+
+use m2::kernels::{Isa, KernelError, Kernels};
+
+#[test]
+fn m2_kernel_env() {
+    let best = Kernels::detect();
+    std::env::remove_var("M2_KERNEL");
+    assert_eq!(Kernels::from_env(), Ok(best));
+    std::env::set_var("M2_KERNEL", "");
+    assert_eq!(Kernels::from_env(), Ok(best));
+    std::env::set_var("M2_KERNEL", "Scalar");
+    assert_eq!(Kernels::from_env(), Ok(Kernels::SCALAR));
+    for isa in Isa::ALL {
+        std::env::set_var("M2_KERNEL", isa.name());
+        match Kernels::from_env() {
+            Ok(k) => assert_eq!(k.isa, isa),
+            Err(e) => {
+                assert_eq!(e, KernelError::Unavailable(isa));
+                assert!(!isa.is_available());
+                assert_eq!(e.fallback(), best);
+                let msg = e.to_string();
+                assert!(
+                    msg.contains(isa.name()) && msg.contains(best.isa.name()),
+                    "{msg}"
+                );
+            }
+        }
+    }
+    std::env::set_var("M2_KERNEL", "avx512");
+    let e = Kernels::from_env().unwrap_err();
+    assert_eq!(e, KernelError::Unknown("avx512".into()));
+    assert!(e.to_string().contains("\"avx512\""), "{e}");
+    std::env::remove_var("M2_KERNEL");
+}
