@@ -553,3 +553,55 @@ pub const fn align_up(x: u64) -> u64 {
         None => u64::MAX / a * a,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_codes_are_unique_and_round_trip() {
+        for (i, a) in TensorKind::ALL.iter().enumerate() {
+            assert_eq!(TensorKind::from_code(a.code()), Some(*a));
+            for b in &TensorKind::ALL[i + 1..] {
+                assert_ne!(a.code(), b.code());
+            }
+        }
+        assert_eq!(TensorKind::from_code(0), None);
+        assert_eq!(TensorKind::from_code(999), None);
+    }
+
+    #[test]
+    fn canonical_index_matches_required_order() {
+        for cfg in [
+            Config::COCO,
+            Config::TINY,
+            Config {
+                n_dec: 1,
+                ..Config::TINY
+            },
+        ] {
+            let mut n = 0;
+            for (i, (kind, layer)) in TensorKind::required(&cfg).enumerate() {
+                assert_eq!(kind.canonical_index(layer, &cfg), Some(i));
+                assert!(u32::from(layer) < kind.layers(&cfg));
+                n += 1;
+            }
+            assert_eq!(n, TensorKind::required_count(&cfg));
+            assert_eq!(
+                TensorKind::SelfQW.canonical_index(cfg.n_dec as u16, &cfg),
+                None
+            );
+            assert_eq!(TensorKind::WordEmb.canonical_index(1, &cfg), None);
+        }
+        assert_eq!(TensorKind::required_count(&Config::COCO), 157);
+    }
+
+    #[test]
+    fn config_bytes_round_trip() {
+        let c = Config {
+            enc_pad_value: -0.25,
+            ..Config::COCO
+        };
+        assert_eq!(config_from_bytes(&config_to_bytes(&c)), c);
+    }
+}
