@@ -170,18 +170,32 @@ pub fn beam_search(
     on_step(&StepEvent { step: 0, best_tokens: &cur.tokens[0][..1], best_score: cur.score[0] });
 
     // ---- steps 1..max_len ------------------------------------------------------------------
+    // Only unfinished beams are fed to the decoder: a finished beam's only candidate is its
+    // frozen score, and nothing ever attends to its later keys. Row j of the step is the j-th
+    // unfinished beam and writes cache slot j.
+    let mut row_of = [usize::MAX; MAX_BEAM];
+    let mut row_ancestry = [[0u8; MAX_STEPS]; MAX_BEAM];
     for t in 1..steps {
         let mut rows = [incremental_row(0, t, cfg.pad); MAX_BEAM];
+        let mut n = 0;
         for b in 0..bsz {
+            row_of[b] = usize::MAX;
+            if cur.finished[b] {
+                continue;
+            }
             let token = cur.tokens[b][t - 1];
-            rows[b] = incremental_row(token, t, cfg.pad);
-            st.key_pad[t * plan.beam + b] = if token == cfg.pad { 1.0 } else { 0.0 };
+            rows[n] = incremental_row(token, t, cfg.pad);
+            st.key_pad[t * plan.beam + n] = if token == cfg.pad { 1.0 } else { 0.0 };
+            row_ancestry[n] = cur.ancestry[b];
+            row_of[b] = n;
+            n += 1;
         }
-        model.decoder.step(&model.kernels, &rows[..bsz], t, &cur.ancestry, &mut keep, &mut st, &plan);
+        if n > 0 {
+            model.decoder.step(&model.kernels, &rows[..n], t, &row_ancestry[..n], &mut keep, &mut st, &plan);
+        }
 
         let mut top = TopK::new(bsz);
         for b in 0..bsz {
-            let lp = &st.s.logits[b * v..(b + 1) * v];
             let s_b = cur.score[b];
             if cur.finished[b] {
                 top.push(s_b, b * v);
@@ -189,7 +203,8 @@ pub fn beam_search(
                     top.push(FINISHED_SENTINEL, b * v + w);
                 }
             } else {
-                for (w, &l) in lp.iter().enumerate() {
+                let j = row_of[b];
+                for (w, &l) in st.s.logits[j * v..(j + 1) * v].iter().enumerate() {
                     top.push(s_b + l, b * v + w);
                 }
             }
@@ -199,14 +214,20 @@ pub fn beam_search(
         }
         for k in 0..bsz {
             let (p, w) = (top.idx[k] / v, top.idx[k] % v);
+            let j = row_of[p];
             next.tokens[k][..t].copy_from_slice(&cur.tokens[p][..t]);
             next.logprobs[k][..t].copy_from_slice(&cur.logprobs[p][..t]);
             next.ancestry[k][..t].copy_from_slice(&cur.ancestry[p][..t]);
-            next.ancestry[k][t] = p as u8; // the parent's step-t keys sit in slot p
             next.tokens[k][t] = w as u32;
-            next.logprobs[k][t] = if cur.finished[p] { 0.0 } else { st.s.logits[p * v + w] };
             next.score[k] = top.val[k];
             next.finished[k] = cur.finished[p] || w as u32 == cfg.eos;
+            if cur.finished[p] {
+                next.ancestry[k][t] = 0; // never read: finished beams are not decoded again
+                next.logprobs[k][t] = 0.0;
+            } else {
+                next.ancestry[k][t] = j as u8; // the parent's step-t keys sit in slot j
+                next.logprobs[k][t] = st.s.logits[j * v + w];
+            }
         }
         core::mem::swap(&mut cur, &mut next);
         on_step(&StepEvent { step: t, best_tokens: &cur.tokens[0][..t + 1], best_score: cur.score[0] });
