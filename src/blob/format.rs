@@ -355,7 +355,7 @@ impl TensorKind {
             EncFf2W | DecFf2W => (d, cfg.d_ff),
             WordEmb | VocabW => (cfg.vocab, d),
             PosEmb => (cfg.pos_rows, d),
-            Alpha1W | Alpha2W | Alpha3W => (d, 2 * d),
+            Alpha1W | Alpha2W | Alpha3W => (d, d.saturating_mul(2)),
             EncQW | EncKW | EncVW | EncOW | SelfQW | SelfKW | SelfVW | SelfOW | CrossQW
             | CrossKW | CrossVW | CrossOW => (d, d),
             _ => (1, d),
@@ -448,10 +448,10 @@ impl TensorKind {
 
     /// Number of `(kind, layer)` tensors a valid blob with `cfg` holds.
     pub const fn required_count(cfg: &Config) -> usize {
-        ENC_GLOBAL.len()
-            + ENC_LAYER.len() * cfg.n_enc as usize
-            + DEC_GLOBAL.len()
-            + DEC_LAYER.len() * cfg.n_dec as usize
+        // saturating: callers may pass a config that has not been validated yet
+        (ENC_GLOBAL.len() + DEC_GLOBAL.len())
+            .saturating_add(ENC_LAYER.len().saturating_mul(cfg.n_enc as usize))
+            .saturating_add(DEC_LAYER.len().saturating_mul(cfg.n_dec as usize))
     }
 
     /// Every `(kind, layer)` a valid blob with `cfg` holds, in canonical (writer) order:
@@ -469,7 +469,9 @@ impl TensorKind {
         }
         let pos = |list: &[TensorKind]| list.iter().position(|k| *k == self);
         let n_enc = cfg.n_enc as usize;
-        let enc_end = ENC_GLOBAL.len() + ENC_LAYER.len() * n_enc;
+        let enc_end = ENC_GLOBAL
+            .len()
+            .saturating_add(ENC_LAYER.len().saturating_mul(n_enc));
         match self.scope() {
             Scope::Global => match pos(&ENC_GLOBAL) {
                 Some(i) => Some(i),
@@ -499,9 +501,9 @@ impl Iterator for Required {
         let n_enc = self.cfg.n_enc as usize;
         let n_dec = self.cfg.n_dec as usize;
         let a = ENC_GLOBAL.len();
-        let b = a + ENC_LAYER.len() * n_enc;
-        let c = b + DEC_GLOBAL.len();
-        let d = c + DEC_LAYER.len() * n_dec;
+        let b = a.saturating_add(ENC_LAYER.len().saturating_mul(n_enc));
+        let c = b.saturating_add(DEC_GLOBAL.len());
+        let d = c.saturating_add(DEC_LAYER.len().saturating_mul(n_dec));
         let item = if i < a {
             (ENC_GLOBAL[i], 0)
         } else if i < b {

@@ -610,7 +610,7 @@ impl<'a> Blob<'a> {
         let Some(t) = self.tensor(kind, layer) else {
             return EMPTY;
         };
-        let n = t.rows as usize * t.cols as usize;
+        let n = (t.rows as usize).saturating_mul(t.cols as usize);
         let raw = self.range(t.offset, t.len);
         let data = match t.dtype {
             DType::F32 => WeightData::F32(cast_f32(raw)),
