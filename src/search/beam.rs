@@ -82,7 +82,8 @@ impl TopK {
 
     #[inline]
     fn push(&mut self, v: f32, i: usize) {
-        if self.len == self.k && !(v > self.val[self.k - 1]) {
+        // `v > last` is false for NaN too, so NaN never enters a full list
+        if self.len == self.k && v.partial_cmp(&self.val[self.k - 1]) != Some(core::cmp::Ordering::Greater) {
             return;
         }
         if self.len < self.k && v.is_nan() {
@@ -126,6 +127,7 @@ impl Hyps {
 
 /// Caption one image with the reference's beam search. `on_step` is called after every step
 /// with the best partial caption (for a UI, or defmt logs on a microcontroller).
+#[allow(clippy::needless_range_loop)]
 pub fn beam_search(
     model: &M2,
     features: &[f32],

@@ -22,7 +22,7 @@ impl<'a> M2<'a> {
         self.check_plan(ws.plan(), 1, 1)?;
         let d_in = self.cfg.d_in as usize;
         let max = self.cfg.max_regions as usize;
-        if features.len() % d_in != 0 {
+        if !features.len().is_multiple_of(d_in) {
             return Err(EngineError::FeatureShape { len: features.len(), d_in });
         }
         let n = features.len() / d_in;
