@@ -49,7 +49,9 @@ fn main() {
     let cfg = *blob.config();
 
     // 2. the memory plan
-    let beam = env_usize("M2_BEAM", DEFAULT_BEAM);
+    // RP2040: 264 KB of RAM must hold the workspace and a ~38 KB stack, so beam 3 by default.
+    let default_beam = if map == "rp2040" { 3 } else { DEFAULT_BEAM };
+    let beam = env_usize("M2_BEAM", default_beam);
     let regions = cfg.max_regions as usize;
     let max_len = cfg.max_len().min(m2::plan::DEFAULT_MAX_LEN);
     let ws_floats = m2::plan::workspace_floats(&cfg, beam, regions);

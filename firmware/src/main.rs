@@ -60,6 +60,14 @@ const TEXT_CAP: usize = 512;
 fn main() -> ! {
     defmt::info!("m2 firmware: {=str}", TARGET_TAG);
     stack::paint();
+    #[cfg(any(feature = "an500", feature = "stm32h743"))]
+    {
+        // Cortex-M7: the weights stream from flash/PSRAM, so turn the caches on (off at reset).
+        let mut p = cortex_m::Peripherals::take().unwrap();
+        p.SCB.enable_icache();
+        p.SCB.enable_dcache(&mut p.CPUID);
+        defmt::info!("Cortex-M7 I-cache and D-cache enabled");
+    }
     let ok = run();
     defmt::info!("stack: {=usize} bytes used at most (of {=usize})", stack::peak(), stack::size());
     if ok {
