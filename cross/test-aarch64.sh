@@ -4,8 +4,11 @@
 # no dotprod) and as a Raspberry Pi 5 (cortex-a76: NEON + SDOT). M2_EXPECT_ISA makes the kernel
 # tests check that detection picks `neon` and `dotprod` respectively.
 #
-#   cross/test-aarch64.sh                 # debug build
-#   cross/test-aarch64.sh --release       # extra arguments go to `cargo test`
+#   cross/test-aarch64.sh                 # = cross/test-aarch64.sh --release
+#   cross/test-aarch64.sh --profile dev   # arguments replace --release and go to `cargo test`
+#
+# Release by default: qemu runs debug builds very slowly (blob_fuzz alone takes ~6 min per CPU
+# model); the host suite covers debug assertions.
 #
 # Installs the cross toolchain and qemu-user when missing (needs root and apt-get, as in CI).
 set -euo pipefail
@@ -23,6 +26,7 @@ if ! rustup target list --installed | grep -qx "$TARGET"; then
     rustup target add "$TARGET"
 fi
 
+[ "$#" -gt 0 ] || set -- --release
 CARGO=(cargo test -p m2 --target "$TARGET" --config cross/aarch64-qemu.toml "$@")
 "${CARGO[@]}" --no-run
 for cpu in cortex-a72:neon cortex-a76:dotprod; do
