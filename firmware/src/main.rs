@@ -44,7 +44,8 @@ struct Aligned<T: ?Sized>(T);
 /// The model blob, in `.model`: PSRAM on QEMU, internal flash on a board (see `memory/`).
 #[link_section = ".model"]
 #[used]
-static MODEL: Aligned<[u8; MODEL_LEN]> = Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/model.m2")));
+static MODEL: Aligned<[u8; MODEL_LEN]> =
+    Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/model.m2")));
 
 /// Features of the bundled images, `[N_IMAGES, REGIONS, d_in]` f32 little-endian, in flash.
 static FEATURES: Aligned<[u8; FEATURES_LEN]> =
@@ -69,9 +70,16 @@ fn main() -> ! {
         defmt::info!("Cortex-M7 I-cache and D-cache enabled");
     }
     let ok = run();
-    defmt::info!("stack: {=usize} bytes used at most (of {=usize})", stack::peak(), stack::size());
+    defmt::info!(
+        "stack: {=usize} bytes used at most (of {=usize})",
+        stack::peak(),
+        stack::size()
+    );
     if ok {
-        defmt::info!("PASS: all {=usize} captions equal the host engine's", N_IMAGES);
+        defmt::info!(
+            "PASS: all {=usize} captions equal the host engine's",
+            N_IMAGES
+        );
     } else {
         defmt::error!("FAIL");
     }
@@ -107,7 +115,9 @@ fn run() -> bool {
     }
 
     // SAFETY: the only reference ever made to WORKSPACE; `run` is called once.
-    let buf: &'static mut [f32] = unsafe { &mut *(&raw mut WORKSPACE) };
+    let buf: &'static mut [f32] = unsafe {
+        core::slice::from_raw_parts_mut((&raw mut WORKSPACE).cast::<f32>(), WORKSPACE_FLOATS)
+    };
     let plan = Plan::new(&c, BEAM, REGIONS, MAX_LEN);
     defmt::info!(
         "workspace: {=usize} bytes (static, beam {=usize}, {=usize} regions, {=usize} steps)",
@@ -123,10 +133,17 @@ fn run() -> bool {
             return false;
         }
     };
-    defmt::info!("{=usize} bundled images from {=str}", N_IMAGES, FEATURES_SOURCE);
+    defmt::info!(
+        "{=usize} bundled images from {=str}",
+        N_IMAGES,
+        FEATURES_SOURCE
+    );
     let model = M2::new(&blob, kernels());
     defmt::info!("kernels: {}", defmt::Debug2Format(&model.kernels.isa));
-    let opts = SearchOptions { beam: BEAM, max_len: MAX_LEN };
+    let opts = SearchOptions {
+        beam: BEAM,
+        max_len: MAX_LEN,
+    };
 
     let word = |id| blob.token(id);
     let mut text = [0u8; TEXT_CAP];
@@ -139,12 +156,22 @@ fn run() -> bool {
         let on_step = |ev: &StepEvent| {
             let mut t = [0u8; TEXT_CAP];
             let s = caption(ev.best_tokens, word, &mut t);
-            defmt::info!("image {=usize} step {=usize} ({=f32}): {=str}", i, ev.step, ev.best_score, s);
+            defmt::info!(
+                "image {=usize} step {=usize} ({=f32}): {=str}",
+                i,
+                ev.step,
+                ev.best_score,
+                s
+            );
         };
         let out = match beam_search(&model, f, &mut ws, &opts, on_step) {
             Ok(o) => o,
             Err(e) => {
-                defmt::error!("image {=usize}: engine error {}", i, defmt::Debug2Format(&e));
+                defmt::error!(
+                    "image {=usize}: engine error {}",
+                    i,
+                    defmt::Debug2Format(&e)
+                );
                 all_ok = false;
                 continue;
             }
@@ -157,7 +184,13 @@ fn run() -> bool {
         let got = caption(&best.tokens, word, &mut text);
         let same = best.tokens.as_slice() == exp.ids && got == exp.text;
         if same {
-            defmt::info!("image {=usize}: \"{=str}\" (score {=f32}, host {=f32}) == host", i, got, best.score, exp.score);
+            defmt::info!(
+                "image {=usize}: \"{=str}\" (score {=f32}, host {=f32}) == host",
+                i,
+                got,
+                best.score,
+                exp.score
+            );
         } else {
             defmt::error!(
                 "image {=usize}: \"{=str}\" (score {=f32}) but the host said \"{=str}\" (score {=f32})",
@@ -181,7 +214,11 @@ fn kernels() -> Kernels {
 
 /// Caption text of `ids` (evaluation form) as a `&str` in `buf`; "<caption too long>" or
 /// "<not utf-8>" when it cannot be shown.
-fn caption<'b, 'v>(ids: &[u32], word: impl Fn(u32) -> Option<&'v [u8]>, buf: &'b mut [u8]) -> &'b str {
+fn caption<'b, 'v>(
+    ids: &[u32],
+    word: impl Fn(u32) -> Option<&'v [u8]>,
+    buf: &'b mut [u8],
+) -> &'b str {
     match m2::text::caption(ids, word, false, buf) {
         Ok(n) => core::str::from_utf8(&buf[..n]).unwrap_or("<not utf-8>"),
         Err(_) => "<caption too long or unknown id>",
@@ -198,7 +235,10 @@ mod stack {
     }
     fn bounds() -> (usize, usize) {
         // Only the symbols' addresses are taken (no read): safe.
-        (&raw const _stack_end as usize, &raw const _stack_start as usize)
+        (
+            &raw const _stack_end as usize,
+            &raw const _stack_start as usize,
+        )
     }
     pub fn size() -> usize {
         let (lo, hi) = bounds();
@@ -228,7 +268,11 @@ mod stack {
 }
 
 fn exit(ok: bool) -> ! {
-    debug::exit(if ok { debug::EXIT_SUCCESS } else { debug::EXIT_FAILURE });
+    debug::exit(if ok {
+        debug::EXIT_SUCCESS
+    } else {
+        debug::EXIT_FAILURE
+    });
     loop {
         cortex_m::asm::bkpt();
     }

@@ -19,7 +19,9 @@ include!(concat!(env!("OUT_DIR"), "/target_tag.rs"));
 unsafe fn HardFault(ef: &ExceptionFrame) -> ! {
     defmt::error!("HardFault at pc={=u32:#x}", ef.pc());
     debug::exit(debug::EXIT_FAILURE);
-    loop {}
+    loop {
+        cortex_m::asm::bkpt();
+    }
 }
 
 use m2::blob::{Matrix, WeightData};
@@ -52,16 +54,26 @@ fn linear(isa: Isa, n: usize, k: usize, m: usize, seed: u32, y: &mut [f32]) {
     let mut b = [0f32; MAX_M];
     x.iter_mut().for_each(|v| *v = rng.f32());
     // the full range, -127 and 127 included (the blob's int8 range)
-    wq.iter_mut().for_each(|v| *v = ((rng.next() % 255) as i32 - 127) as i8);
+    wq.iter_mut()
+        .for_each(|v| *v = ((rng.next() % 255) as i32 - 127) as i8);
     ws.iter_mut().for_each(|v| *v = rng.f32().abs() / 64.0);
     b.iter_mut().for_each(|v| *v = rng.f32());
-    let w = Matrix { rows: m, cols: k, data: WeightData::I8 { q: &wq[..m * k], scales: &ws[..m] } };
+    let w = Matrix {
+        rows: m,
+        cols: k,
+        data: WeightData::I8 {
+            q: &wq[..m * k],
+            scales: &ws[..m],
+        },
+    };
     let (mut q, mut s) = ([0i8; MAX_N * MAX_K], [0f32; MAX_N]);
-    let mut qs = QuantScratch { q: &mut q, scales: &mut s };
+    let mut qs = QuantScratch {
+        q: &mut q,
+        scales: &mut s,
+    };
     let kern = Kernels::with_isa(isa).expect("isa available on this target");
     kern.linear(&x[..n * k], n, &w, Some(&b[..m]), &mut y[..n * m], &mut qs);
 }
-
 
 #[defmt_test::tests]
 mod tests {
@@ -83,8 +95,16 @@ mod tests {
     fn dsp_int8_linear_equals_scalar_bit_for_bit() {
         // odd sizes exercise every tail of the 2x2-row, 4-byte tiles
         let shapes = [
-            (1, 1, 1), (1, 4, 2), (2, 3, 3), (3, 5, 7), (5, 64, 64), (4, 128, 33),
-            (30, 64, 40), (7, 257, 9), (32, 300, 40), (1, 300, 1),
+            (1, 1, 1),
+            (1, 4, 2),
+            (2, 3, 3),
+            (3, 5, 7),
+            (5, 64, 64),
+            (4, 128, 33),
+            (30, 64, 40),
+            (7, 257, 9),
+            (32, 300, 40),
+            (1, 300, 1),
         ];
         for (i, &(n, k, m)) in shapes.iter().enumerate() {
             let mut a = [0f32; MAX_N * MAX_M];
@@ -93,10 +113,24 @@ mod tests {
             linear(Isa::Dsp, n, k, m, 0x9e37_79b9 ^ i as u32, &mut b);
             for j in 0..n * m {
                 if a[j].to_bits() != b[j].to_bits() {
-                    defmt::panic!("n={=usize} k={=usize} m={=usize} y[{=usize}]: scalar {=f32} dsp {=f32}", n, k, m, j, a[j], b[j]);
+                    defmt::panic!(
+                        "n={=usize} k={=usize} m={=usize} y[{=usize}]: scalar {=f32} dsp {=f32}",
+                        n,
+                        k,
+                        m,
+                        j,
+                        a[j],
+                        b[j]
+                    );
                 }
             }
-            defmt::info!("n={=usize} k={=usize} m={=usize}: {=usize} outputs equal", n, k, m, n * m);
+            defmt::info!(
+                "n={=usize} k={=usize} m={=usize}: {=usize} outputs equal",
+                n,
+                k,
+                m,
+                n * m
+            );
         }
     }
 }

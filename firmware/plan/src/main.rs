@@ -16,9 +16,17 @@ fn blob_len(cfg: &Config, vocab: Vec<Vec<u8>>, dtype: DType) -> usize {
     let mut w = BlobWriter::new(*cfg);
     for (kind, layer) in TensorKind::required(cfg) {
         let (r, c) = kind.shape(cfg);
-        let d = if kind.allows(dtype) { dtype } else { DType::F32 };
+        let d = if kind.allows(dtype) {
+            dtype
+        } else {
+            DType::F32
+        };
         let zeros = vec![0.0; r as usize * c as usize];
-        w.add(kind, layer as u16, TensorData::from_f32(&zeros, c as usize, d));
+        w.add(
+            kind,
+            layer as u16,
+            TensorData::from_f32(&zeros, c as usize, d),
+        );
     }
     w.vocab(vocab);
     w.finish().expect("a valid COCO-size blob").len()
@@ -32,7 +40,8 @@ fn row(what: &str, cfg: &Config, blob: usize) {
 
 fn main() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-    let vocab = std::fs::read(format!("{root}/tests/fixtures/coco-vocab.json")).expect("coco-vocab.json");
+    let vocab =
+        std::fs::read(format!("{root}/tests/fixtures/coco-vocab.json")).expect("coco-vocab.json");
     let vocab = m2::pack::read_vocab_json(&vocab).expect("a vocabulary");
     println!("| model | blob bytes (flash) | workspace bytes (RAM) | plan |");
     println!("|---|---|---|---|");
@@ -41,7 +50,15 @@ fn main() {
         let blob = m2::Blob::parse(&bytes).unwrap_or_else(|e| panic!("{arg}: {e}"));
         row(&arg, blob.config(), bytes.len());
     }
-    for (dtype, name) in [(DType::I8, "int8"), (DType::F16, "f16"), (DType::F32, "f32")] {
-        row(&format!("COCO-size ({name})"), &Config::COCO, blob_len(&Config::COCO, vocab.clone(), dtype));
+    for (dtype, name) in [
+        (DType::I8, "int8"),
+        (DType::F16, "f16"),
+        (DType::F32, "f32"),
+    ] {
+        row(
+            &format!("COCO-size ({name})"),
+            &Config::COCO,
+            blob_len(&Config::COCO, vocab.clone(), dtype),
+        );
     }
 }
