@@ -237,7 +237,7 @@ fn main() {
         for dt in [Dt::F32, Dt::F16, Dt::I8] {
             let floor = (m * k * dt.bytes()) as f64 / bw;
             let mat = w.matrix(dt);
-            let mut row = |label: &str, t: f64| {
+            let row = |label: &str, t: f64| {
                 println!(
                     "| {n} × {m} × {k} | {what} | {} | {label} | {:.1} | {:.1} | {:.2} |",
                     dt.name(),

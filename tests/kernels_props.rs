@@ -48,6 +48,7 @@ fn quantise_weights(w: &[f32], m: usize, k: usize) -> (Vec<i8>, Vec<f32>) {
 }
 
 /// Float outputs agree with scalar within a relative bound on Σ|x·w| (summation order differs).
+#[allow(clippy::too_many_arguments)]
 fn assert_close(
     got: &[f32],
     want: &[f32],
@@ -420,7 +421,11 @@ fn names_and_selection() {
     assert!(!Isa::Dsp.is_available());
     // cross/test-aarch64.sh says which path each emulated CPU must get.
     if let Ok(want) = std::env::var("M2_EXPECT_ISA") {
-        assert_eq!(Kernels::detect().isa, Isa::from_name(&want).unwrap(), "M2_EXPECT_ISA={want}");
+        assert_eq!(
+            Kernels::detect().isa,
+            Isa::from_name(&want).unwrap(),
+            "M2_EXPECT_ISA={want}"
+        );
     }
 }
 

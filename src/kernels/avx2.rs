@@ -148,7 +148,7 @@ unsafe fn tile_i8<const R: usize, const N: usize>(
             // Weights are streamed once: fetch the ones a few tiles ahead (a prefetch never
             // faults, so running past the end of the matrix is harmless).
             for p in wp {
-                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(c + PREFETCH) as *const i8);
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(c + PREFETCH));
             }
             let w: [__m256i; R] =
                 core::array::from_fn(|j| _mm256_loadu_si256(wp[j].add(c) as *const __m256i));
