@@ -51,7 +51,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let buf = AlignedBuf::from_bytes(&bytes);
     let blob = Blob::parse(&buf).map_err(|e| format!("{e:?}"))?;
-    let model = M2::new(&blob, Kernels::detect());
+    let kernels = Kernels::detect();
+    let model = M2::new(&blob, kernels);
     let cfg = *blob.config();
 
     let fbytes = std::fs::read(arg(&args, "--features").ok_or("--features required")?)?;
@@ -92,6 +93,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "tokens": tokens,
         "scores": scores,
         "ms_per_image": ms,
+        "kernels": format!("{kernels:?}"),
     });
     let s = serde_json::to_string(&json)?;
     match arg(&args, "--out") {

@@ -428,8 +428,40 @@ pub fn from_png(bytes: &[u8]) -> Result<Gray, std::string::String> {
     Ok(Gray { width: w, height: h, pixels })
 }
 
+/// Shrink an image by the smallest integer factor `f` that brings it within [`MAX_PIXELS`] and
+/// [`MAX_SIDE`] (each output pixel = rounded mean of its `f × f` block, clipped at the edges).
+/// Box geometry is normalised by the canvas size, so a uniformly scaled scene keeps (nearly)
+/// the same features. Images that already fit are returned unchanged.
+#[cfg(feature = "std")]
+pub fn downscale_to_fit(g: Gray) -> Gray {
+    let fits = |w: usize, h: usize| w <= MAX_SIDE && h <= MAX_SIDE && w * h <= MAX_PIXELS;
+    if fits(g.width, g.height) {
+        return g;
+    }
+    let mut f = 2;
+    while !fits(g.width.div_ceil(f), g.height.div_ceil(f)) {
+        f += 1;
+    }
+    let (w, h) = (g.width.div_ceil(f), g.height.div_ceil(f));
+    let mut pixels = std::vec::Vec::with_capacity(w * h);
+    for y in 0..h {
+        for x in 0..w {
+            let (mut s, mut n) = (0u32, 0u32);
+            for yy in y * f..((y + 1) * f).min(g.height) {
+                for xx in x * f..((x + 1) * f).min(g.width) {
+                    s += g.pixels[yy * g.width + xx] as u32;
+                    n += 1;
+                }
+            }
+            pixels.push(((s + n / 2) / n) as u8);
+        }
+    }
+    Gray { width: w, height: h, pixels }
+}
+
 /// Regions and features of a PNG scene, for `m2 caption --image` (host only): decode to
-/// grayscale, invert if it is dark ink on a light background, run [`extract`] with
+/// grayscale, shrink it if it is larger than the extractor takes ([`downscale_to_fit`]),
+/// invert if it is dark ink on a light background, run [`extract`] with
 /// [`Params::DEMO`]. Returns the regions found and their features, `regions.len() * D_IN`
 /// values (no padding rows: the engine pads to its `max_regions`). Errors if there is no region.
 #[cfg(feature = "std")]
@@ -438,7 +470,7 @@ pub fn features_from_png(
     max_regions: usize,
 ) -> Result<(std::vec::Vec<Region>, std::vec::Vec<f32>), std::string::String> {
     use std::string::ToString;
-    let mut g = from_png(bytes)?;
+    let mut g = downscale_to_fit(from_png(bytes)?);
     invert_if_light_background(&mut g.pixels, g.width, g.height);
     let mut scratch = std::vec![0u16; g.width * g.height];
     let mut regions = std::vec![Region::default(); max_regions];

@@ -91,16 +91,18 @@ def main():
         big.save(out / "scenes" / f"scene_{i:02d}_x8.png")
         tiles.append(big)
     import textwrap
-    W, Hc = 384, 384 + 96
+    W, Hc = 384, 384 + 110
     gal = Image.new("RGB", (4 * W + 5 * 8, 2 * Hc + 3 * 8), (255, 255, 255))
     dr = ImageDraw.Draw(gal)
+    from PIL import ImageFont
+    font = ImageFont.load_default(size=14)
     for i, t in enumerate(tiles):
         x, y = 8 + (i % 4) * (W + 8), 8 + (i // 4) * (Hc + 8)
         gal.paste(t.convert("RGB"), (x, y))
-        lines = [(ln, (0, 0, 160)) for ln in textwrap.wrap(f"model: {hyps[i]}", 62)]
-        lines += [(ln, (90, 90, 90)) for ln in textwrap.wrap(f"ref: {caps[i][0]}", 62)]
+        lines = [(ln, (0, 0, 160)) for ln in textwrap.wrap(f"model: {hyps[i]}", 48)]
+        lines += [(ln, (90, 90, 90)) for ln in textwrap.wrap(f"ref: {caps[i][0]}", 48)]
         for j, (ln, col) in enumerate(lines[:6]):
-            dr.text((x + 4, y + 388 + 15 * j), ln, fill=col)
+            dr.text((x + 4, y + 390 + 17 * j), ln, fill=col, font=font)
     gal.save(out / "gallery.png")
     index = [{"png": f"scene_{i:02d}.png", "refs": caps[i], "torch": hyps[i], "digits": meta[i]}
              for i in range(N_PNG)]

@@ -1,0 +1,119 @@
+//! The demo's region extractor (`m2::regions`, the one definition) against the bundled scenes:
+//! Rust features from `assets/demo/test_scenes.npy` must equal, bit for bit, the features the
+//! training pipeline's Python twin wrote to `assets/demo/test_features.npy` (and trained on).
+
+use m2::regions::{self, Params, Region, D_IN};
+use std::path::{Path, PathBuf};
+
+fn asset(f: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo").join(f)
+}
+
+fn npy_u8(p: &Path) -> (Vec<usize>, Vec<u8>) {
+    let bytes = std::fs::read(p).unwrap();
+    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+    let shape = npy.shape().iter().map(|&s| s as usize).collect();
+    (shape, npy.into_vec::<u8>().unwrap())
+}
+
+fn npy_f32(p: &Path) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(p).unwrap();
+    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+    let shape = npy.shape().iter().map(|&s| s as usize).collect();
+    (shape, npy.into_vec::<f32>().unwrap())
+}
+
+#[test]
+fn rust_extractor_equals_bundled_features_bit_for_bit() {
+    let (ss, scenes) = npy_u8(&asset("test_scenes.npy"));
+    let (fs, feats) = npy_f32(&asset("test_features.npy"));
+    let (k, h, w) = (ss[0], ss[1], ss[2]);
+    let (r, d) = (fs[1], fs[2]);
+    assert_eq!(fs[0], k);
+    assert_eq!(d, D_IN);
+    let mut scratch = vec![0u16; w * h];
+    let mut regs = vec![Region::default(); r];
+    let mut out = vec![0f32; r * D_IN];
+    let mut mismatched = 0;
+    for i in 0..k {
+        let px = &scenes[i * w * h..(i + 1) * w * h];
+        let n = regions::extract(px, w, h, &Params::DEMO, &mut scratch, &mut regs, &mut out).unwrap();
+        assert!((1..=r).contains(&n), "scene {i}: {n} regions");
+        let want = &feats[i * r * d..(i + 1) * r * d];
+        if out.iter().zip(want).any(|(a, b)| a.to_bits() != b.to_bits()) {
+            mismatched += 1;
+            eprintln!("scene {i}: features differ");
+        }
+    }
+    assert_eq!(mismatched, 0, "{mismatched} of {k} scenes differ");
+}
+
+#[test]
+fn bundled_pngs_decode_to_the_bundled_pixels() {
+    let (ss, scenes) = npy_u8(&asset("test_scenes.npy"));
+    let (h, w) = (ss[1], ss[2]);
+    let mut seen = 0;
+    for i in 0..ss[0] {
+        let p = asset(&format!("scenes/scene_{i:02}.png"));
+        if !p.exists() {
+            continue;
+        }
+        let g = regions::from_png(&std::fs::read(&p).unwrap()).unwrap();
+        assert_eq!((g.width, g.height), (w, h));
+        assert_eq!(g.pixels, &scenes[i * w * h..(i + 1) * w * h], "scene {i}");
+        seen += 1;
+    }
+    assert!(seen >= 8, "expected at least 8 bundled scene PNGs, found {seen}");
+}
+
+#[test]
+fn inverted_drawing_gives_the_same_regions() {
+    let (ss, scenes) = npy_u8(&asset("test_scenes.npy"));
+    let (h, w) = (ss[1], ss[2]);
+    let px = &scenes[..w * h];
+    let mut inv: Vec<u8> = px.iter().map(|v| 255 - v).collect();
+    assert!(regions::invert_if_light_background(&mut inv, w, h));
+    assert_eq!(inv, px);
+    let mut again = px.to_vec();
+    assert!(!regions::invert_if_light_background(&mut again, w, h));
+}
+
+#[test]
+fn typed_errors_for_bad_canvases() {
+    use regions::RegionError;
+    let mut scratch = vec![0u16; 16];
+    let mut regs = [Region::default(); 4];
+    let mut out = [0f32; 4 * D_IN];
+    let p = Params::DEMO;
+    assert_eq!(
+        regions::extract(&[], 0, 0, &p, &mut scratch, &mut regs, &mut out),
+        Err(RegionError::ZeroSize { w: 0, h: 0 })
+    );
+    assert!(matches!(
+        regions::extract(&vec![0; 300 * 300], 300, 300, &p, &mut scratch, &mut regs, &mut out),
+        Err(RegionError::CanvasTooBig { .. })
+    ));
+    assert_eq!(
+        regions::extract(&[0; 25], 5, 5, &p, &mut scratch, &mut regs, &mut out),
+        Err(RegionError::ScratchTooSmall { needed: 25, got: 16 })
+    );
+    assert_eq!(
+        regions::extract(&[0; 16], 4, 4, &p, &mut scratch, &mut regs, &mut out[..10]),
+        Err(RegionError::OutputTooSmall { needed: 4 * D_IN, got: 10 })
+    );
+    // an empty canvas has no regions (the engine reports NoRegions for it)
+    assert_eq!(regions::extract(&[0; 16], 4, 4, &p, &mut scratch, &mut regs, &mut out), Ok(0));
+    // a sparse grid of isolated dots: 400 components
+    let (w, h) = (60, 60);
+    let mut grid = vec![0u8; w * h];
+    for y in (0..h).step_by(3) {
+        for x in (0..w).step_by(3) {
+            grid[y * w + x] = 255;
+        }
+    }
+    let mut big = vec![0u16; w * h];
+    assert_eq!(
+        regions::extract(&grid, w, h, &p, &mut big, &mut regs, &mut out),
+        Err(RegionError::TooManyComponents)
+    );
+}
