@@ -53,8 +53,16 @@ fn main() {
     let cfg = *blob.config();
 
     // 2. the memory plan
-    // RP2040: 264 KB of RAM must hold the workspace and a ~38 KB stack, so beam 3 by default.
-    let default_beam = if map == "rp2040" { 3 } else { DEFAULT_BEAM };
+    // RP2040: 264 KiB of RAM must hold the workspace and the stack (the memory map asserts
+    // 48 KiB for it), so the default beam is the largest of 5..1 that fits.
+    let default_beam = if map == "rp2040" {
+        let fits = |b| {
+            m2::plan::workspace_bytes(&cfg, b, cfg.max_regions as usize) + (52 << 10) <= 264 << 10
+        };
+        (1..=DEFAULT_BEAM).rev().find(|&b| fits(b)).unwrap_or(1)
+    } else {
+        DEFAULT_BEAM
+    };
     let beam = env_usize("M2_BEAM", default_beam);
     let regions = cfg.max_regions as usize;
     let max_len = cfg.max_len().min(m2::plan::DEFAULT_MAX_LEN);
