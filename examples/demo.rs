@@ -1,5 +1,4 @@
-//! The out-of-the-box demo (what `m2` with no arguments should do; see the wiring notes in
-//! `assets/demo/RESULTS.md`'s sibling report) and `--image scene.png`:
+//! The out-of-the-box demo — what `m2` with no arguments should print — and `--image scene.png`:
 //!
 //! ```text
 //! cargo run --release --example demo                       # caption the bundled scenes
@@ -90,9 +89,8 @@ fn main() -> Result<(), String> {
         println!("  ground truth: {}", e["refs"][0].as_str().unwrap_or(""));
     }
     println!(
-        "\n{:.1} ms per scene on average ({} kernels; beam 5, 20 steps)",
-        total_ms / PNGS.len() as f64,
-        format!("{kernels:?}")
+        "\n{:.1} ms per scene on average ({kernels:?}; beam 5, 20 steps)",
+        total_ms / PNGS.len() as f64
     );
     println!(
         "memory plan: weights {} bytes (int8 blob, read in place) + workspace {} bytes (beam 5, {} regions, 20 steps)",
