@@ -117,3 +117,18 @@ fn typed_errors_for_bad_canvases() {
         Err(RegionError::TooManyComponents)
     );
 }
+
+#[test]
+fn large_pngs_are_shrunk_to_fit_and_keep_their_regions() {
+    for i in 0..8 {
+        let raw = regions::from_png(&std::fs::read(asset(&format!("scenes/scene_{i:02}.png"))).unwrap()).unwrap();
+        let big = std::fs::read(asset(&format!("scenes/scene_{i:02}_x8.png"))).unwrap();
+        let g = regions::downscale_to_fit(regions::from_png(&big).unwrap());
+        assert_eq!((g.width, g.height), (192, 192), "384x384 shrinks by 2");
+        let (r_big, _) = regions::features_from_png(&big, 4).unwrap();
+        let mut scratch = vec![0u16; raw.width * raw.height];
+        let mut regs = [Region::default(); 4];
+        let n = regions::find_regions(&raw.pixels, raw.width, raw.height, &Params::DEMO, &mut scratch, &mut regs).unwrap();
+        assert_eq!(r_big.len(), n, "scene {i}: same number of regions after x8 and /2");
+    }
+}
