@@ -26,7 +26,7 @@ fn demo_blob(dtype: DType) -> AlignedBuf {
 }
 
 #[test]
-fn f16_and_int8_meet_the_bars_on_the_trained_demo_model() {
+fn f16_and_int8_fidelity_on_the_trained_demo_model() {
     let feats_npy = asset("test_features.npy");
     let npy = npyz::NpyFile::new(&feats_npy[..]).unwrap();
     let shape: Vec<usize> = npy.shape().iter().map(|&s| s as usize).collect();
