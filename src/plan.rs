@@ -140,8 +140,17 @@ impl Plan {
 /// up to [`DEFAULT_MAX_LEN`] words (capped by the positional table). This is the figure
 /// `m2-pack inspect` and `m2 info` print.
 pub const fn workspace_bytes(cfg: &Config, beam: usize, regions: usize) -> usize {
-    let l = if cfg.max_len() < DEFAULT_MAX_LEN { cfg.max_len() } else { DEFAULT_MAX_LEN };
-    Plan::new(cfg, beam, regions, l).total_bytes()
+    Plan::new(cfg, beam, regions, default_max_len(cfg)).total_bytes()
+}
+
+/// The caption length [`workspace_bytes`] plans for: [`DEFAULT_MAX_LEN`], capped by the
+/// model's positional table.
+pub const fn default_max_len(cfg: &Config) -> usize {
+    if cfg.max_len() < DEFAULT_MAX_LEN {
+        cfg.max_len()
+    } else {
+        DEFAULT_MAX_LEN
+    }
 }
 
 /// Same as [`workspace_bytes`] in f32 elements (the length of a `static [f32; N]`).
