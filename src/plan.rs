@@ -25,8 +25,9 @@ use crate::config::Config;
 /// Beam search length of the reference's test.py; the default caption length of a plan.
 pub const DEFAULT_MAX_LEN: usize = 20;
 
-/// Largest beam the engine supports (beam bookkeeping lives in fixed arrays).
-pub const MAX_BEAM: usize = 16;
+/// Largest beam the engine supports. Beam bookkeeping lives in fixed arrays on the stack
+/// (words, log-probs and cache ancestry of every beam, twice, plus the result: about 15 KB).
+pub const MAX_BEAM: usize = 8;
 
 /// Longest caption the engine supports (positions 1..=MAX_STEPS).
 pub const MAX_STEPS: usize = 64;
