@@ -1,4 +1,5 @@
 //! `M2_KERNEL` handling (one test: the environment is process-wide).
+#![cfg(feature = "std")]
 
 use m2::kernels::{Isa, KernelError, Kernels};
 

@@ -1,6 +1,7 @@
 //! Every available kernel path against the scalar ground truth: property tests on random shapes
 //! (odd lengths included), extreme values, threads, and the Cortex-M DSP packing scheme
 //! (emulated on the host; the instructions themselves run only on target).
+#![cfg(feature = "std")]
 
 use half::f16;
 use m2::blob::{Matrix, WeightData};
