@@ -8,8 +8,21 @@ use m2::blob::DType;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The `m2` binary, behind `$M2_TEST_RUNNER` when set (e.g. qemu-aarch64 in cross tests).
+fn m2_command() -> Command {
+    match std::env::var("M2_TEST_RUNNER") {
+        Ok(runner) if !runner.trim().is_empty() => {
+            let mut parts = runner.split_whitespace();
+            let mut c = Command::new(parts.next().unwrap());
+            c.args(parts).arg(env!("CARGO_BIN_EXE_m2"));
+            c
+        }
+        _ => Command::new(env!("CARGO_BIN_EXE_m2")),
+    }
+}
+
 fn m2(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_m2")).args(args).env_remove("M2_KERNEL").output().unwrap()
+    m2_command().args(args).env_remove("M2_KERNEL").output().unwrap()
 }
 
 struct Tmp(PathBuf);
@@ -197,7 +210,7 @@ fn bad_inputs_fail_with_one_line() {
     // bad arguments
     stderr_line(&m2(&["caption", "-m", &blob, "-f", &feats, "--beam", "0"]));
     stderr_line(&m2(&["caption", "-m", &blob, "-f", &feats, "--max-len", "500"]));
-    let o = Command::new(env!("CARGO_BIN_EXE_m2"))
+    let o = m2_command()
         .args(["caption", "-m", &blob, "-f", &feats])
         .env("M2_KERNEL", "sparc")
         .output()
