@@ -42,6 +42,19 @@ def run_engine_cached(dtype: str):
     return json.load(open(f"/tmp/m2-demo-engine-{dtype}.json"))
 
 
+def aarch64_int8_agreement():
+    """int8 caption agreement on aarch64 kernels (NEON, SDOT) under qemu-user, via the test."""
+    import re
+    out = {}
+    for cpu in ("cortex-a72", "cortex-a76"):
+        r = subprocess.run(["cargo", "test", "-p", "m2", "--target", "aarch64-unknown-linux-gnu",
+                            "--config", "cross/aarch64-qemu.toml", "--release", "--test", "demo_bundle",
+                            "int8_caption", "--", "--nocapture"], cwd=ROOT, capture_output=True,
+                           text=True, env={**os.environ, "QEMU_CPU": cpu}, check=True)
+        out[cpu] = re.search(r"agreement with PyTorch: (\d+/\d+)", r.stderr + r.stdout).group(1)
+    return out
+
+
 def main():
     subprocess.run(["cargo", "build", "--release", "--example", "demo_eval"], cwd=ROOT, check=True)
     refs = json.load(open(A / "test_captions.json"))
@@ -80,6 +93,13 @@ def main():
             cli[dt]["blob_identical_to_bundled"] = blob.read_bytes() == (A / "demo-int8.m2").read_bytes()
     res["cli"] = cli
     json.dump(res, open(A / "engine_metrics.json", "w"), indent=1)
+    a64 = aarch64_int8_agreement() if "--aarch64" in sys.argv else None
+    import hashlib
+    sha = hashlib.sha256((A / "checkpoint.safetensors").read_bytes()).hexdigest()
+    repro = None
+    if "--repro-run" in sys.argv:  # a second, independent train.py run's output directory
+        other = pathlib.Path(sys.argv[sys.argv.index("--repro-run") + 1]) / "checkpoint.safetensors"
+        repro = (str(other.parent), hashlib.sha256(other.read_bytes()).hexdigest() == sha)
     from validate_fixtures import check
     fixtures = {name: check(name) for name in ("tiny-s0", "tiny-s2-masked", "small-s3")}
     int8_caps = run_engine_cached("int8")["captions"]
@@ -100,7 +120,10 @@ def main():
         f"3+3 layers, d_in {cfg['d_in']}, vocab {cfg['vocab']}, {cfg['pos_rows']} positions, "
         f"4 regions; {log.get('params', '?')} parameters; XE-trained for "
         f"{log.get('args', {}).get('epochs', '?')} epochs in {log.get('train_seconds', '?')} s "
-        "(1 torch thread on a shared 2-core machine).",
+        "(1 torch thread on a shared 2-core machine). `checkpoint.safetensors` sha256 "
+        f"`{sha}`"
+        + (f"; a second run of `train.py` (output in `{repro[0]}`) gave "
+           f"{'a bit-identical checkpoint' if repro[1] else 'a DIFFERENT checkpoint'}." if repro else "."),
         "",
         "| model | BLEU-4 | CIDEr | same tokens as PyTorch | same caption as PyTorch | blob bytes | ms / image |",
         "|---|---|---|---|---|---|---|",
@@ -116,9 +139,14 @@ def main():
         "",
         f"`tests/demo_bundle.rs` asserts: engine f32 tokens and captions == PyTorch on all {n} "
         f"scenes (`cargo test --release`; every third scene in a debug build, to stay fast), and int8 caption agreement ≥ {INT8_FLOOR:.0%} (measured above: "
-        f"{res['int8']['caption_agreement']:.1%}; the floor leaves room for other int8 kernel "
-        "paths, e.g. NEON, whose activation rounding may differ).",
+        f"{res['int8']['caption_agreement']:.1%}; the floor leaves a little room for int8 kernel "
+        "changes).",
         "",
+        *([f"int8 on aarch64 kernels (qemu-user; `QEMU_CPU=cortex-a72|cortex-a76 cargo test -p m2 "
+           "--target aarch64-unknown-linux-gnu --config cross/aarch64-qemu.toml --release --test "
+           "demo_bundle int8_caption -- --nocapture`): caption agreement with PyTorch "
+           f"{a64['cortex-a72']} on cortex-a72 (NEON), {a64['cortex-a76']} on cortex-a76 (SDOT); "
+           "engine f32 == PyTorch on all scenes on both (same test file).", ""] if a64 else []),
         "Cross-check through the user-facing tools: `m2-pack assets/demo/checkpoint.safetensors "
         f"--vocab assets/demo/vocab.json --dtype {{f32|f16|int8}} --heads {cfg['h']} --regions 4 -o M.m2` "
         "then `m2 caption --model M.m2 --features assets/demo/test_features.npy --json -q`:",
@@ -154,7 +182,8 @@ def main():
         "/tmp/venv-demo/bin/python tools/python/demo/validate_fixtures.py   # PyTorch M2 == reference fixtures",
         "/tmp/venv-demo/bin/python tools/python/demo/train.py --out /tmp/m2-demo",
         "/tmp/venv-demo/bin/python tools/python/demo/make_assets.py --run /tmp/m2-demo   # PyTorch row",
-        "/tmp/venv-demo/bin/python tools/python/demo/evaluate.py                         # engine rows, this file",
+        "/tmp/venv-demo/bin/python tools/python/demo/train.py --out /tmp/m2-demo-repro   # determinism check",
+        "/tmp/venv-demo/bin/python tools/python/demo/evaluate.py --aarch64 --repro-run /tmp/m2-demo-repro   # engine rows, this file",
         "```",
         "",
         "`evaluate.py` runs, per dtype, "
