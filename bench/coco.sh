@@ -2,22 +2,23 @@
 # COCO-size end-to-end benchmark of m2 (issue 6, "Benchmarks"). See bench/README.md.
 #
 #   bash bench/coco.sh                 # everything, ~5 min on a 2-core x86_64
-#   N=16 WARMUP=3 bash bench/coco.sh   # more timed captions per configuration
+#   N=32 WARMUP=3 bash bench/coco.sh   # more timed captions per configuration (default 16, 2)
 #
 # Generates the checkpoint/vocab/features under bench/out/ if missing, packs f32/f16/int8 blobs
 # with m2-pack, then in ONE run measures: memcpy bandwidth and one core's peak MAC rates, ms per
 # caption (beam 5, 20 steps, encoder included) per dtype at 1 thread and at all cores (in-process
 # timing by examples/bench_caption.rs: no process start or page-in inside the timed region), the
-# in-run baseline (PyTorch f32 at 2 threads if importable, else the scalar engine, f32), the CLI's
-# peak RSS (/usr/bin/time -v), and the workspace bytes (`m2 info`). Prints the Markdown report and
-# keeps it in bench/out/report-<time>.md (raw figures: bench/out/results-<time>.jsonl).
+# in-run baseline (PyTorch f32 at 2 threads if $TORCH_PYTHON — default python3 — imports torch,
+# else the scalar engine, f32), the CLI's peak RSS (/usr/bin/time -v), and the workspace bytes
+# (`m2 info`). Prints the Markdown report and keeps it in bench/out/report-<time>.md (raw figures:
+# bench/out/results-<time>.jsonl).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OUT=bench/out
-N=${N:-8}
+N=${N:-16}
 WARMUP=${WARMUP:-2}
-BASE_N=${BASE_N:-2}
+BASE_N=${BASE_N:-3}
 ALL=$(nproc)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 BIN=$CARGO_TARGET_DIR/release
@@ -86,8 +87,7 @@ done
 
 # ---- ms per caption --------------------------------------------------------------------------
 for dt in int8 f16 f32; do
-    for t in 1 "$ALL"; do
-        [ "$t" = 1 ] || [ "$t" != "$ALL" ] || [ "$ALL" != 1 ] || continue
+    for t in $(printf '%s\n' 1 "$ALL" | sort -un); do
         say "caption latency: $dt, $t thread(s), $WARMUP warm-up + $N timed captions"
         "$BIN/examples/bench_caption" caption --model "$OUT/coco-$dt.m2" --features "$OUT/features.npy" \
             --n "$N" --warmup "$WARMUP" --threads "$t" --beam 5 --max-len 20 |
@@ -98,9 +98,10 @@ for dt in int8 f16 f32; do
 done
 
 # ---- baseline, same run ----------------------------------------------------------------------
-if python3 -c "import torch" 2>/dev/null; then
-    say "baseline: PyTorch f32, 2 threads, $BASE_N captions"
-    python3 bench/torch_ref.py --checkpoint "$CKPT" --features "$OUT/features.npy" --threads 2 \
+TORCH_PYTHON=${TORCH_PYTHON:-python3}
+if "$TORCH_PYTHON" -c "import torch, numpy, safetensors" 2>/dev/null; then
+    say "baseline: PyTorch f32, 2 threads, $BASE_N captions ($TORCH_PYTHON)"
+    "$TORCH_PYTHON" bench/torch_ref.py --checkpoint "$CKPT" --features "$OUT/features.npy" --threads 2 \
         --n "$BASE_N" --warmup 1 --vocab "$OUT/coco-vocab.json" >>"$RES"
 else
     say "baseline: PyTorch not importable -> the scalar engine (M2_KERNEL=scalar), f32, $ALL threads, $BASE_N captions"

@@ -16,7 +16,9 @@ reference's init, which also overwrites pos_emb and word_emb, spec Q1/Q2), Layer
 1 ± 0.1, small biases U(−0.05, 0.05), memory slots N(0, 1/d_k) and N(0, 1/m) (the attention
 class's init), and a vocabulary read-out with a Zipf-like prior and logits of std ≈ 2, so that
 beams are neither uniform noise nor collapsed onto one word (a pure Xavier read-out gives
-logits of std ≈ 0.3 over 10,201 words: every beam is a random draw). Nothing here means anything
+logits of std ≈ 0.3 over 10,201 words: every beam is a random draw). <eos> is kept unlikely so
+every caption decodes 5 live beams for all 20 steps (the engine skips finished beams; the
+issue's targets are for the full 20 steps). Nothing here means anything
 linguistically; the benchmark only needs the right sizes and non-degenerate beams.
 """
 
@@ -95,11 +97,12 @@ def state_dict(seed):
         for a in (1, 2, 3):
             linear(rng, sd, f"{p}.fc_alpha{a}", D, 2 * D)
     # Read-out: random directions, row norms growing with word frequency (Zipf-like prior:
-    # the vocab is sorted by frequency), logit std ≈ 2 on LayerNorm-ed inputs; <eos> a bit
-    # likelier so that some beams finish before step 20.
+    # the vocab is sorted by frequency), logit std ≈ 2 on LayerNorm-ed inputs. <eos> is made
+    # unlikely: the engine stops decoding beams once they have finished, so a caption that ends
+    # early costs less; the benchmark measures the issue's case, 5 live beams for all 20 steps.
     rank = np.arange(V, dtype=np.float64)
     gain = 1.0 + 1.5 / np.log(rank + 3.0)
-    gain[EOS] *= 1.3
+    gain[EOS] = 0.2
     w = rng.standard_normal((V, D)) * (2.0 / np.sqrt(D)) * gain[:, None]
     sd["decoder.fc.weight"] = w.astype(np.float32)
     return sd
