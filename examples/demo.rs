@@ -38,20 +38,43 @@ struct Captioned {
     ms: f64,
 }
 
-fn caption_png(model: &M2, blob: &Blob, ws: &mut Workspace, png: &[u8]) -> Result<Captioned, String> {
+fn caption_png(
+    model: &M2,
+    blob: &Blob,
+    ws: &mut Workspace,
+    png: &[u8],
+) -> Result<Captioned, String> {
     let (regions, feats) = m2::regions::features_from_png(png, model.cfg.max_regions as usize)?;
     let t0 = Instant::now();
-    let out = beam_search(model, &feats, ws, &SearchOptions { beam: 5, max_len: 20 }, |_| {})
-        .map_err(|e| e.to_string())?;
+    let out = beam_search(
+        model,
+        &feats,
+        ws,
+        &SearchOptions {
+            beam: 5,
+            max_len: 20,
+        },
+        |_| {},
+    )
+    .map_err(|e| e.to_string())?;
     let ms = t0.elapsed().as_secs_f64() * 1e3;
     let best = out.best().ok_or("no beam")?;
-    let caption = m2::text::caption_string(&best.tokens, |id| blob.token(id), false).map_err(|e| format!("{e:?}"))?;
-    Ok(Captioned { caption, regions, ms })
+    let caption = m2::text::caption_string(&best.tokens, |id| blob.token(id), false)
+        .map_err(|e| format!("{e:?}"))?;
+    Ok(Captioned {
+        caption,
+        regions,
+        ms,
+    })
 }
 
 fn main() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let get = |n: &str| args.iter().position(|a| a == n).and_then(|i| args.get(i + 1).cloned());
+    let get = |n: &str| {
+        args.iter()
+            .position(|a| a == n)
+            .and_then(|i| args.get(i + 1).cloned())
+    };
     let bytes = match get("--model") {
         Some(p) => std::fs::read(&p).map_err(|e| format!("{p}: {e}"))?,
         None => BLOB.to_vec(),
@@ -84,7 +107,12 @@ fn main() -> Result<(), String> {
         let c = caption_png(&model, &blob, &mut ws, png)?;
         total_ms += c.ms;
         let e = &index[i];
-        println!("scene {} ({} regions, {:.1} ms)", e["png"].as_str().unwrap_or("?"), c.regions.len(), c.ms);
+        println!(
+            "scene {} ({} regions, {:.1} ms)",
+            e["png"].as_str().unwrap_or("?"),
+            c.regions.len(),
+            c.ms
+        );
         println!("  m2:           {}", c.caption);
         println!("  ground truth: {}", e["refs"][0].as_str().unwrap_or(""));
     }

@@ -20,7 +20,9 @@ use m2::Blob;
 use std::time::Instant;
 
 fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -81,7 +83,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let text = m2::text::caption_string(&best.tokens, |id| blob.token(id), false)
             .map_err(|e| format!("{e:?}"))?;
         captions.push(serde_json::Value::from(text));
-        tokens.push(serde_json::Value::from(best.tokens.iter().copied().collect::<Vec<u32>>()));
+        tokens.push(serde_json::Value::from(
+            best.tokens.iter().copied().collect::<Vec<u32>>(),
+        ));
         scores.push(serde_json::Value::from(best.score as f64));
     }
     let ms = t0.elapsed().as_secs_f64() * 1e3 / k.max(1) as f64;

@@ -47,11 +47,20 @@ pub enum ConfigError {
     /// A size that must be positive is zero.
     Zero(&'static str),
     /// `h * d_k` or `h * d_v` is not `d_model`.
-    HeadSplit { h: u32, d_k: u32, d_v: u32, d_model: u32 },
+    HeadSplit {
+        h: u32,
+        d_k: u32,
+        d_v: u32,
+        d_model: u32,
+    },
     /// The meshed decoder needs exactly three encoder levels.
     EncoderLayers(u32),
     /// A special token id is outside the vocabulary.
-    SpecialId { which: &'static str, id: u32, vocab: u32 },
+    SpecialId {
+        which: &'static str,
+        id: u32,
+        vocab: u32,
+    },
     /// A size is larger than the engine supports (keeps every product inside u32/usize).
     TooLarge(&'static str, u32),
 }
@@ -60,15 +69,26 @@ impl core::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             ConfigError::Zero(w) => write!(f, "config field {w} is zero"),
-            ConfigError::HeadSplit { h, d_k, d_v, d_model } => write!(
+            ConfigError::HeadSplit {
+                h,
+                d_k,
+                d_v,
+                d_model,
+            } => write!(
                 f,
                 "heads do not split d_model: h={h} d_k={d_k} d_v={d_v} but d_model={d_model}"
             ),
             ConfigError::EncoderLayers(n) => {
-                write!(f, "the meshed decoder needs exactly 3 encoder layers, config has {n}")
+                write!(
+                    f,
+                    "the meshed decoder needs exactly 3 encoder layers, config has {n}"
+                )
             }
             ConfigError::SpecialId { which, id, vocab } => {
-                write!(f, "special id {which}={id} is outside the vocabulary of {vocab}")
+                write!(
+                    f,
+                    "special id {which}={id} is outside the vocabulary of {vocab}"
+                )
             }
             ConfigError::TooLarge(w, v) => write!(f, "config field {w}={v} is too large"),
         }
@@ -164,8 +184,12 @@ impl Config {
         if self.n_dec as usize > MAX_DEC_LAYERS {
             return Err(ConfigError::TooLarge("n_dec", self.n_dec));
         }
-        let specials: [(&'static str, u32); 4] =
-            [("pad", self.pad), ("unk", self.unk), ("bos", self.bos), ("eos", self.eos)];
+        let specials: [(&'static str, u32); 4] = [
+            ("pad", self.pad),
+            ("unk", self.unk),
+            ("bos", self.bos),
+            ("eos", self.eos),
+        ];
         let mut j = 0;
         while j < specials.len() {
             if specials[j].1 >= self.vocab {

@@ -126,7 +126,10 @@ mod tests {
         let exact = x.iter().map(|&v| v as f64).sum::<f64>();
         let naive = x.iter().sum::<f32>() as f64;
         let kahan = sum(&x) as f64;
-        assert!((kahan - exact).abs() <= exact * 1e-7, "kahan {kahan} vs {exact}");
+        assert!(
+            (kahan - exact).abs() <= exact * 1e-7,
+            "kahan {kahan} vs {exact}"
+        );
         assert!((naive - exact).abs() > (kahan - exact).abs() * 10.0);
     }
 }

@@ -113,7 +113,11 @@ impl Plan {
     /// Decoder per-step scratch.
     pub const fn decoder_scratch_len(&self) -> usize {
         let (b, d) = (self.beam, self.d);
-        10 * b * d + 2 * 3 * b * d + b * 2 * d + b * self.d_ff + b * self.vocab
+        10 * b * d
+            + 2 * 3 * b * d
+            + b * 2 * d
+            + b * self.d_ff
+            + b * self.vocab
             + max(self.max_len, self.regions)
     }
     pub const fn decoder_state_len(&self) -> usize {

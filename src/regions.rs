@@ -59,7 +59,11 @@ pub struct Params {
 
 impl Params {
     /// The demo's parameters (48×48 canvases of digits at 8 and 16 pixels).
-    pub const DEMO: Params = Params { threshold: 48, radius: 1, min_pixels: 4 };
+    pub const DEMO: Params = Params {
+        threshold: 48,
+        radius: 1,
+        min_pixels: 4,
+    };
 }
 
 impl Default for Params {
@@ -127,7 +131,10 @@ impl core::fmt::Display for RegionError {
                 write!(f, "output buffer needs {needed} entries, has {got}")
             }
             RegionError::TooManyComponents => {
-                write!(f, "more than {MAX_COMPONENTS} connected components: not a digit scene")
+                write!(
+                    f,
+                    "more than {MAX_COMPONENTS} connected components: not a digit scene"
+                )
             }
             RegionError::BadParams => write!(f, "bad extractor parameters"),
         }
@@ -146,7 +153,10 @@ fn check_canvas(pixels: &[u8], w: usize, h: usize) -> Result<usize, RegionError>
     }
     let n = w * h;
     if pixels.len() != n {
-        return Err(RegionError::PixelCount { expected: n, got: pixels.len() });
+        return Err(RegionError::PixelCount {
+            expected: n,
+            got: pixels.len(),
+        });
     }
     Ok(n)
 }
@@ -186,7 +196,10 @@ pub fn find_regions(
         return Err(RegionError::BadParams);
     }
     if scratch.len() < n {
-        return Err(RegionError::ScratchTooSmall { needed: n, got: scratch.len() });
+        return Err(RegionError::ScratchTooSmall {
+            needed: n,
+            got: scratch.len(),
+        });
     }
     let parent = &mut scratch[..n];
     let r = params.radius as usize;
@@ -232,7 +245,14 @@ pub fn find_regions(
             if count == MAX_COMPONENTS {
                 return Err(RegionError::TooManyComponents);
             }
-            acc[count] = Acc { root: root as u16, x0: x, y0: y, x1: x + 1, y1: y + 1, n: 0 };
+            acc[count] = Acc {
+                root: root as u16,
+                x0: x,
+                y0: y,
+                x1: x + 1,
+                y1: y + 1,
+                n: 0,
+            };
             count += 1;
             count - 1
         } else {
@@ -258,7 +278,13 @@ pub fn find_regions(
         if k == out.len() {
             break;
         }
-        out[k] = Region { x0: a.x0, y0: a.y0, x1: a.x1, y1: a.y1, pixels: a.n };
+        out[k] = Region {
+            x0: a.x0,
+            y0: a.y0,
+            x1: a.x1,
+            y1: a.y1,
+            pixels: a.n,
+        };
         k += 1;
     }
     Ok(k)
@@ -291,12 +317,18 @@ pub fn region_features(
 ) -> Result<(), RegionError> {
     check_canvas(pixels, w, h)?;
     if out.len() < D_IN {
-        return Err(RegionError::OutputTooSmall { needed: D_IN, got: out.len() });
+        return Err(RegionError::OutputTooSmall {
+            needed: D_IN,
+            got: out.len(),
+        });
     }
     let (x0, y0) = (region.x0 as usize, region.y0 as usize);
     let (bw, bh) = (region.width(), region.height());
     if bw == 0 || bh == 0 || x0 + bw > w || y0 + bh > h {
-        return Err(RegionError::OutputTooSmall { needed: x0 + bw, got: w });
+        return Err(RegionError::OutputTooSmall {
+            needed: x0 + bw,
+            got: w,
+        });
     }
     for i in 0..GRID {
         let (ry0, ry1) = (y0 + cell_lo(i, bh), y0 + cell_hi(i, bh));
@@ -339,7 +371,10 @@ pub fn extract(
 ) -> Result<usize, RegionError> {
     let need = regions.len() * D_IN;
     if features.len() < need {
-        return Err(RegionError::OutputTooSmall { needed: need, got: features.len() });
+        return Err(RegionError::OutputTooSmall {
+            needed: need,
+            got: features.len(),
+        });
     }
     let k = find_regions(pixels, w, h, params, scratch, regions)?;
     for v in features[..need].iter_mut() {
@@ -405,7 +440,10 @@ pub fn from_png(bytes: &[u8]) -> Result<Gray, std::string::String> {
         png::ColorType::Indexed => return Err("indexed PNG was not expanded".into()),
     };
     if info.bit_depth != png::BitDepth::Eight {
-        return Err(std::format!("unsupported PNG bit depth {:?}", info.bit_depth));
+        return Err(std::format!(
+            "unsupported PNG bit depth {:?}",
+            info.bit_depth
+        ));
     }
     let stride = info.line_size;
     let mut pixels = std::vec::Vec::with_capacity(w * h);
@@ -416,7 +454,10 @@ pub fn from_png(bytes: &[u8]) -> Result<Gray, std::string::String> {
             let (v, a) = match ch {
                 1 => (p[0] as u32, 255u32),
                 2 => (p[0] as u32, p[1] as u32),
-                3 => ((299 * p[0] as u32 + 587 * p[1] as u32 + 114 * p[2] as u32 + 500) / 1000, 255),
+                3 => (
+                    (299 * p[0] as u32 + 587 * p[1] as u32 + 114 * p[2] as u32 + 500) / 1000,
+                    255,
+                ),
                 _ => (
                     (299 * p[0] as u32 + 587 * p[1] as u32 + 114 * p[2] as u32 + 500) / 1000,
                     p[3] as u32,
@@ -425,7 +466,11 @@ pub fn from_png(bytes: &[u8]) -> Result<Gray, std::string::String> {
             pixels.push(((v * a + 127) / 255) as u8);
         }
     }
-    Ok(Gray { width: w, height: h, pixels })
+    Ok(Gray {
+        width: w,
+        height: h,
+        pixels,
+    })
 }
 
 /// Shrink an image by the smallest integer factor `f` that brings it within [`MAX_PIXELS`] and
@@ -456,7 +501,11 @@ pub fn downscale_to_fit(g: Gray) -> Gray {
             pixels.push(((s + n / 2) / n) as u8);
         }
     }
-    Gray { width: w, height: h, pixels }
+    Gray {
+        width: w,
+        height: h,
+        pixels,
+    }
 }
 
 /// Regions and features of a PNG scene, for `m2 caption --image` (host only): decode to
@@ -475,8 +524,16 @@ pub fn features_from_png(
     let mut scratch = std::vec![0u16; g.width * g.height];
     let mut regions = std::vec![Region::default(); max_regions];
     let mut feats = std::vec![0f32; max_regions * D_IN];
-    let n = extract(&g.pixels, g.width, g.height, &Params::DEMO, &mut scratch, &mut regions, &mut feats)
-        .map_err(|e| e.to_string())?;
+    let n = extract(
+        &g.pixels,
+        g.width,
+        g.height,
+        &Params::DEMO,
+        &mut scratch,
+        &mut regions,
+        &mut feats,
+    )
+    .map_err(|e| e.to_string())?;
     if n == 0 {
         return Err("no digit found in the image (no bright strokes on a dark background)".into());
     }
@@ -507,8 +564,26 @@ mod tests {
         let mut regs = [Region::default(); 4];
         let k = find_regions(&px, w, h, &Params::DEMO, &mut scratch, &mut regs).unwrap();
         assert_eq!(k, 2);
-        assert_eq!(regs[0], Region { x0: 7, y0: 1, x1: 10, y1: 4, pixels: 9 });
-        assert_eq!(regs[1], Region { x0: 1, y0: 2, x1: 3, y1: 5, pixels: 6 });
+        assert_eq!(
+            regs[0],
+            Region {
+                x0: 7,
+                y0: 1,
+                x1: 10,
+                y1: 4,
+                pixels: 9
+            }
+        );
+        assert_eq!(
+            regs[1],
+            Region {
+                x0: 1,
+                y0: 2,
+                x1: 3,
+                y1: 5,
+                pixels: 6
+            }
+        );
     }
 
     #[test]
@@ -521,7 +596,10 @@ mod tests {
         );
         assert_eq!(
             find_regions(&[0; 3], 2, 2, &Params::DEMO, &mut s, &mut r),
-            Err(RegionError::PixelCount { expected: 4, got: 3 })
+            Err(RegionError::PixelCount {
+                expected: 4,
+                got: 3
+            })
         );
         assert_eq!(
             find_regions(&[0; 9], 3, 3, &Params::DEMO, &mut s, &mut r),

@@ -72,14 +72,21 @@ pub fn caption<'v>(
     // strip: move the trimmed range to the front
     let s = &out[..len];
     let start = s.iter().position(|&b| !is_py_space(b)).unwrap_or(len);
-    let end = s.iter().rposition(|&b| !is_py_space(b)).map_or(start, |e| e + 1);
+    let end = s
+        .iter()
+        .rposition(|&b| !is_py_space(b))
+        .map_or(start, |e| e + 1);
     out.copy_within(start..end, 0);
     Ok(end - start)
 }
 
 /// [`caption`] into a `String` (std).
 #[cfg(feature = "std")]
-pub fn caption_string<'v>(ids: &[u32], word: impl Fn(u32) -> Option<&'v [u8]> + Copy, raw: bool) -> Result<std::string::String, TextError> {
+pub fn caption_string<'v>(
+    ids: &[u32],
+    word: impl Fn(u32) -> Option<&'v [u8]> + Copy,
+    raw: bool,
+) -> Result<std::string::String, TextError> {
     let needed = match caption(ids, word, raw, &mut []) {
         Ok(n) => n,
         Err(TextError::BufferTooSmall { needed }) => needed,
@@ -123,7 +130,13 @@ mod tests {
     #[test]
     fn small_buffer_and_unknown_ids_are_errors() {
         let mut b = [0u8; 3];
-        assert_eq!(caption(&[4, 5], word, false, &mut b), Err(TextError::BufferTooSmall { needed: 5 }));
-        assert_eq!(caption(&[99], word, false, &mut b), Err(TextError::UnknownId(99)));
+        assert_eq!(
+            caption(&[4, 5], word, false, &mut b),
+            Err(TextError::BufferTooSmall { needed: 5 })
+        );
+        assert_eq!(
+            caption(&[99], word, false, &mut b),
+            Err(TextError::UnknownId(99))
+        );
     }
 }

@@ -11,7 +11,10 @@ use crate::plan::{Plan, MAX_BEAM, MAX_STEPS};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WorkspaceError {
     /// The buffer is smaller than the plan needs.
-    TooSmall { needed_bytes: usize, given_bytes: usize },
+    TooSmall {
+        needed_bytes: usize,
+        given_bytes: usize,
+    },
     /// The plan's beam exceeds [`MAX_BEAM`].
     BeamTooLarge { beam: usize, max: usize },
     /// The plan's caption length exceeds [`MAX_STEPS`].
@@ -21,7 +24,10 @@ pub enum WorkspaceError {
 impl core::fmt::Display for WorkspaceError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            WorkspaceError::TooSmall { needed_bytes, given_bytes } => write!(
+            WorkspaceError::TooSmall {
+                needed_bytes,
+                given_bytes,
+            } => write!(
                 f,
                 "workspace too small: the plan needs {needed_bytes} bytes, {given_bytes} given"
             ),
@@ -29,7 +35,10 @@ impl core::fmt::Display for WorkspaceError {
                 write!(f, "beam size {beam} exceeds the engine's maximum of {max}")
             }
             WorkspaceError::TooLong { max_len, max } => {
-                write!(f, "caption length {max_len} exceeds the engine's maximum of {max}")
+                write!(
+                    f,
+                    "caption length {max_len} exceeds the engine's maximum of {max}"
+                )
             }
         }
     }
@@ -135,10 +144,16 @@ impl<'w> Workspace<'w> {
     /// Check `buf` against `plan`.
     pub fn new(buf: &'w mut [f32], plan: Plan) -> Result<Workspace<'w>, WorkspaceError> {
         if plan.beam > MAX_BEAM {
-            return Err(WorkspaceError::BeamTooLarge { beam: plan.beam, max: MAX_BEAM });
+            return Err(WorkspaceError::BeamTooLarge {
+                beam: plan.beam,
+                max: MAX_BEAM,
+            });
         }
         if plan.max_len > MAX_STEPS {
-            return Err(WorkspaceError::TooLong { max_len: plan.max_len, max: MAX_STEPS });
+            return Err(WorkspaceError::TooLong {
+                max_len: plan.max_len,
+                max: MAX_STEPS,
+            });
         }
         if buf.len() < plan.total_floats() {
             return Err(WorkspaceError::TooSmall {
@@ -159,7 +174,11 @@ impl<'w> Workspace<'w> {
         let mask = c.take(p.mask_len());
         let q = bytemuck::cast_slice_mut::<f32, i8>(c.take(p.quant_bytes().div_ceil(4)));
         let scales = c.take(p.quant_rows());
-        Persistent { enc_out, mask, qs: QuantScratch { q, scales } }
+        Persistent {
+            enc_out,
+            mask,
+            qs: QuantScratch { q, scales },
+        }
     }
 
     /// The slots the encoder uses.
@@ -210,7 +229,17 @@ impl<'w> Workspace<'w> {
             logits: c.take(b * p.vocab),
             scores: c.take(p.max_len.max(p.regions)),
         };
-        (keep, DecoderState { cross_k, cross_v, self_k, self_v, key_pad, s })
+        (
+            keep,
+            DecoderState {
+                cross_k,
+                cross_v,
+                self_k,
+                self_v,
+                key_pad,
+                s,
+            },
+        )
     }
 
     /// Encoder output of `level` (0..3) `[R, d]`, valid after encoding.

@@ -22,7 +22,11 @@ fn m2_command() -> Command {
 }
 
 fn m2(args: &[&str]) -> Output {
-    m2_command().args(args).env_remove("M2_KERNEL").output().unwrap()
+    m2_command()
+        .args(args)
+        .env_remove("M2_KERNEL")
+        .output()
+        .unwrap()
 }
 
 struct Tmp(PathBuf);
@@ -52,7 +56,10 @@ fn write_blob(tmp: &Tmp, name: &str, dtype: DType) -> String {
 }
 
 fn features(name: &str) -> String {
-    fixture_dir(name).join("features.npy").to_string_lossy().into_owned()
+    fixture_dir(name)
+        .join("features.npy")
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn stderr_line(o: &Output) -> String {
@@ -68,9 +75,17 @@ fn stderr_line(o: &Output) -> String {
 fn write_npy(path: &str, descr: &str, shape: &[usize], data: &[u8]) {
     let shape_s = match shape.len() {
         1 => format!("({},)", shape[0]),
-        _ => format!("({})", shape.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_s}, }}");
+    let mut header =
+        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_s}, }}");
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
     }
@@ -91,12 +106,27 @@ fn caption_prints_the_reference_captions_on_every_fixture() {
     let tmp = Tmp::new("caption");
     for name in FIXTURES {
         let blob = write_blob(&tmp, name, DType::F32);
-        let o = m2(&["caption", "--model", &blob, "--features", &features(name), "-q"]);
+        let o = m2(&[
+            "caption",
+            "--model",
+            &blob,
+            "--features",
+            &features(name),
+            "-q",
+        ]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let got: Vec<String> = String::from_utf8(o.stdout).unwrap().lines().map(String::from).collect();
+        let got: Vec<String> = String::from_utf8(o.stdout)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
         let exp = expected(name);
-        let want: Vec<String> =
-            exp["bs_captions_eval"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+        let want: Vec<String> = exp["bs_captions_eval"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_string())
+            .collect();
         assert_eq!(got, want, "{name}");
     }
 }
@@ -107,7 +137,17 @@ fn json_output_uses_given_ids_and_greedy_works() {
     let blob = write_blob(&tmp, "tiny-s0", DType::F32);
     let ids = tmp.path("ids.json");
     std::fs::write(&ids, "[11, 22, 33, 44, 55, 66]").unwrap();
-    let o = m2(&["caption", "-m", &blob, "-f", &features("tiny-s0"), "--json", "--ids", &ids, "-q"]);
+    let o = m2(&[
+        "caption",
+        "-m",
+        &blob,
+        "-f",
+        &features("tiny-s0"),
+        "--json",
+        "--ids",
+        &ids,
+        "-q",
+    ]);
     assert!(o.status.success());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let exp = expected("tiny-s0");
@@ -115,11 +155,28 @@ fn json_output_uses_given_ids_and_greedy_works() {
         assert_eq!(item["image_id"], (k as u64 + 1) * 11);
         assert_eq!(item["caption"], exp["bs_captions_eval"][k]);
     }
-    let o = m2(&["caption", "-m", &blob, "-f", &features("tiny-s0"), "--greedy", "--raw", "-q"]);
+    let o = m2(&[
+        "caption",
+        "-m",
+        &blob,
+        "-f",
+        &features("tiny-s0"),
+        "--greedy",
+        "--raw",
+        "-q",
+    ]);
     assert!(o.status.success());
-    let got: Vec<String> = String::from_utf8(o.stdout).unwrap().lines().map(String::from).collect();
-    let want: Vec<String> =
-        exp["greedy_captions"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+    let got: Vec<String> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let want: Vec<String> = exp["greedy_captions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
     assert_eq!(got, want);
 }
 
@@ -129,17 +186,44 @@ fn score_writes_reference_logprobs() {
     for name in ["tiny-s2-masked", "small-s3"] {
         let blob = write_blob(&tmp, name, DType::F32);
         let out = tmp.path(&format!("{name}-logp.npy"));
-        let tokens = fixture_dir(name).join("tf_tokens.npy").to_string_lossy().into_owned();
-        let o = m2(&["score", "-m", &blob, "-f", &features(name), "-t", &tokens, "-o", &out, "-q"]);
+        let tokens = fixture_dir(name)
+            .join("tf_tokens.npy")
+            .to_string_lossy()
+            .into_owned();
+        let o = m2(&[
+            "score",
+            "-m",
+            &blob,
+            "-f",
+            &features(name),
+            "-t",
+            &tokens,
+            "-o",
+            &out,
+            "-q",
+        ]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let bytes = std::fs::read(&out).unwrap();
         let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
         let want = npy_f32(name, "tf_logprobs.npy");
-        assert_eq!(npy.shape().iter().map(|&s| s as usize).collect::<Vec<_>>(), want.shape);
+        assert_eq!(
+            npy.shape().iter().map(|&s| s as usize).collect::<Vec<_>>(),
+            want.shape
+        );
         let got = npy.into_vec::<f32>().unwrap();
         assert!(max_abs_diff(&got, &want.data) < 1e-4);
         // never over an input
-        let o = m2(&["score", "-m", &blob, "-f", &features(name), "-t", &tokens, "-o", &tokens]);
+        let o = m2(&[
+            "score",
+            "-m",
+            &blob,
+            "-f",
+            &features(name),
+            "-t",
+            &tokens,
+            "-o",
+            &tokens,
+        ]);
         assert!(stderr_line(&o).contains("refusing to overwrite"));
     }
 }
@@ -198,18 +282,35 @@ fn bad_inputs_fail_with_one_line() {
     stderr_line(&m2(&["caption", "-m", &blob, "-f", &p]));
     // token ids out of range, and float tokens
     let p = tmp.path("tok.npy");
-    let toks: Vec<u8> = [2i64, 5, 999].iter().flat_map(|t| t.to_le_bytes()).collect();
+    let toks: Vec<u8> = [2i64, 5, 999]
+        .iter()
+        .flat_map(|t| t.to_le_bytes())
+        .collect();
     write_npy(&p, "<i8", &[1, 3], &toks);
     let one = tmp.path("one.npy");
     write_npy(&one, "<f4", &[3, 64], &f32_bytes(&[0.5; 192]));
     let out = tmp.path("o.npy");
-    assert!(stderr_line(&m2(&["score", "-m", &blob, "-f", &one, "-t", &p, "-o", &out])).contains("999"));
+    assert!(stderr_line(&m2(&[
+        "score", "-m", &blob, "-f", &one, "-t", &p, "-o", &out
+    ]))
+    .contains("999"));
     write_npy(&p, "<f4", &[1, 3], &f32_bytes(&[2.0, 5.0, 3.0]));
-    assert!(stderr_line(&m2(&["score", "-m", &blob, "-f", &one, "-t", &p, "-o", &out])).contains("integer"));
+    assert!(stderr_line(&m2(&[
+        "score", "-m", &blob, "-f", &one, "-t", &p, "-o", &out
+    ]))
+    .contains("integer"));
     assert!(!Path::new(&out).exists());
     // bad arguments
     stderr_line(&m2(&["caption", "-m", &blob, "-f", &feats, "--beam", "0"]));
-    stderr_line(&m2(&["caption", "-m", &blob, "-f", &feats, "--max-len", "500"]));
+    stderr_line(&m2(&[
+        "caption",
+        "-m",
+        &blob,
+        "-f",
+        &feats,
+        "--max-len",
+        "500",
+    ]));
     let o = m2_command()
         .args(["caption", "-m", &blob, "-f", &feats])
         .env("M2_KERNEL", "sparc")
@@ -231,5 +332,8 @@ fn extra_regions_are_truncated_with_a_warning() {
     let o = m2(&["caption", "-m", &blob, "-f", &p]);
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("warning"));
-    assert_eq!(String::from_utf8(o.stdout).unwrap().trim_end(), expected("tiny-s0")["bs_captions_eval"][0]);
+    assert_eq!(
+        String::from_utf8(o.stdout).unwrap().trim_end(),
+        expected("tiny-s0")["bs_captions_eval"][0]
+    );
 }

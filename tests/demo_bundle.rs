@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 const INT8_CAPTION_AGREEMENT_FLOOR: f64 = 0.88;
 
 fn asset(f: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo").join(f)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("assets/demo")
+        .join(f)
 }
 
 fn npy<T: npyz::Deserialize>(f: &str) -> (Vec<usize>, Vec<T>) {
@@ -37,7 +39,12 @@ fn heads() -> u32 {
 fn packed(dtype: DType) -> AlignedBuf {
     let st = std::fs::read(asset("checkpoint.safetensors")).unwrap();
     let vocab = read_vocab_json(&std::fs::read(asset("vocab.json")).unwrap()).unwrap();
-    let opts = PackOptions { dtype, heads: heads(), max_regions: 4, ..PackOptions::default() };
+    let opts = PackOptions {
+        dtype,
+        heads: heads(),
+        max_regions: 4,
+        ..PackOptions::default()
+    };
     AlignedBuf::from_bytes(&pack(&st, &vocab, &opts).unwrap())
 }
 
@@ -50,14 +57,24 @@ fn caption_all(blob: &Blob) -> Vec<(usize, Vec<u32>, String)> {
     let model = M2::new(blob, Kernels::detect());
     let (fs, feats) = npy::<f32>("test_features.npy");
     let (k, r, d) = (fs[0], fs[1], fs[2]);
-    let opts = SearchOptions { beam: 5, max_len: 20 };
+    let opts = SearchOptions {
+        beam: 5,
+        max_len: 20,
+    };
     let plan = model.plan(opts.beam, opts.max_len);
     let mut mem = vec![0f32; plan.total_floats()];
     let mut ws = Workspace::new(&mut mem, plan).unwrap();
     (0..k)
         .step_by(STRIDE)
         .map(|i| {
-            let out = beam_search(&model, &feats[i * r * d..(i + 1) * r * d], &mut ws, &opts, |_| {}).unwrap();
+            let out = beam_search(
+                &model,
+                &feats[i * r * d..(i + 1) * r * d],
+                &mut ws,
+                &opts,
+                |_| {},
+            )
+            .unwrap();
             let best = out.best().unwrap();
             let text = m2::text::caption_string(&best.tokens, |id| blob.token(id), false).unwrap();
             (i, best.tokens.to_vec(), text)
@@ -76,9 +93,16 @@ fn bundled_int8_blob_parses_and_its_checksum_is_valid() {
     assert_eq!(cfg.d_in as usize, m2::regions::D_IN);
     assert_eq!(cfg.max_regions, 4);
     assert_eq!(cfg.h, heads());
-    assert_eq!(blob.matrix(m2::blob::TensorKind::VocabW, 0).dtype(), DType::I8);
+    assert_eq!(
+        blob.matrix(m2::blob::TensorKind::VocabW, 0).dtype(),
+        DType::I8
+    );
     // byte-identical to a fresh pack of the bundled checkpoint
-    assert_eq!(&buf[..], &packed(DType::I8)[..], "demo-int8.m2 is not the checkpoint's int8 pack");
+    assert_eq!(
+        &buf[..],
+        &packed(DType::I8)[..],
+        "demo-int8.m2 is not the checkpoint's int8 pack"
+    );
 }
 
 #[test]
@@ -92,12 +116,18 @@ fn engine_f32_gives_the_pytorch_captions_on_every_bundled_scene() {
     let mut bad = Vec::new();
     for (i, toks, text) in &got {
         let i = *i;
-        let want: Vec<u32> = want_tokens[i * ts[1]..(i + 1) * ts[1]].iter().map(|&t| t as u32).collect();
+        let want: Vec<u32> = want_tokens[i * ts[1]..(i + 1) * ts[1]]
+            .iter()
+            .map(|&t| t as u32)
+            .collect();
         if toks != &want || text != want_caps[i].as_str().unwrap() {
             bad.push(i);
         }
     }
-    assert!(bad.is_empty(), "engine f32 differs from PyTorch on scenes {bad:?}");
+    assert!(
+        bad.is_empty(),
+        "engine f32 differs from PyTorch on scenes {bad:?}"
+    );
 }
 
 #[test]
@@ -106,8 +136,17 @@ fn engine_int8_caption_agreement_is_at_least_the_stated_figure() {
     let blob = Blob::parse(&buf).unwrap();
     let got = caption_all(&blob);
     let want_caps = json("torch_captions.json");
-    let same = got.iter().filter(|(i, _, t)| t == want_caps[*i].as_str().unwrap()).count();
+    let same = got
+        .iter()
+        .filter(|(i, _, t)| t == want_caps[*i].as_str().unwrap())
+        .count();
     let frac = same as f64 / got.len() as f64;
-    eprintln!("int8 caption agreement with PyTorch: {same}/{} = {frac:.4}", got.len());
-    assert!(frac >= INT8_CAPTION_AGREEMENT_FLOOR, "int8 agreement {frac} < {INT8_CAPTION_AGREEMENT_FLOOR}");
+    eprintln!(
+        "int8 caption agreement with PyTorch: {same}/{} = {frac:.4}",
+        got.len()
+    );
+    assert!(
+        frac >= INT8_CAPTION_AGREEMENT_FLOOR,
+        "int8 agreement {frac} < {INT8_CAPTION_AGREEMENT_FLOOR}"
+    );
 }

@@ -16,12 +16,22 @@ use m2::Blob;
 use std::path::Path;
 
 fn asset(name: &str) -> Vec<u8> {
-    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo").join(name)).unwrap()
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("assets/demo")
+            .join(name),
+    )
+    .unwrap()
 }
 
 fn demo_blob(dtype: DType) -> AlignedBuf {
     let vocab = read_vocab_json(&asset("vocab.json")).unwrap();
-    let opts = PackOptions { dtype, heads: 4, max_regions: 4, ..PackOptions::default() };
+    let opts = PackOptions {
+        dtype,
+        heads: 4,
+        max_regions: 4,
+        ..PackOptions::default()
+    };
     AlignedBuf::from_bytes(&pack(&asset("checkpoint.safetensors"), &vocab, &opts).unwrap())
 }
 
@@ -32,7 +42,10 @@ fn f16_and_int8_fidelity_on_the_trained_demo_model() {
     let shape: Vec<usize> = npy.shape().iter().map(|&s| s as usize).collect();
     let feats = npy.into_vec::<f32>().unwrap();
     let tok_npy = asset("torch_bs_tokens.npy");
-    let caps = npyz::NpyFile::new(&tok_npy[..]).unwrap().into_vec::<i64>().unwrap();
+    let caps = npyz::NpyFile::new(&tok_npy[..])
+        .unwrap()
+        .into_vec::<i64>()
+        .unwrap();
     let (kk, r, d_in) = (shape[0], shape[1], shape[2]);
     // a debug build checks every fifth scene to stay fast
     let stride = if cfg!(debug_assertions) { 5 } else { 1 };
@@ -51,8 +64,14 @@ fn f16_and_int8_fidelity_on_the_trained_demo_model() {
         let blobq = Blob::parse(&bq).unwrap();
         let model = M2::new(&blobq, Kernels::detect());
         let plan = model.plan(5, t_len);
-        let (mut a, mut b) = (vec![0f32; plan.total_floats()], vec![0f32; plan.total_floats()]);
-        let (mut wa, mut wb) = (Workspace::new(&mut a, plan).unwrap(), Workspace::new(&mut b, plan).unwrap());
+        let (mut a, mut b) = (
+            vec![0f32; plan.total_floats()],
+            vec![0f32; plan.total_floats()],
+        );
+        let (mut wa, mut wb) = (
+            Workspace::new(&mut a, plan).unwrap(),
+            Workspace::new(&mut b, plan).unwrap(),
+        );
         let (mut oa, mut ob) = (vec![0f32; t_len * v], vec![0f32; t_len * v]);
         let (mut worst, mut worst_word, mut same, mut n) = (0f32, 0f32, 0usize, 0usize);
         for k in (0..kk).step_by(stride) {
@@ -63,7 +82,11 @@ fn f16_and_int8_fidelity_on_the_trained_demo_model() {
             toks.truncate(t_len);
             model.score(x, &toks, &mut wa, &mut oa).unwrap();
             reference.score(x, &toks, &mut wb, &mut ob).unwrap();
-            let eos_at = toks.iter().skip(1).position(|&t| t == cfg.eos).map_or(t_len, |p| p + 2);
+            let eos_at = toks
+                .iter()
+                .skip(1)
+                .position(|&t| t == cfg.eos)
+                .map_or(t_len, |p| p + 2);
             for (p, q) in oa[..eos_at * v].iter().zip(&ob[..eos_at * v]) {
                 worst = worst.max((p - q).abs());
             }
@@ -71,7 +94,10 @@ fn f16_and_int8_fidelity_on_the_trained_demo_model() {
                 let w = t * v + toks[t + 1] as usize;
                 worst_word = worst_word.max((oa[w] - ob[w]).abs());
             }
-            let opts = SearchOptions { beam: 5, max_len: 20 };
+            let opts = SearchOptions {
+                beam: 5,
+                max_len: 20,
+            };
             let qa = beam_search(&model, x, &mut wa, &opts, |_| {}).unwrap();
             let ra = beam_search(&reference, x, &mut wb, &opts, |_| {}).unwrap();
             same += (qa.best().unwrap().tokens == ra.best().unwrap().tokens) as usize;
@@ -81,7 +107,13 @@ fn f16_and_int8_fidelity_on_the_trained_demo_model() {
             "demo {dtype}: max teacher-forced log-prob error: caption words {worst_word:.3e} (bar {bar}), whole vocabulary {worst:.3e}; identical best captions {same}/{n} ({:.1}%)",
             100.0 * same as f32 / n as f32
         );
-        assert!(worst_word <= bar, "demo {dtype}: caption-word log-prob error {worst_word} > {bar}");
-        assert!(same * 100 >= n * floor, "demo {dtype}: {same}/{n} identical captions, floor {floor}%");
+        assert!(
+            worst_word <= bar,
+            "demo {dtype}: caption-word log-prob error {worst_word} > {bar}"
+        );
+        assert!(
+            same * 100 >= n * floor,
+            "demo {dtype}: {same}/{n} identical captions, floor {floor}%"
+        );
     }
 }

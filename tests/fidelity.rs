@@ -42,7 +42,11 @@ fn dequantised(blob: &Blob) -> m2::blob::AlignedBuf {
                 v
             }
         };
-        w.add(t.kind, t.layer, TensorData::from_f32(&values, cols, DType::F32));
+        w.add(
+            t.kind,
+            t.layer,
+            TensorData::from_f32(&values, cols, DType::F32),
+        );
     }
     w.vocab(blob.tokens().map(|t| t.to_vec()).collect());
     m2::blob::AlignedBuf::from_bytes(&w.finish().unwrap())
@@ -59,8 +63,12 @@ fn quantised_blobs_fidelity_against_reference() {
         let want_lp = npy_f32(name, "tf_logprobs.npy");
         let best = npy_i64(name, "bs_tokens.npy");
         let scores = npy_f32(name, "bs_all_scores.npy");
-        let valid: Vec<usize> =
-            exp["valid_regions"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+        let valid: Vec<usize> = exp["valid_regions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect();
         let (kk, r, d_in) = (feats.shape[0], feats.shape[1], feats.shape[2]);
         let (t_len, v) = (want_lp.shape[1], want_lp.shape[2]);
         // smallest recorded margin over all steps, per image
@@ -77,19 +85,33 @@ fn quantised_blobs_fidelity_against_reference() {
                 // the f16 path against f32 arithmetic on the same (rounded) weights
                 let deq = dequantised(&blob);
                 let blob32 = Blob::parse(&deq).unwrap();
-                let (m16, m32) = (M2::new(&blob, Kernels::detect()), M2::new(&blob32, Kernels::SCALAR));
+                let (m16, m32) = (
+                    M2::new(&blob, Kernels::detect()),
+                    M2::new(&blob32, Kernels::SCALAR),
+                );
                 let plan = m16.plan(1, t_len);
-                let (mut a, mut b) = (vec![0f32; plan.total_floats()], vec![0f32; plan.total_floats()]);
-                let (mut wa, mut wb) = (Workspace::new(&mut a, plan).unwrap(), Workspace::new(&mut b, plan).unwrap());
+                let (mut a, mut b) = (
+                    vec![0f32; plan.total_floats()],
+                    vec![0f32; plan.total_floats()],
+                );
+                let (mut wa, mut wb) = (
+                    Workspace::new(&mut a, plan).unwrap(),
+                    Workspace::new(&mut b, plan).unwrap(),
+                );
                 let (mut oa, mut ob) = (vec![0f32; t_len * v], vec![0f32; t_len * v]);
                 for k in 0..kk {
                     let x = &feats.data[k * r * d_in..(k * r + valid[k]) * d_in];
-                    let toks: Vec<u32> =
-                        tokens.data[k * t_len..(k + 1) * t_len].iter().map(|&t| t as u32).collect();
+                    let toks: Vec<u32> = tokens.data[k * t_len..(k + 1) * t_len]
+                        .iter()
+                        .map(|&t| t as u32)
+                        .collect();
                     m16.score(x, &toks, &mut wa, &mut oa).unwrap();
                     m32.score(x, &toks, &mut wb, &mut ob).unwrap();
                     let e = max_abs_diff(&oa, &ob);
-                    assert!(e <= 1e-4, "{name} image {k}: f16 engine vs f32 on f16 weights: {e}");
+                    assert!(
+                        e <= 1e-4,
+                        "{name} image {k}: f16 engine vs f32 on f16 weights: {e}"
+                    );
                 }
             }
             for kernels in [Kernels::SCALAR, Kernels::detect()] {
@@ -101,14 +123,29 @@ fn quantised_blobs_fidelity_against_reference() {
                 let (mut tf_err, mut same, mut score_err) = (0f32, 0usize, 0f32);
                 for k in 0..kk {
                     let x = &feats.data[k * r * d_in..(k * r + valid[k]) * d_in];
-                    let toks: Vec<u32> =
-                        tokens.data[k * t_len..(k + 1) * t_len].iter().map(|&t| t as u32).collect();
+                    let toks: Vec<u32> = tokens.data[k * t_len..(k + 1) * t_len]
+                        .iter()
+                        .map(|&t| t as u32)
+                        .collect();
                     model.score(x, &toks, &mut ws, &mut out).unwrap();
                     let err = max_abs_diff(&out, &want_lp.data[k * t_len * v..(k + 1) * t_len * v]);
                     tf_err = tf_err.max(err);
-                    let res = beam_search(&model, x, &mut ws, &SearchOptions { beam: 5, max_len: 20 }, |_| {}).unwrap();
+                    let res = beam_search(
+                        &model,
+                        x,
+                        &mut ws,
+                        &SearchOptions {
+                            beam: 5,
+                            max_len: 20,
+                        },
+                        |_| {},
+                    )
+                    .unwrap();
                     let top = res.best().unwrap();
-                    let want: Vec<u32> = best.data[k * 20..(k + 1) * 20].iter().map(|&t| t as u32).collect();
+                    let want: Vec<u32> = best.data[k * 20..(k + 1) * 20]
+                        .iter()
+                        .map(|&t| t as u32)
+                        .collect();
                     let identical = top.tokens.as_slice() == want.as_slice();
                     if identical {
                         same += 1;
@@ -116,7 +153,11 @@ fn quantised_blobs_fidelity_against_reference() {
                     }
                     // 20 steps of candidate scores, each off by at most `err` per word
                     if margin[k] > 2.0 * 20.0 * err {
-                        assert!(identical, "{name} {dtype} image {k}: margin {} > 40 × err {err}", margin[k]);
+                        assert!(
+                            identical,
+                            "{name} {dtype} image {k}: margin {} > 40 × err {err}",
+                            margin[k]
+                        );
                     }
                 }
                 eprintln!(
@@ -125,7 +166,10 @@ fn quantised_blobs_fidelity_against_reference() {
                 );
                 if dtype == DType::F32 {
                     assert!(tf_err <= 1e-4, "{name} f32: teacher-forced error {tf_err}");
-                    assert_eq!(same, kk, "{name}: f32 must reproduce every reference caption");
+                    assert_eq!(
+                        same, kk,
+                        "{name}: f32 must reproduce every reference caption"
+                    );
                 }
             }
         }

@@ -18,7 +18,12 @@ fn image<'a>(feats: &'a Array<f32>, k: usize, valid: usize) -> &'a [f32] {
 }
 
 fn valid_regions(name: &str) -> Vec<usize> {
-    expected(name)["valid_regions"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect()
+    expected(name)["valid_regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect()
 }
 
 #[test]
@@ -45,7 +50,11 @@ fn encoder_levels_and_region_mask_match_reference() {
                     worst = worst.max(max_abs_diff(ws.encoder_output(l), want));
                 }
                 let got: Vec<bool> = ws.region_mask().iter().map(|&m| m != 0.0).collect();
-                assert_eq!(got, mask.data[k * r..(k + 1) * r], "{name} image {k}: region mask");
+                assert_eq!(
+                    got,
+                    mask.data[k * r..(k + 1) * r],
+                    "{name} image {k}: region mask"
+                );
             }
         }
         assert!(worst < 1e-4, "{name}: encoder max abs diff {worst}");
@@ -70,11 +79,22 @@ fn teacher_forced_logprobs_match_reference() {
         let mut out = vec![0f32; t_len * v];
         let mut worst = 0f32;
         for k in 0..kk {
-            let toks: Vec<u32> = tokens.data[k * t_len..(k + 1) * t_len].iter().map(|&t| t as u32).collect();
-            model.score(image(&feats, k, valid[k]), &toks, &mut ws, &mut out).unwrap();
-            worst = worst.max(max_abs_diff(&out, &want.data[k * t_len * v..(k + 1) * t_len * v]));
+            let toks: Vec<u32> = tokens.data[k * t_len..(k + 1) * t_len]
+                .iter()
+                .map(|&t| t as u32)
+                .collect();
+            model
+                .score(image(&feats, k, valid[k]), &toks, &mut ws, &mut out)
+                .unwrap();
+            worst = worst.max(max_abs_diff(
+                &out,
+                &want.data[k * t_len * v..(k + 1) * t_len * v],
+            ));
         }
-        assert!(worst < 1e-4, "{name}: teacher-forced log-prob max abs diff {worst}");
+        assert!(
+            worst < 1e-4,
+            "{name}: teacher-forced log-prob max abs diff {worst}"
+        );
         eprintln!("{name}: teacher-forced max abs diff {worst:.2e}");
     }
 }
@@ -91,7 +111,10 @@ fn beam_search_matches_reference() {
         let best_lp = npy_f32(name, "bs_token_logprobs.npy");
         let all_tokens = npy_i64(name, "bs_all_tokens.npy");
         let all_scores = npy_f32(name, "bs_all_scores.npy");
-        let opts = SearchOptions { beam: 5, max_len: 20 };
+        let opts = SearchOptions {
+            beam: 5,
+            max_len: 20,
+        };
         let plan = model.plan(opts.beam, opts.max_len);
         let mut mem = vec![0f32; plan.total_floats()];
         let mut ws = Workspace::new(&mut mem, plan).unwrap();
@@ -107,21 +130,49 @@ fn beam_search_matches_reference() {
             .unwrap();
             assert_eq!(steps, 20);
             let top = out.best().unwrap();
-            let want: Vec<u32> = best.data[k * 20..(k + 1) * 20].iter().map(|&t| t as u32).collect();
-            assert_eq!(top.tokens.as_slice(), want.as_slice(), "{name} image {k}: best beam");
+            let want: Vec<u32> = best.data[k * 20..(k + 1) * 20]
+                .iter()
+                .map(|&t| t as u32)
+                .collect();
+            assert_eq!(
+                top.tokens.as_slice(),
+                want.as_slice(),
+                "{name} image {k}: best beam"
+            );
             let lp_err = max_abs_diff(&top.logprobs, &best_lp.data[k * 20..(k + 1) * 20]);
-            assert!(lp_err < 1e-4, "{name} image {k}: per-token log-prob error {lp_err}");
+            assert!(
+                lp_err < 1e-4,
+                "{name} image {k}: per-token log-prob error {lp_err}"
+            );
             for (b, beam) in out.beams.iter().enumerate() {
                 let s = all_scores.data[k * 5 + b];
-                assert!((beam.score - s).abs() < 1e-3, "{name} image {k} beam {b}: {} vs {s}", beam.score);
-                let want: Vec<u32> =
-                    all_tokens.data[(k * 5 + b) * 20..(k * 5 + b + 1) * 20].iter().map(|&t| t as u32).collect();
-                assert_eq!(beam.tokens.as_slice(), want.as_slice(), "{name} image {k} beam {b}");
+                assert!(
+                    (beam.score - s).abs() < 1e-3,
+                    "{name} image {k} beam {b}: {} vs {s}",
+                    beam.score
+                );
+                let want: Vec<u32> = all_tokens.data[(k * 5 + b) * 20..(k * 5 + b + 1) * 20]
+                    .iter()
+                    .map(|&t| t as u32)
+                    .collect();
+                assert_eq!(
+                    beam.tokens.as_slice(),
+                    want.as_slice(),
+                    "{name} image {k} beam {b}"
+                );
             }
             let text = m2::text::caption_string(&top.tokens, word, false).unwrap();
-            assert_eq!(text, exp["bs_captions_eval"][k].as_str().unwrap(), "{name} image {k}");
+            assert_eq!(
+                text,
+                exp["bs_captions_eval"][k].as_str().unwrap(),
+                "{name} image {k}"
+            );
             let raw = m2::text::caption_string(&top.tokens, word, true).unwrap();
-            assert_eq!(raw, exp["bs_captions"][k].as_str().unwrap(), "{name} image {k} raw");
+            assert_eq!(
+                raw,
+                exp["bs_captions"][k].as_str().unwrap(),
+                "{name} image {k} raw"
+            );
         }
     }
 }
@@ -139,9 +190,18 @@ fn greedy_matches_reference() {
         let mut ws = Workspace::new(&mut mem, plan).unwrap();
         let valid = valid_regions(name);
         for (k, want) in exp["greedy_tokens"].as_array().unwrap().iter().enumerate() {
-            let want: Vec<u32> = want.as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect();
+            let want: Vec<u32> = want
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_u64().unwrap() as u32)
+                .collect();
             let out = greedy(&model, image(&feats, k, valid[k]), &mut ws, 20, |_, _| {}).unwrap();
-            assert_eq!(out.tokens.as_slice(), want.as_slice(), "{name} image {k}: greedy");
+            assert_eq!(
+                out.tokens.as_slice(),
+                want.as_slice(),
+                "{name} image {k}: greedy"
+            );
             let text = m2::text::caption_string(&out.tokens, |id| blob.token(id), true).unwrap();
             assert_eq!(text, exp["greedy_captions"][k].as_str().unwrap());
         }

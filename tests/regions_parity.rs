@@ -6,7 +6,9 @@ use m2::regions::{self, Params, Region, D_IN};
 use std::path::{Path, PathBuf};
 
 fn asset(f: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo").join(f)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("assets/demo")
+        .join(f)
 }
 
 fn npy_u8(p: &Path) -> (Vec<usize>, Vec<u8>) {
@@ -37,10 +39,15 @@ fn rust_extractor_equals_bundled_features_bit_for_bit() {
     let mut mismatched = 0;
     for i in 0..k {
         let px = &scenes[i * w * h..(i + 1) * w * h];
-        let n = regions::extract(px, w, h, &Params::DEMO, &mut scratch, &mut regs, &mut out).unwrap();
+        let n =
+            regions::extract(px, w, h, &Params::DEMO, &mut scratch, &mut regs, &mut out).unwrap();
         assert!((1..=r).contains(&n), "scene {i}: {n} regions");
         let want = &feats[i * r * d..(i + 1) * r * d];
-        if out.iter().zip(want).any(|(a, b)| a.to_bits() != b.to_bits()) {
+        if out
+            .iter()
+            .zip(want)
+            .any(|(a, b)| a.to_bits() != b.to_bits())
+        {
             mismatched += 1;
             eprintln!("scene {i}: features differ");
         }
@@ -63,7 +70,10 @@ fn bundled_pngs_decode_to_the_bundled_pixels() {
         assert_eq!(g.pixels, &scenes[i * w * h..(i + 1) * w * h], "scene {i}");
         seen += 1;
     }
-    assert!(seen >= 8, "expected at least 8 bundled scene PNGs, found {seen}");
+    assert!(
+        seen >= 8,
+        "expected at least 8 bundled scene PNGs, found {seen}"
+    );
 }
 
 #[test]
@@ -90,19 +100,36 @@ fn typed_errors_for_bad_canvases() {
         Err(RegionError::ZeroSize { w: 0, h: 0 })
     );
     assert!(matches!(
-        regions::extract(&vec![0; 300 * 300], 300, 300, &p, &mut scratch, &mut regs, &mut out),
+        regions::extract(
+            &vec![0; 300 * 300],
+            300,
+            300,
+            &p,
+            &mut scratch,
+            &mut regs,
+            &mut out
+        ),
         Err(RegionError::CanvasTooBig { .. })
     ));
     assert_eq!(
         regions::extract(&[0; 25], 5, 5, &p, &mut scratch, &mut regs, &mut out),
-        Err(RegionError::ScratchTooSmall { needed: 25, got: 16 })
+        Err(RegionError::ScratchTooSmall {
+            needed: 25,
+            got: 16
+        })
     );
     assert_eq!(
         regions::extract(&[0; 16], 4, 4, &p, &mut scratch, &mut regs, &mut out[..10]),
-        Err(RegionError::OutputTooSmall { needed: 4 * D_IN, got: 10 })
+        Err(RegionError::OutputTooSmall {
+            needed: 4 * D_IN,
+            got: 10
+        })
     );
     // an empty canvas has no regions (the engine reports NoRegions for it)
-    assert_eq!(regions::extract(&[0; 16], 4, 4, &p, &mut scratch, &mut regs, &mut out), Ok(0));
+    assert_eq!(
+        regions::extract(&[0; 16], 4, 4, &p, &mut scratch, &mut regs, &mut out),
+        Ok(0)
+    );
     // a sparse grid of isolated dots: 400 components
     let (w, h) = (60, 60);
     let mut grid = vec![0u8; w * h];
@@ -121,14 +148,28 @@ fn typed_errors_for_bad_canvases() {
 #[test]
 fn large_pngs_are_shrunk_to_fit_and_keep_their_regions() {
     for i in 0..8 {
-        let raw = regions::from_png(&std::fs::read(asset(&format!("scenes/scene_{i:02}.png"))).unwrap()).unwrap();
+        let raw =
+            regions::from_png(&std::fs::read(asset(&format!("scenes/scene_{i:02}.png"))).unwrap())
+                .unwrap();
         let big = std::fs::read(asset(&format!("scenes/scene_{i:02}_x8.png"))).unwrap();
         let g = regions::downscale_to_fit(regions::from_png(&big).unwrap());
         assert_eq!((g.width, g.height), (192, 192), "384x384 shrinks by 2");
         let (r_big, _) = regions::features_from_png(&big, 4).unwrap();
         let mut scratch = vec![0u16; raw.width * raw.height];
         let mut regs = [Region::default(); 4];
-        let n = regions::find_regions(&raw.pixels, raw.width, raw.height, &Params::DEMO, &mut scratch, &mut regs).unwrap();
-        assert_eq!(r_big.len(), n, "scene {i}: same number of regions after x8 and /2");
+        let n = regions::find_regions(
+            &raw.pixels,
+            raw.width,
+            raw.height,
+            &Params::DEMO,
+            &mut scratch,
+            &mut regs,
+        )
+        .unwrap();
+        assert_eq!(
+            r_big.len(),
+            n,
+            "scene {i}: same number of regions after x8 and /2"
+        );
     }
 }

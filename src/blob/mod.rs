@@ -131,7 +131,10 @@ pub enum WeightData<'a> {
     F32(&'a [f32]),
     F16(&'a [f16]),
     /// `q[rows*cols]` and one scale per row: `w[r][c] = q[r*cols + c] as f32 * scales[r]`.
-    I8 { q: &'a [i8], scales: &'a [f32] },
+    I8 {
+        q: &'a [i8],
+        scales: &'a [f32],
+    },
 }
 
 /// A `[rows, cols]` = `[out, in]` weight matrix viewed in place.

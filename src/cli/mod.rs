@@ -4,7 +4,6 @@ pub mod input;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use npyz::WriterBuilder;
 use m2::blob::{DType, MappedBlob};
 use m2::kernels::Kernels;
 use m2::model::M2;
@@ -12,11 +11,16 @@ use m2::plan::Plan;
 use m2::search::{beam_search, greedy, SearchOptions};
 use m2::workspace::Workspace;
 use m2::Blob;
+use npyz::WriterBuilder;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
-#[command(name = "m2", version, about = "Meshed-Memory Transformer image captioning on edge hardware")]
+#[command(
+    name = "m2",
+    version,
+    about = "Meshed-Memory Transformer image captioning on edge hardware"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -144,14 +148,24 @@ fn progress(n: usize, quiet: bool) -> indicatif::ProgressBar {
     }
     let pb = indicatif::ProgressBar::new(n as u64);
     pb.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} images, {per_sec}, eta {eta}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} images, {per_sec}, eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     pb
 }
 
 fn escape_controls(s: &str) -> String {
-    s.chars().flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect()
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
 }
 
 pub fn caption(a: &CaptionArgs) -> Result<()> {
@@ -168,11 +182,17 @@ pub fn caption(a: &CaptionArgs) -> Result<()> {
         bail!("--beam must be at least 1");
     }
     if a.max_len == 0 || a.max_len > cfg.max_len() {
-        bail!("--max-len must be between 1 and {} (the positional table of this model)", cfg.max_len());
+        bail!(
+            "--max-len must be between 1 and {} (the positional table of this model)",
+            cfg.max_len()
+        );
     }
     let beam = if a.greedy { 1 } else { a.beam };
     if beam > m2::plan::MAX_BEAM || beam > cfg.vocab as usize {
-        bail!("--beam {beam} exceeds the maximum of {}", m2::plan::MAX_BEAM.min(cfg.vocab as usize));
+        bail!(
+            "--beam {beam} exceeds the maximum of {}",
+            m2::plan::MAX_BEAM.min(cfg.vocab as usize)
+        );
     }
     let plan = model.plan(beam, a.max_len);
     let mut mem = vec![0f32; plan.total_floats()];
@@ -184,13 +204,20 @@ pub fn caption(a: &CaptionArgs) -> Result<()> {
     for k in 0..feats.images {
         let x = &feats.image(k)[..rows * feats.d_in];
         let tokens: Vec<u32> = if a.greedy {
-            greedy(&model, x, &mut ws, a.max_len, |_, _| {})?.tokens.to_vec()
+            greedy(&model, x, &mut ws, a.max_len, |_, _| {})?
+                .tokens
+                .to_vec()
         } else {
-            let opts = SearchOptions { beam, max_len: a.max_len };
-            let out = beam_search(&model, x, &mut ws, &opts, |_| {}).with_context(|| format!("image {k}"))?;
+            let opts = SearchOptions {
+                beam,
+                max_len: a.max_len,
+            };
+            let out = beam_search(&model, x, &mut ws, &opts, |_| {})
+                .with_context(|| format!("image {k}"))?;
             out.best().map(|b| b.tokens.to_vec()).unwrap_or_default()
         };
-        let text = m2::text::caption_string(&tokens, word, a.raw).map_err(|e| anyhow::anyhow!("image {k}: {e}"))?;
+        let text = m2::text::caption_string(&tokens, word, a.raw)
+            .map_err(|e| anyhow::anyhow!("image {k}: {e}"))?;
         results.push(text);
         pb.inc(1);
     }
@@ -215,11 +242,19 @@ pub fn caption(a: &CaptionArgs) -> Result<()> {
 
 /// Write `bytes` to `path` through a temporary file and a rename.
 fn write_atomic(path: &Path, write: impl FnOnce(&mut std::fs::File) -> Result<()>) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let name = path.file_name().context("output path has no file name")?;
-    let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        let mut f = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
         write(&mut f)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
@@ -240,7 +275,10 @@ fn same_file(a: &Path, b: &Path) -> bool {
 pub fn score(a: &ScoreArgs) -> Result<()> {
     for input in [&a.common.model, &a.features, &a.tokens] {
         if same_file(&a.output, input) {
-            bail!("refusing to overwrite the input {} with the output", input.display());
+            bail!(
+                "refusing to overwrite the input {} with the output",
+                input.display()
+            );
         }
     }
     let mapped = open_model(&a.common.model)?;
@@ -250,10 +288,18 @@ pub fn score(a: &ScoreArgs) -> Result<()> {
     let feats = load_features(&a.features, &blob, a.common.quiet)?;
     let (k_tok, t_len, tokens) = input::read_tokens(&a.tokens, cfg.vocab)?;
     if k_tok != feats.images {
-        bail!("{} has {k_tok} sequences but {} has {} images", a.tokens.display(), a.features.display(), feats.images);
+        bail!(
+            "{} has {k_tok} sequences but {} has {} images",
+            a.tokens.display(),
+            a.features.display(),
+            feats.images
+        );
     }
     if t_len > cfg.max_len() {
-        bail!("sequences of {t_len} tokens exceed this model's positional table ({} positions)", cfg.max_len());
+        bail!(
+            "sequences of {t_len} tokens exceed this model's positional table ({} positions)",
+            cfg.max_len()
+        );
     }
     let v = cfg.vocab as usize;
     let plan = model.plan(1, t_len);
@@ -265,7 +311,12 @@ pub fn score(a: &ScoreArgs) -> Result<()> {
     for k in 0..feats.images {
         let x = &feats.image(k)[..rows * feats.d_in];
         model
-            .score(x, &tokens[k * t_len..(k + 1) * t_len], &mut ws, &mut logp[k * t_len * v..(k + 1) * t_len * v])
+            .score(
+                x,
+                &tokens[k * t_len..(k + 1) * t_len],
+                &mut ws,
+                &mut logp[k * t_len * v..(k + 1) * t_len * v],
+            )
             .with_context(|| format!("image {k}"))?;
         pb.inc(1);
     }
@@ -285,10 +336,21 @@ pub fn score(a: &ScoreArgs) -> Result<()> {
 /// Print the memory plan lines shared by `m2 info` and the demo.
 pub fn print_plan(blob: &Blob, beam: usize, regions: usize) {
     let cfg = blob.config();
-    let plan = Plan::new(cfg, beam, regions, m2::plan::DEFAULT_MAX_LEN.min(cfg.max_len()));
-    println!("memory plan (beam {beam}, {regions} regions, {} words):", plan.max_len);
+    let plan = Plan::new(
+        cfg,
+        beam,
+        regions,
+        m2::plan::DEFAULT_MAX_LEN.min(cfg.max_len()),
+    );
+    println!(
+        "memory plan (beam {beam}, {regions} regions, {} words):",
+        plan.max_len
+    );
     println!("  flash (blob)        {:>12} bytes", blob.len());
-    println!("  RAM workspace       {:>12} bytes", m2::plan::workspace_bytes(cfg, beam, regions));
+    println!(
+        "  RAM workspace       {:>12} bytes",
+        m2::plan::workspace_bytes(cfg, beam, regions)
+    );
 }
 
 pub fn info(a: &InfoArgs) -> Result<()> {
@@ -301,7 +363,10 @@ pub fn info(a: &InfoArgs) -> Result<()> {
         "  d_in {}  d_model {}  heads {} (d_k {}, d_v {})  d_ff {}",
         c.d_in, c.d_model, c.h, c.d_k, c.d_v, c.d_ff
     );
-    println!("  layers: encoder {}, decoder {}  memory slots {}", c.n_enc, c.n_dec, c.m);
+    println!(
+        "  layers: encoder {}, decoder {}  memory slots {}",
+        c.n_enc, c.n_dec, c.m
+    );
     println!(
         "  vocab {}  positions {} (captions ≤ {} words)  max_regions {}",
         c.vocab,
@@ -309,8 +374,15 @@ pub fn info(a: &InfoArgs) -> Result<()> {
         c.max_len(),
         c.max_regions
     );
-    println!("  special ids: pad {} unk {} bos {} eos {}  encoder padding value {}", c.pad, c.unk, c.bos, c.eos, c.enc_pad_value);
-    let mut by_dtype = [(DType::F32, 0usize, 0u64), (DType::F16, 0, 0), (DType::I8, 0, 0)];
+    println!(
+        "  special ids: pad {} unk {} bos {} eos {}  encoder padding value {}",
+        c.pad, c.unk, c.bos, c.eos, c.enc_pad_value
+    );
+    let mut by_dtype = [
+        (DType::F32, 0usize, 0u64),
+        (DType::F16, 0, 0),
+        (DType::I8, 0, 0),
+    ];
     for t in blob.tensors() {
         if let Some(e) = by_dtype.iter_mut().find(|e| e.0 == t.dtype) {
             e.1 += 1;

@@ -30,14 +30,41 @@ pub struct MultiHeadAttention<'a> {
 /// Which tensors form a block: `[qW, qB, kW, kB, vW, vB, oW, oB, lnG, lnB]`.
 pub type BlockKinds = [K; 10];
 
-pub const ENCODER_SELF: BlockKinds =
-    [K::EncQW, K::EncQB, K::EncKW, K::EncKB, K::EncVW, K::EncVB, K::EncOW, K::EncOB, K::EncAttLnG, K::EncAttLnB];
+pub const ENCODER_SELF: BlockKinds = [
+    K::EncQW,
+    K::EncQB,
+    K::EncKW,
+    K::EncKB,
+    K::EncVW,
+    K::EncVB,
+    K::EncOW,
+    K::EncOB,
+    K::EncAttLnG,
+    K::EncAttLnB,
+];
 pub const DECODER_SELF: BlockKinds = [
-    K::SelfQW, K::SelfQB, K::SelfKW, K::SelfKB, K::SelfVW, K::SelfVB, K::SelfOW, K::SelfOB, K::SelfLnG, K::SelfLnB,
+    K::SelfQW,
+    K::SelfQB,
+    K::SelfKW,
+    K::SelfKB,
+    K::SelfVW,
+    K::SelfVB,
+    K::SelfOW,
+    K::SelfOB,
+    K::SelfLnG,
+    K::SelfLnB,
 ];
 pub const DECODER_CROSS: BlockKinds = [
-    K::CrossQW, K::CrossQB, K::CrossKW, K::CrossKB, K::CrossVW, K::CrossVB, K::CrossOW, K::CrossOB,
-    K::CrossLnG, K::CrossLnB,
+    K::CrossQW,
+    K::CrossQB,
+    K::CrossKW,
+    K::CrossKB,
+    K::CrossVW,
+    K::CrossVB,
+    K::CrossOW,
+    K::CrossOB,
+    K::CrossLnG,
+    K::CrossLnB,
 ];
 
 impl<'a> MultiHeadAttention<'a> {

@@ -24,7 +24,14 @@ use crate::kernels::Kernels;
 use crate::plan::{Plan, MAX_STEPS};
 use crate::workspace::{DecoderState, Persistent};
 
-const DEC_FF: FfKinds = [K::DecFf1W, K::DecFf1B, K::DecFf2W, K::DecFf2B, K::DecFfLnG, K::DecFfLnB];
+const DEC_FF: FfKinds = [
+    K::DecFf1W,
+    K::DecFf1B,
+    K::DecFf2W,
+    K::DecFf2B,
+    K::DecFfLnG,
+    K::DecFfLnB,
+];
 
 /// One meshed decoder layer.
 #[derive(Clone, Copy, Debug)]
@@ -80,19 +87,40 @@ impl<'a> MeshedDecoder<'a> {
             word_emb: blob.matrix(K::WordEmb, 0),
             pos_emb: blob.vector(K::PosEmb, 0),
             layers,
-            fc: Linear { w: blob.matrix(K::VocabW, 0), b: None },
+            fc: Linear {
+                w: blob.matrix(K::VocabW, 0),
+                b: None,
+            },
         }
     }
 
     /// Cross-attention keys and values of every layer for the three encoder levels, computed
     /// once per image: `cross_k[l, i] = Enc_i·W_kᵀ + b_k` `[R, d]` (and likewise `V`).
-    pub fn precompute_cross(&self, k: &Kernels, keep: &mut Persistent, st: &mut DecoderState, plan: &Plan) {
+    pub fn precompute_cross(
+        &self,
+        k: &Kernels,
+        keep: &mut Persistent,
+        st: &mut DecoderState,
+        plan: &Plan,
+    ) {
         let n = 3 * plan.regions; // the three levels are contiguous: one [3R, d] batch
         let size = n * plan.d;
         for (l, layer) in self.layers.iter().enumerate() {
             let enc = &keep.enc_out[..size];
-            layer.enc_att.fc_k.forward(k, enc, n, &mut st.cross_k[l * size..(l + 1) * size], &mut keep.qs);
-            layer.enc_att.fc_v.forward(k, enc, n, &mut st.cross_v[l * size..(l + 1) * size], &mut keep.qs);
+            layer.enc_att.fc_k.forward(
+                k,
+                enc,
+                n,
+                &mut st.cross_k[l * size..(l + 1) * size],
+                &mut keep.qs,
+            );
+            layer.enc_att.fc_v.forward(
+                k,
+                enc,
+                n,
+                &mut st.cross_v[l * size..(l + 1) * size],
+                &mut keep.qs,
+            );
         }
     }
 
@@ -118,7 +146,10 @@ impl<'a> MeshedDecoder<'a> {
         for (i, row) in rows.iter().enumerate() {
             let x = &mut s.x[i * d..(i + 1) * d];
             self.word_emb.row_to_f32(row.token as usize, x);
-            let pe = self.pos_emb.get(row.pos * d..(row.pos + 1) * d).unwrap_or(&[]);
+            let pe = self
+                .pos_emb
+                .get(row.pos * d..(row.pos + 1) * d)
+                .unwrap_or(&[]);
             for (xv, p) in x.iter_mut().zip(pe) {
                 *xv += p;
             }
@@ -129,11 +160,19 @@ impl<'a> MeshedDecoder<'a> {
             let sa = &layer.self_att;
             let at = |step: usize| ((l * l_max + step) * bw) * d;
             sa.fc_q.forward(k, s.x, n, s.q, &mut keep.qs); //                              [n, d]
-            sa.fc_k.forward(k, s.x, n, &mut st.self_k[at(t)..at(t) + nd], &mut keep.qs); // cache[l, t]
-            sa.fc_v.forward(k, s.x, n, &mut st.self_v[at(t)..at(t) + nd], &mut keep.qs);
+            sa.fc_k
+                .forward(k, s.x, n, &mut st.self_k[at(t)..at(t) + nd], &mut keep.qs); // cache[l, t]
+            sa.fc_v
+                .forward(k, s.x, n, &mut st.self_v[at(t)..at(t) + nd], &mut keep.qs);
             let (ck, cv, pad) = (&*st.self_k, &*st.self_v, &*st.key_pad);
             for i in 0..n {
-                let slot = |step: usize| if step == t { i } else { ancestry[i][step] as usize };
+                let slot = |step: usize| {
+                    if step == t {
+                        i
+                    } else {
+                        ancestry[i][step] as usize
+                    }
+                };
                 attend(
                     &s.q[i * d..(i + 1) * d],
                     sa.heads,
@@ -200,7 +239,10 @@ impl<'a> MeshedDecoder<'a> {
             // ---- x = LN(G + FFN(G)) ⊙ q_ok -------------------------------------------------
             layer.pwff.forward(k, s.g, n, s.hidden, s.f, &mut keep.qs);
             for (i, row) in rows.iter().enumerate() {
-                for (xv, fv) in s.x[i * d..(i + 1) * d].iter_mut().zip(&s.f[i * d..(i + 1) * d]) {
+                for (xv, fv) in s.x[i * d..(i + 1) * d]
+                    .iter_mut()
+                    .zip(&s.f[i * d..(i + 1) * d])
+                {
                     *xv = fv * row.q_ok;
                 }
             }

@@ -19,8 +19,14 @@ use crate::blob::{Blob, TensorKind as K};
 use crate::kernels::Kernels;
 use crate::workspace::{EncoderScratch, Persistent};
 
-const ENC_FF: super::feed_forward::FfKinds =
-    [K::EncFf1W, K::EncFf1B, K::EncFf2W, K::EncFf2B, K::EncFfLnG, K::EncFfLnB];
+const ENC_FF: super::feed_forward::FfKinds = [
+    K::EncFf1W,
+    K::EncFf1B,
+    K::EncFf2W,
+    K::EncFf2B,
+    K::EncFfLnG,
+    K::EncFfLnB,
+];
 
 /// One encoder layer: memory-augmented self-attention, then the FFN.
 #[derive(Clone, Copy, Debug)]
@@ -81,12 +87,20 @@ impl<'a> MemoryAugmentedEncoder<'a> {
 
         // Region mask on the row sums of P (quirk Q3).
         for (m, row) in keep.mask[..r].iter_mut().zip(p.chunks_exact(d)) {
-            *m = if crate::math::sum(row) == self.padding_value { 1.0 } else { 0.0 };
+            *m = if crate::math::sum(row) == self.padding_value {
+                1.0
+            } else {
+                0.0
+            };
         }
 
         for (l, layer) in self.layers.iter().enumerate() {
             let (done, rest) = keep.enc_out.split_at_mut(l * rd);
-            let input: &[f32] = if l == 0 { &s.p[..rd] } else { &done[(l - 1) * rd..] };
+            let input: &[f32] = if l == 0 {
+                &s.p[..rd]
+            } else {
+                &done[(l - 1) * rd..]
+            };
             let att = &layer.mhatt.mha;
 
             att.fc_q.forward(k, input, r, s.q, &mut keep.qs); //                 [R, d]
@@ -101,8 +115,20 @@ impl<'a> MemoryAugmentedEncoder<'a> {
                     att.heads,
                     att.d_k,
                     r + mk.len() / d,
-                    |j| if j < r { &keys[j * d..(j + 1) * d] } else { &mk[(j - r) * d..(j - r + 1) * d] },
-                    |j| if j < r { &vals[j * d..(j + 1) * d] } else { &mv[(j - r) * d..(j - r + 1) * d] },
+                    |j| {
+                        if j < r {
+                            &keys[j * d..(j + 1) * d]
+                        } else {
+                            &mk[(j - r) * d..(j - r + 1) * d]
+                        }
+                    },
+                    |j| {
+                        if j < r {
+                            &vals[j * d..(j + 1) * d]
+                        } else {
+                            &mv[(j - r) * d..(j - r + 1) * d]
+                        }
+                    },
                     |j| j < r && mask[j] != 0.0,
                     s.scores,
                     &mut s.att[i * d..(i + 1) * d],
@@ -115,7 +141,9 @@ impl<'a> MemoryAugmentedEncoder<'a> {
             }
             att.layer_norm.forward_rows(&mut s.a[..rd]);
             // E_l+1 = LN(A + FFN(A))                                               [R, d]
-            layer.pwff.forward(k, s.a, r, s.hidden, &mut rest[..rd], &mut keep.qs);
+            layer
+                .pwff
+                .forward(k, s.a, r, s.hidden, &mut rest[..rd], &mut keep.qs);
         }
     }
 }

@@ -29,7 +29,10 @@ pub struct Linear<'a> {
 impl<'a> Linear<'a> {
     /// The linear `w` (+ `b`) of layer `layer`.
     pub fn load(blob: &Blob<'a>, w: TensorKind, b: Option<TensorKind>, layer: usize) -> Self {
-        Linear { w: blob.matrix(w, layer), b: b.map(|b| blob.vector(b, layer)) }
+        Linear {
+            w: blob.matrix(w, layer),
+            b: b.map(|b| blob.vector(b, layer)),
+        }
     }
 
     /// `y[n, out] = x[n, in]·Wᵀ + b`.
@@ -48,7 +51,10 @@ pub struct LayerNorm<'a> {
 
 impl<'a> LayerNorm<'a> {
     pub fn load(blob: &Blob<'a>, g: TensorKind, b: TensorKind, layer: usize) -> Self {
-        LayerNorm { gamma: blob.vector(g, layer), beta: blob.vector(b, layer) }
+        LayerNorm {
+            gamma: blob.vector(g, layer),
+            beta: blob.vector(b, layer),
+        }
     }
 
     /// Normalise each of the `x.len() / d` rows in place.
@@ -67,7 +73,11 @@ pub enum EngineError {
     /// The workspace does not fit the plan.
     Workspace(WorkspaceError),
     /// The workspace was planned for another model, or too few regions or beams.
-    PlanMismatch { what: &'static str, needed: usize, planned: usize },
+    PlanMismatch {
+        what: &'static str,
+        needed: usize,
+        planned: usize,
+    },
     /// The feature slice is not a whole number of `d_in`-sized rows.
     FeatureShape { len: usize, d_in: usize },
     /// More regions than the blob's `max_regions` (callers truncate, as the reference's loader).
@@ -77,7 +87,11 @@ pub enum EngineError {
     /// A NaN or infinite feature value.
     NonFinite { region: usize, index: usize },
     /// A token id outside the vocabulary.
-    TokenOutOfRange { position: usize, id: u32, vocab: u32 },
+    TokenOutOfRange {
+        position: usize,
+        id: u32,
+        vocab: u32,
+    },
     /// A sequence longer than the positional table or the plan allows.
     TooLong { len: usize, max: usize },
     /// An empty token sequence, or a beam of 0.
@@ -96,11 +110,21 @@ impl core::fmt::Display for EngineError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             EngineError::Workspace(e) => write!(f, "{e}"),
-            EngineError::PlanMismatch { what, needed, planned } => {
-                write!(f, "workspace plan mismatch: {what} needs {needed}, the plan has {planned}")
+            EngineError::PlanMismatch {
+                what,
+                needed,
+                planned,
+            } => {
+                write!(
+                    f,
+                    "workspace plan mismatch: {what} needs {needed}, the plan has {planned}"
+                )
             }
             EngineError::FeatureShape { len, d_in } => {
-                write!(f, "{len} feature values are not a whole number of rows of d_in={d_in}")
+                write!(
+                    f,
+                    "{len} feature values are not a whole number of rows of d_in={d_in}"
+                )
             }
             EngineError::TooManyRegions { given, max } => {
                 write!(f, "{given} regions given, the model takes at most {max}")
@@ -109,11 +133,21 @@ impl core::fmt::Display for EngineError {
             EngineError::NonFinite { region, index } => {
                 write!(f, "feature value [{region}, {index}] is NaN or infinite")
             }
-            EngineError::TokenOutOfRange { position, id, vocab } => {
-                write!(f, "token id {id} at position {position} is outside the vocabulary of {vocab}")
+            EngineError::TokenOutOfRange {
+                position,
+                id,
+                vocab,
+            } => {
+                write!(
+                    f,
+                    "token id {id} at position {position} is outside the vocabulary of {vocab}"
+                )
             }
             EngineError::TooLong { len, max } => {
-                write!(f, "sequence of {len} tokens is longer than the maximum of {max}")
+                write!(
+                    f,
+                    "sequence of {len} tokens is longer than the maximum of {max}"
+                )
             }
             EngineError::Empty => write!(f, "empty token sequence or beam size 0"),
             EngineError::OutputTooSmall { needed, given } => {
@@ -152,7 +186,12 @@ impl<'a> M2<'a> {
     }
 
     /// Check a workspace plan can run `beam` rows for `steps` steps of this model.
-    pub(crate) fn check_plan(&self, plan: &Plan, beam: usize, steps: usize) -> Result<(), EngineError> {
+    pub(crate) fn check_plan(
+        &self,
+        plan: &Plan,
+        beam: usize,
+        steps: usize,
+    ) -> Result<(), EngineError> {
         let want = self.plan(beam, steps);
         let same_model = plan.d == want.d
             && plan.d_in == want.d_in
@@ -161,7 +200,11 @@ impl<'a> M2<'a> {
             && plan.vocab == want.vocab
             && plan.n_dec == want.n_dec;
         if !same_model {
-            return Err(EngineError::PlanMismatch { what: "model config", needed: 1, planned: 0 });
+            return Err(EngineError::PlanMismatch {
+                what: "model config",
+                needed: 1,
+                planned: 0,
+            });
         }
         if plan.regions < want.regions {
             return Err(EngineError::PlanMismatch {
@@ -174,7 +217,11 @@ impl<'a> M2<'a> {
             return Err(EngineError::Empty);
         }
         if plan.beam < beam || beam > MAX_BEAM {
-            return Err(EngineError::PlanMismatch { what: "beam", needed: beam, planned: plan.beam });
+            return Err(EngineError::PlanMismatch {
+                what: "beam",
+                needed: beam,
+                planned: plan.beam,
+            });
         }
         let max = self.cfg.max_len().min(MAX_STEPS);
         if steps > max {

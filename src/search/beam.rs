@@ -27,7 +27,10 @@ pub struct SearchOptions {
 impl Default for SearchOptions {
     /// The reference's test.py: beam 5, 20 steps.
     fn default() -> Self {
-        SearchOptions { beam: 5, max_len: 20 }
+        SearchOptions {
+            beam: 5,
+            max_len: 20,
+        }
     }
 }
 
@@ -77,20 +80,31 @@ struct TopK {
 
 impl TopK {
     fn new(k: usize) -> Self {
-        TopK { val: [f32::NEG_INFINITY; MAX_BEAM], idx: [0; MAX_BEAM], len: 0, k }
+        TopK {
+            val: [f32::NEG_INFINITY; MAX_BEAM],
+            idx: [0; MAX_BEAM],
+            len: 0,
+            k,
+        }
     }
 
     #[inline]
     fn push(&mut self, v: f32, i: usize) {
         // `v > last` is false for NaN too, so NaN never enters a full list
-        if self.len == self.k && v.partial_cmp(&self.val[self.k - 1]) != Some(core::cmp::Ordering::Greater) {
+        if self.len == self.k
+            && v.partial_cmp(&self.val[self.k - 1]) != Some(core::cmp::Ordering::Greater)
+        {
             return;
         }
         if self.len < self.k && v.is_nan() {
             return;
         }
         // position after every entry ≥ v (equal values seen earlier stay ahead)
-        let mut p = if self.len < self.k { self.len } else { self.k - 1 };
+        let mut p = if self.len < self.k {
+            self.len
+        } else {
+            self.k - 1
+        };
         while p > 0 && self.val[p - 1] < v {
             self.val[p] = self.val[p - 1];
             self.idx[p] = self.idx[p - 1];
@@ -140,7 +154,11 @@ pub fn beam_search(
     let cfg = model.cfg;
     let v = cfg.vocab as usize;
     if bsz > v {
-        return Err(EngineError::PlanMismatch { what: "vocabulary (beam > V)", needed: bsz, planned: v });
+        return Err(EngineError::PlanMismatch {
+            what: "vocabulary (beam > V)",
+            needed: bsz,
+            planned: v,
+        });
     }
     model.encode(features, ws)?;
     let plan = *ws.plan();
@@ -152,14 +170,26 @@ pub fn beam_search(
     // ---- step 0: one parent (<bos>) -----------------------------------------------------
     st.key_pad[0] = if cfg.bos == cfg.pad { 1.0 } else { 0.0 };
     let row = incremental_row(cfg.bos, 0, cfg.pad);
-    model.decoder.step(&model.kernels, &[row], 0, &cur.ancestry, &mut keep, &mut st, &plan);
+    model.decoder.step(
+        &model.kernels,
+        &[row],
+        0,
+        &cur.ancestry,
+        &mut keep,
+        &mut st,
+        &plan,
+    );
     let lp0 = &st.s.logits[..v];
     let mut top = TopK::new(bsz);
     for (w, &lp) in lp0.iter().enumerate() {
         top.push(lp, w);
     }
     if top.len < bsz {
-        return Err(EngineError::PlanMismatch { what: "finite log-probs", needed: bsz, planned: top.len });
+        return Err(EngineError::PlanMismatch {
+            what: "finite log-probs",
+            needed: bsz,
+            planned: top.len,
+        });
     }
     for k in 0..bsz {
         let w = top.idx[k];
@@ -169,7 +199,11 @@ pub fn beam_search(
         cur.finished[k] = w as u32 == cfg.eos;
         cur.ancestry[k][0] = 0;
     }
-    on_step(&StepEvent { step: 0, best_tokens: &cur.tokens[0][..1], best_score: cur.score[0] });
+    on_step(&StepEvent {
+        step: 0,
+        best_tokens: &cur.tokens[0][..1],
+        best_score: cur.score[0],
+    });
 
     // ---- steps 1..max_len ------------------------------------------------------------------
     // Only unfinished beams are fed to the decoder: a finished beam's only candidate is its
@@ -193,7 +227,15 @@ pub fn beam_search(
             n += 1;
         }
         if n > 0 {
-            model.decoder.step(&model.kernels, &rows[..n], t, &row_ancestry[..n], &mut keep, &mut st, &plan);
+            model.decoder.step(
+                &model.kernels,
+                &rows[..n],
+                t,
+                &row_ancestry[..n],
+                &mut keep,
+                &mut st,
+                &plan,
+            );
         }
 
         let mut top = TopK::new(bsz);
@@ -212,7 +254,11 @@ pub fn beam_search(
             }
         }
         if top.len < bsz {
-            return Err(EngineError::PlanMismatch { what: "finite log-probs", needed: bsz, planned: top.len });
+            return Err(EngineError::PlanMismatch {
+                what: "finite log-probs",
+                needed: bsz,
+                planned: top.len,
+            });
         }
         for k in 0..bsz {
             let (p, w) = (top.idx[k] / v, top.idx[k] % v);
@@ -232,7 +278,11 @@ pub fn beam_search(
             }
         }
         core::mem::swap(&mut cur, &mut next);
-        on_step(&StepEvent { step: t, best_tokens: &cur.tokens[0][..t + 1], best_score: cur.score[0] });
+        on_step(&StepEvent {
+            step: t,
+            best_tokens: &cur.tokens[0][..t + 1],
+            best_score: cur.score[0],
+        });
     }
 
     // ---- final ranking: by score, ties to the lower beam index -------------------------------
@@ -249,9 +299,15 @@ pub fn beam_search(
             j -= 1;
         }
     }
-    let mut out = BeamOutput { beams: heapless::Vec::new() };
+    let mut out = BeamOutput {
+        beams: heapless::Vec::new(),
+    };
     for &b in order.iter() {
-        let mut beam = Beam { tokens: heapless::Vec::new(), logprobs: heapless::Vec::new(), score: cur.score[b] };
+        let mut beam = Beam {
+            tokens: heapless::Vec::new(),
+            logprobs: heapless::Vec::new(),
+            score: cur.score[b],
+        };
         let _ = beam.tokens.extend_from_slice(&cur.tokens[b][..steps]);
         let _ = beam.logprobs.extend_from_slice(&cur.logprobs[b][..steps]);
         let _ = out.beams.push(beam);

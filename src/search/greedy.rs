@@ -30,13 +30,24 @@ pub fn greedy(
     let plan = *ws.plan();
     let (mut keep, mut st) = ws.decoder_parts();
     let ancestry = [[0u8; MAX_STEPS]; 1];
-    let mut out = GreedyOutput { tokens: heapless::Vec::new(), logprobs: heapless::Vec::new() };
+    let mut out = GreedyOutput {
+        tokens: heapless::Vec::new(),
+        logprobs: heapless::Vec::new(),
+    };
     let mut alive = true;
     let mut token = cfg.bos;
     for t in 0..max_len {
         st.key_pad[t * plan.beam] = if token == cfg.pad { 1.0 } else { 0.0 };
         let row = incremental_row(token, t, cfg.pad);
-        model.decoder.step(&model.kernels, &[row], t, &ancestry, &mut keep, &mut st, &plan);
+        model.decoder.step(
+            &model.kernels,
+            &[row],
+            t,
+            &ancestry,
+            &mut keep,
+            &mut st,
+            &plan,
+        );
         let lp = &st.s.logits[..v];
         let mut best = 0;
         for (w, &l) in lp.iter().enumerate() {

@@ -23,7 +23,10 @@ impl<'a> M2<'a> {
         let d_in = self.cfg.d_in as usize;
         let max = self.cfg.max_regions as usize;
         if !features.len().is_multiple_of(d_in) {
-            return Err(EngineError::FeatureShape { len: features.len(), d_in });
+            return Err(EngineError::FeatureShape {
+                len: features.len(),
+                d_in,
+            });
         }
         let n = features.len() / d_in;
         if n == 0 {
@@ -33,15 +36,20 @@ impl<'a> M2<'a> {
             return Err(EngineError::TooManyRegions { given: n, max });
         }
         if let Some(i) = features.iter().position(|v| !v.is_finite()) {
-            return Err(EngineError::NonFinite { region: i / d_in, index: i % d_in });
+            return Err(EngineError::NonFinite {
+                region: i / d_in,
+                index: i % d_in,
+            });
         }
         let plan = *ws.plan();
         {
             let (mut keep, mut s) = ws.encoder_parts();
-            self.encoder.forward(&self.kernels, features, n, max, &mut keep, &mut s);
+            self.encoder
+                .forward(&self.kernels, features, n, max, &mut keep, &mut s);
         }
         let (mut keep, mut st) = ws.decoder_parts();
-        self.decoder.precompute_cross(&self.kernels, &mut keep, &mut st, &plan);
+        self.decoder
+            .precompute_cross(&self.kernels, &mut keep, &mut st, &plan);
         Ok(())
     }
 
@@ -62,11 +70,22 @@ impl<'a> M2<'a> {
         }
         self.check_plan(ws.plan(), 1, t_len)?;
         let v = self.cfg.vocab as usize;
-        if let Some((p, &id)) = tokens.iter().enumerate().find(|(_, &id)| id >= self.cfg.vocab) {
-            return Err(EngineError::TokenOutOfRange { position: p, id, vocab: self.cfg.vocab });
+        if let Some((p, &id)) = tokens
+            .iter()
+            .enumerate()
+            .find(|(_, &id)| id >= self.cfg.vocab)
+        {
+            return Err(EngineError::TokenOutOfRange {
+                position: p,
+                id,
+                vocab: self.cfg.vocab,
+            });
         }
         if out.len() < t_len * v {
-            return Err(EngineError::OutputTooSmall { needed: t_len * v, given: out.len() });
+            return Err(EngineError::OutputTooSmall {
+                needed: t_len * v,
+                given: out.len(),
+            });
         }
         self.encode(features, ws)?;
         let plan = *ws.plan();
@@ -80,7 +99,15 @@ impl<'a> M2<'a> {
                 q_ok: if is_pad { 0.0 } else { 1.0 },
             };
             st.key_pad[t * plan.beam] = if is_pad { 1.0 } else { 0.0 };
-            self.decoder.step(&self.kernels, &[row], t, &ancestry, &mut keep, &mut st, &plan);
+            self.decoder.step(
+                &self.kernels,
+                &[row],
+                t,
+                &ancestry,
+                &mut keep,
+                &mut st,
+                &plan,
+            );
             out[t * v..(t + 1) * v].copy_from_slice(&st.s.logits[..v]);
         }
         Ok(())
@@ -90,5 +117,9 @@ impl<'a> M2<'a> {
 /// The row fed at incremental step `t` (the reference's stateful mode: position `t + 1` for
 /// every token, pad or not; `q_ok` still zero for `<pad>`).
 pub(crate) fn incremental_row(token: u32, t: usize, pad: u32) -> StepRow {
-    StepRow { token, pos: t + 1, q_ok: if token == pad { 0.0 } else { 1.0 } }
+    StepRow {
+        token,
+        pos: t + 1,
+        q_ok: if token == pad { 0.0 } else { 1.0 },
+    }
 }

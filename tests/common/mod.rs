@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 pub const FIXTURES: [&str; 3] = ["tiny-s0", "tiny-s2-masked", "small-s3"];
 
 pub fn fixture_dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 pub fn expected(name: &str) -> serde_json::Value {
@@ -26,21 +28,30 @@ pub fn npy_f32(name: &str, file: &str) -> Array<f32> {
     let bytes = std::fs::read(fixture_dir(name).join(file)).unwrap();
     let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
     let shape = npy.shape().iter().map(|&s| s as usize).collect();
-    Array { shape, data: npy.into_vec::<f32>().unwrap() }
+    Array {
+        shape,
+        data: npy.into_vec::<f32>().unwrap(),
+    }
 }
 
 pub fn npy_i64(name: &str, file: &str) -> Array<i64> {
     let bytes = std::fs::read(fixture_dir(name).join(file)).unwrap();
     let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
     let shape = npy.shape().iter().map(|&s| s as usize).collect();
-    Array { shape, data: npy.into_vec::<i64>().unwrap() }
+    Array {
+        shape,
+        data: npy.into_vec::<i64>().unwrap(),
+    }
 }
 
 pub fn npy_bool(name: &str, file: &str) -> Array<bool> {
     let bytes = std::fs::read(fixture_dir(name).join(file)).unwrap();
     let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
     let shape = npy.shape().iter().map(|&s| s as usize).collect();
-    Array { shape, data: npy.into_vec::<bool>().unwrap() }
+    Array {
+        shape,
+        data: npy.into_vec::<bool>().unwrap(),
+    }
 }
 
 /// Pack a fixture's checkpoint at `dtype` into an aligned in-memory blob.
@@ -61,5 +72,7 @@ pub fn packed(name: &str, dtype: DType) -> AlignedBuf {
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
+    a.iter()
+        .zip(b)
+        .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
 }
