@@ -11,11 +11,7 @@ fn main() -> ExitCode {
         Some(cli::Command::Caption(a)) => cli::caption(a),
         Some(cli::Command::Score(a)) => cli::score(a),
         Some(cli::Command::Info(a)) => cli::info(a),
-        None => {
-            use clap::CommandFactory;
-            let _ = cli::Cli::command().print_help();
-            Ok(())
-        }
+        None => cli::kernels(None).and_then(cli::demo::run),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -337,3 +337,71 @@ fn extra_regions_are_truncated_with_a_warning() {
         expected("tiny-s0")["bs_captions_eval"][0]
     );
 }
+
+#[test]
+fn no_arguments_runs_the_bundled_demo() {
+    let o = m2(&[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(s.matches("  m2:           ").count(), 8, "{s}");
+    assert!(s.contains("ground truth:"), "{s}");
+    assert!(s.contains("memory plan"), "{s}");
+}
+
+#[test]
+fn image_option_runs_the_region_extractor_end_to_end() {
+    // PNG → m2::regions → f32 engine must give the PyTorch model's caption of every bundled scene
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo");
+    let tmp = Tmp::new("img");
+    let vocab =
+        m2::pack::read_vocab_json(&std::fs::read(root.join("vocab.json")).unwrap()).unwrap();
+    let opts = m2::pack::PackOptions {
+        heads: 4,
+        max_regions: 4,
+        ..Default::default()
+    };
+    let bytes = m2::pack::pack(
+        &std::fs::read(root.join("checkpoint.safetensors")).unwrap(),
+        &vocab,
+        &opts,
+    )
+    .unwrap();
+    let blob = tmp.path("demo-f32.m2");
+    std::fs::write(&blob, bytes).unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("scenes/index.json")).unwrap()).unwrap();
+    let scenes = index.as_array().unwrap();
+    let pngs: Vec<String> = scenes
+        .iter()
+        .map(|e| {
+            root.join("scenes")
+                .join(e["png"].as_str().unwrap())
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    let mut args = vec!["caption", "-m", &blob, "--image"];
+    args.extend(pngs.iter().map(String::as_str));
+    let o = m2(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got: Vec<String> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let want: Vec<String> = scenes
+        .iter()
+        .map(|e| e["torch"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(got, want);
+    // a model with another d_in refuses --image with one line; a missing PNG is one line too
+    let other = write_blob(&tmp, "tiny-s0", DType::F32);
+    assert!(stderr_line(&m2(&["caption", "-m", &other, "--image", &pngs[0]])).contains("d_in"));
+    stderr_line(&m2(&[
+        "caption",
+        "-m",
+        &blob,
+        "--image",
+        &tmp.path("missing.png"),
+    ]));
+}

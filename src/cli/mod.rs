@@ -1,5 +1,6 @@
 //! The host CLI `m2`: `caption`, `score`, `info` (and, with no arguments, the bundled demo).
 
+pub mod demo;
 pub mod input;
 
 use anyhow::{bail, Context, Result};
@@ -56,8 +57,17 @@ pub struct CaptionArgs {
     pub common: Common,
     /// Region features, .npy [K, R, d_in] or [R, d_in], float32 or float16. Images with fewer
     /// than the model's max_regions rows are zero-padded, more are truncated (as the reference).
-    #[arg(long, short = 'f')]
-    pub features: PathBuf,
+    #[arg(
+        long,
+        short = 'f',
+        required_unless_present = "image",
+        conflicts_with = "image"
+    )]
+    pub features: Option<PathBuf>,
+    /// PNG scene(s) of bright digits on a dark background (dark-on-light is inverted): regions
+    /// are found by `m2::regions` (the demo model's extractor, d_in 72). Repeatable.
+    #[arg(long, num_args = 1..)]
+    pub image: Vec<PathBuf>,
     /// Beam size.
     #[arg(long, default_value_t = 5)]
     pub beam: usize,
@@ -168,12 +178,40 @@ fn escape_controls(s: &str) -> String {
         .collect()
 }
 
+/// Region features of PNG scenes through `m2::regions`, zero-padded to max_regions rows (the
+/// engine's own padding, so captions are the same as with only the found rows).
+fn features_from_images(paths: &[PathBuf], cfg: &m2::Config) -> Result<input::Features> {
+    let (d_in, r) = (cfg.d_in as usize, cfg.max_regions as usize);
+    if d_in != m2::regions::D_IN {
+        bail!(
+            "--image needs a model trained on m2::regions features (d_in {}); this model has d_in {d_in}",
+            m2::regions::D_IN
+        );
+    }
+    let mut data = vec![0f32; paths.len() * r * d_in];
+    for (k, p) in paths.iter().enumerate() {
+        let bytes = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
+        let (_, f) = m2::regions::features_from_png(&bytes, r)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+        data[k * r * d_in..k * r * d_in + f.len()].copy_from_slice(&f);
+    }
+    Ok(input::Features {
+        images: paths.len(),
+        regions: r,
+        d_in,
+        data,
+    })
+}
+
 pub fn caption(a: &CaptionArgs) -> Result<()> {
     let mapped = open_model(&a.common.model)?;
     let blob = blob_of(&mapped)?;
     let cfg = *blob.config();
     let model = M2::new(&blob, kernels(a.common.threads)?);
-    let feats = load_features(&a.features, &blob, a.common.quiet)?;
+    let feats = match &a.features {
+        Some(p) => load_features(p, &blob, a.common.quiet)?,
+        None => features_from_images(&a.image, &cfg)?,
+    };
     let ids = match &a.ids {
         Some(p) => input::read_ids(p, feats.images)?,
         None => (0..feats.images).map(serde_json::Value::from).collect(),
