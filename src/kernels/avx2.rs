@@ -1,6 +1,8 @@
 //! x86_64 kernels: AVX2 + FMA + F16C. Only called after run-time detection ([`super::Isa::Avx2`]).
 //!
-//! int8 (`gemm_i8`): a tile of 2 weight rows × up to 4 activation rows, 32 bytes per step.
+//! int8 (`gemm_i8`): a tile of 2 weight rows × up to 4 activation rows, 32 bytes per step; 5 to
+//! 8 activation rows (a decode step's beams) run as 1 weight row × all of them, so the weights
+//! are still streamed once.
 //! Without VNNI the 8-bit product is `vpmaddubsw`, which wants one unsigned operand, so each
 //! step takes `|w|` (unsigned) and `x` with `w`'s sign (`vpsignb`). A pair sum is then at most
 //! `2 · 128 · 127 = 32512 < 2¹⁵` — exact, even for a `-128` weight, since quantised activations
@@ -15,8 +17,11 @@ use super::{dequant, Out};
 use core::arch::x86_64::*;
 use half::f16;
 
-/// Activation rows per int8 tile.
+/// Activation rows per 2-weight-row int8 tile.
 const XR: usize = 4;
+/// Up to this many activation rows, an int8 product with more than [`XR`] rows runs as one
+/// single-weight-row tile over all of them (one pass over the weights).
+const XR1_MAX: usize = 8;
 /// Activation rows per float tile (2 × 6 accumulators + 2 weight vectors fit in 16 registers,
 /// and a decode step's 5 beams form one tile).
 const XF: usize = 6;
@@ -80,6 +85,23 @@ pub(crate) unsafe fn gemm_i8(
     m: usize,
     out: Out,
 ) {
+    if (XR + 1..=XR1_MAX).contains(&n) {
+        // 5..=8 activation rows (a decode step's beams): one weight row at a time against all
+        // of them, a single pass over the weights (n accumulators + |w|, w, x, ones fit in 16
+        // registers; a 2 × n tile would not).
+        for r in 0..m {
+            // SAFETY: row r < m, rows 0..n < n; forwarded.
+            unsafe {
+                match n {
+                    5 => tile_i8::<1, 5>(xq, xs, k, wq, ws, r, 0, out),
+                    6 => tile_i8::<1, 6>(xq, xs, k, wq, ws, r, 0, out),
+                    7 => tile_i8::<1, 7>(xq, xs, k, wq, ws, r, 0, out),
+                    _ => tile_i8::<1, 8>(xq, xs, k, wq, ws, r, 0, out),
+                }
+            }
+        }
+        return;
+    }
     let mut r = 0;
     while r + 2 <= m {
         // SAFETY: rows r, r+1 < m; forwarded.
@@ -164,9 +186,13 @@ unsafe fn tile_i8<const R: usize, const N: usize>(
         }
         let z = _mm256_setzero_si256();
         for j in 0..R {
-            let mut a = [z; 4];
+            let mut a = [z; 8];
             a[..N].copy_from_slice(&acc[j]);
-            let mut s = hsum4_i32(a[0], a[1], a[2], a[3]);
+            let (lo, hi) = (
+                hsum4_i32(a[0], a[1], a[2], a[3]),
+                hsum4_i32(a[4], a[5], a[6], a[7]),
+            );
+            let mut s = [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]];
             for (t, st) in s.iter_mut().enumerate().take(N) {
                 for c in k32..k {
                     // SAFETY: c < k.
