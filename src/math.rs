@@ -1,6 +1,8 @@
 //! Element-wise and row-wise f32 math shared by every block: LayerNorm, softmax, log-softmax,
-//! sigmoid, ReLU. All of it uses `libm`, so results do not depend on the target's libc, and
-//! none of it is approximate (micromath never appears on a path that must match the reference).
+//! sigmoid, ReLU. All of it uses `libm` or [`expf`] (libm's `expf`, bit for bit, without
+//! branches so that loops over it vectorise), so results do not depend on the target's libc,
+//! and none of it is approximate (micromath never appears on a path that must match the
+//! reference).
 
 /// LayerNorm epsilon of every LayerNorm in M² (PyTorch default).
 pub const LN_EPS: f32 = 1e-5;
@@ -19,6 +21,74 @@ pub fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32]) {
     for ((v, g), b) in x.iter_mut().zip(gamma).zip(beta) {
         *v = (*v - mean) * inv * g + b;
     }
+}
+
+/// `e^x`, bit for bit the same as `libm::expf` (FreeBSD's `e_expf.c`: reduction by `k·ln 2`
+/// in two parts, a degree-2 rational correction, then `scalbnf(y, k)`) for every `f32`
+/// including NaN, ±∞, subnormal results and the overflow / underflow thresholds, but written
+/// without branches: each special case is computed and selected, `scalbnf` is its two-step
+/// multiply (exact pre-scaling by 2^−102 or 2^127, then one rounding), so a loop of calls
+/// vectorises with the baseline SSE2 (no FMA: the operations and their order are libm's).
+/// Tested against `libm::expf` on a stride of all 2³² bit patterns and densely on
+/// `[-110, 90]`.
+#[inline(always)]
+pub fn expf(x: f32) -> f32 {
+    // libm's constants, by their bits.
+    const LN2_HI: f32 = f32::from_bits(0x3f31_7200); // 6.9314575195e-1
+    const LN2_LO: f32 = f32::from_bits(0x35bf_be8e); // 1.4286067653e-6
+    const INV_LN2: f32 = f32::from_bits(0x3fb8_aa3b); // 1.4426950216
+    const P1: f32 = f32::from_bits(0x3e2a_aa8f); // 1.6666625440e-1
+    const P2: f32 = f32::from_bits(0xbb35_5215); // -2.7667332906e-3
+    let bits = x.to_bits();
+    let hx = bits & 0x7fff_ffff;
+    let neg = bits >> 31 != 0;
+    // Every input that reaches the polynomial lies in (-103.98, 88.73); clamping (NaN → -104)
+    // keeps the conversion below in range for the others, whose result is selected at the end.
+    let xc = x.max(-104.0).min(89.0);
+    let half = if neg { -0.5 } else { 0.5 };
+    // SAFETY: |INV_LN2 · xc ± 0.5| < 151, finite: in i32 range.
+    let kt: i32 = unsafe { (INV_LN2 * xc + half).to_int_unchecked() };
+    let k = if hx > 0x3f85_1592 {
+        kt // |x| > 1.5 ln 2
+    } else if hx > 0x3eb1_7218 {
+        if neg {
+            -1
+        } else {
+            1
+        } // |x| in (0.5 ln 2, 1.5 ln 2]
+    } else {
+        0 // hi = x, lo = 0 (k · LN2_* is then exactly 0)
+    };
+    let kf = k as f32;
+    let hi = xc - kf * LN2_HI;
+    let lo = kf * LN2_LO;
+    let r = hi - lo;
+    let rr = r * r;
+    let c = r - rr * (P1 + rr * P2);
+    let y = 1.0 + (r * c / (2.0 - c) - lo + hi);
+    // scalbnf(y, k): k in [-150, 128].
+    let k1 = if k < -126 {
+        -102
+    } else if k > 127 {
+        127
+    } else {
+        0
+    };
+    let pow2 = |e: i32| f32::from_bits(((e + 127) as u32) << 23);
+    let mut e = y * pow2(k1) * pow2(k - k1);
+    if hx <= 0x3900_0000 {
+        e = 1.0 + x; // |x| <= 2^-14
+    }
+    if neg && hx >= 0x42cf_f1b5 {
+        e = 0.0; // x <= -103.972084, -inf
+    }
+    if !neg && hx >= 0x42b1_7218 {
+        e = f32::INFINITY; // x >= 88.722839, +inf
+    }
+    if hx > 0x7f80_0000 {
+        e = x; // NaN
+    }
+    e
 }
 
 /// Compensated (Kahan) sum: accurate row sums on targets without a double-precision FPU.
@@ -42,9 +112,11 @@ pub fn softmax(x: &mut [f32]) {
         x.fill(0.0);
         return;
     }
-    let mut total = 0.0f32;
     for v in x.iter_mut() {
-        *v = libm::expf(*v - max);
+        *v = expf(*v - max);
+    }
+    let mut total = 0.0f32;
+    for v in x.iter() {
         total += *v;
     }
     let inv = 1.0 / total;
@@ -58,11 +130,19 @@ pub fn log_softmax(x: &mut [f32]) {
     let max = x.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
     let mut s = 0.0f32;
     let mut c = 0.0f32;
-    for v in x.iter() {
-        let y = libm::expf(v - max) - c;
-        let t = s + y;
-        c = (t - s) - y;
-        s = t;
+    // exp in blocks (vectorised), then the same sequential Kahan sum as before.
+    let mut e = [0.0f32; 256];
+    for block in x.chunks(256) {
+        let e = &mut e[..block.len()];
+        for (ev, v) in e.iter_mut().zip(block) {
+            *ev = expf(v - max);
+        }
+        for ev in e.iter() {
+            let y = ev - c;
+            let t = s + y;
+            c = (t - s) - y;
+            s = t;
+        }
     }
     let lse = max + libm::logf(s);
     for v in x.iter_mut() {
@@ -73,7 +153,7 @@ pub fn log_softmax(x: &mut [f32]) {
 /// Logistic sigmoid `1 / (1 + e^{−x})`.
 #[inline]
 pub fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + libm::expf(-x))
+    1.0 / (1.0 + expf(-x))
 }
 
 /// In-place ReLU.
@@ -118,6 +198,96 @@ mod tests {
         log_softmax(&mut x);
         let e = -(10201f32).ln();
         assert!(x.iter().all(|v| (v - e).abs() < 1e-5));
+    }
+
+    fn same(x: f32) {
+        let (got, want) = (expf(x), libm::expf(x));
+        assert!(
+            got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+            "expf({x:e}) [{:#010x}] = {got:e} [{:#010x}], libm {want:e} [{:#010x}]",
+            x.to_bits(),
+            got.to_bits(),
+            want.to_bits()
+        );
+    }
+
+    #[test]
+    fn expf_is_libm_bit_for_bit() {
+        let specials = [
+            0.0f32,
+            -0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            -f32::NAN,
+            f32::MAX,
+            f32::MIN,
+            f32::MIN_POSITIVE,
+            -f32::MIN_POSITIVE,
+            f32::from_bits(1),
+            f32::from_bits(0x8000_0001),
+            1.0,
+            -1.0,
+        ];
+        for x in specials {
+            same(x);
+        }
+        // Both sides of every threshold libm branches on, and of the k = ±126/127 scalings.
+        for t in [
+            0x42ae_ac50u32,
+            0x42b1_7218,
+            0x42cf_f1b5,
+            0x3eb1_7218,
+            0x3f85_1592,
+            0x3900_0000,
+            0x7f80_0000,
+        ] {
+            for b in t.saturating_sub(4096)..=t.saturating_add(4096) {
+                same(f32::from_bits(b));
+                same(f32::from_bits(b | 0x8000_0000));
+            }
+        }
+        for i in -1_520_000..=1_520_000 {
+            same(i as f32 * 1e-4); // [-152, 152], step 1e-4: the whole range softmax uses
+        }
+        // A stride over all 2³² bit patterns (≈ 4.3 M points; exhaustively: the ignored test).
+        let mut b = 0u64;
+        while b < 1 << 32 {
+            same(f32::from_bits(b as u32));
+            b += 997;
+        }
+    }
+
+    /// Every one of the 2³² inputs (`cargo test --release --lib -- --ignored expf`, ~1 min).
+    #[test]
+    #[ignore]
+    fn expf_is_libm_bit_for_bit_exhaustive() {
+        for b in 0..=u32::MAX {
+            same(f32::from_bits(b));
+        }
+    }
+
+    #[test]
+    fn softmax_and_sigmoid_use_libm_expf() {
+        let x: Vec<f32> = (0..1000).map(|i| (i as f32 * 0.37).sin() * 30.0).collect();
+        let mut y = x.clone();
+        softmax(&mut y);
+        let max = x.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+        let e: Vec<f32> = x.iter().map(|v| libm::expf(v - max)).collect();
+        let mut total = 0.0f32;
+        for v in &e {
+            total += v;
+        }
+        let inv = 1.0 / total;
+        for (a, b) in y.iter().zip(&e) {
+            assert_eq!(a.to_bits(), (b * inv).to_bits());
+        }
+        for v in &x {
+            assert_eq!(
+                sigmoid(*v).to_bits(),
+                (1.0 / (1.0 + libm::expf(-v))).to_bits()
+            );
+        }
     }
 
     #[test]
