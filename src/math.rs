@@ -44,6 +44,7 @@ pub fn expf(x: f32) -> f32 {
     let neg = bits >> 31 != 0;
     // Every input that reaches the polynomial lies in (-103.98, 88.73); clamping (NaN → -104)
     // keeps the conversion below in range for the others, whose result is selected at the end.
+    #[allow(clippy::manual_clamp)] // clamp would keep a NaN
     let xc = x.max(-104.0).min(89.0);
     let half = if neg { -0.5 } else { 0.5 };
     // SAFETY: |INV_LN2 · xc ± 0.5| < 151, finite: in i32 range.
@@ -128,23 +129,40 @@ pub fn softmax(x: &mut [f32]) {
 /// In-place log-softmax over one row: `x − max − ln Σ exp(x − max)`.
 pub fn log_softmax(x: &mut [f32]) {
     let max = x.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
-    let mut s = 0.0f32;
-    let mut c = 0.0f32;
-    // exp in blocks (vectorised), then the same sequential Kahan sum as before.
+    // Σ exp(x − max): exp in blocks (vectorised), summed by eight interleaved Kahan sums (lane
+    // j takes elements ≡ j mod 8; independent chains, so they vectorise and do not wait on
+    // one another), then the lanes' sums and compensations combined by a Kahan sum.
+    const L: usize = 8;
+    let (mut s, mut c) = ([0.0f32; L], [0.0f32; L]);
     let mut e = [0.0f32; 256];
     for block in x.chunks(256) {
         let e = &mut e[..block.len()];
         for (ev, v) in e.iter_mut().zip(block) {
             *ev = expf(v - max);
         }
-        for ev in e.iter() {
-            let y = ev - c;
-            let t = s + y;
-            c = (t - s) - y;
-            s = t;
+        let chunks = e.chunks_exact(L);
+        let tail = chunks.remainder();
+        for ch in chunks {
+            for j in 0..L {
+                let y = ch[j] - c[j];
+                let t = s[j] + y;
+                c[j] = (t - s[j]) - y;
+                s[j] = t;
+            }
+        }
+        for (j, ev) in tail.iter().enumerate() {
+            let y = ev - c[j];
+            let t = s[j] + y;
+            c[j] = (t - s[j]) - y;
+            s[j] = t;
         }
     }
-    let lse = max + libm::logf(s);
+    let mut parts = [0.0f32; 2 * L];
+    for j in 0..L {
+        parts[j] = s[j];
+        parts[L + j] = -c[j];
+    }
+    let lse = max + libm::logf(sum(&parts));
     for v in x.iter_mut() {
         *v -= lse;
     }
