@@ -15,7 +15,7 @@
 //! so [`MeshedDecoder::precompute_cross`] computes them once per image and decoder layer; the
 //! reference recomputes them for every beam at every step (spec §3.6).
 
-use super::attention::{attend, MultiHeadAttention, DECODER_CROSS, DECODER_SELF};
+use super::attention::{attend, attend_rows, MultiHeadAttention, DECODER_CROSS, DECODER_SELF};
 use super::feed_forward::{FfKinds, PositionWiseFeedForward};
 use super::Linear;
 use crate::blob::{Blob, Matrix, TensorKind as K};
@@ -195,19 +195,18 @@ impl<'a> MeshedDecoder<'a> {
             let (xk, xv, mask) = (&*st.cross_k, &*st.cross_v, &keep.mask[..r]);
             for lvl in 0..3 {
                 let base = ((l * 3 + lvl) * r) * d;
-                for i in 0..n {
-                    attend(
-                        &s.cq[i * d..(i + 1) * d],
-                        ca.heads,
-                        ca.d_k,
-                        r,
-                        |j| &xk[base + j * d..][..d],
-                        |j| &xv[base + j * d..][..d],
-                        |j| mask[j] != 0.0,
-                        s.scores,
-                        &mut s.att3[(lvl * n + i) * d..][..d],
-                    );
-                }
+                attend_rows(
+                    &s.cq[..nd],
+                    n,
+                    ca.heads,
+                    ca.d_k,
+                    r,
+                    |j| &xk[base + j * d..][..d],
+                    |j| &xv[base + j * d..][..d],
+                    |j| mask[j] != 0.0,
+                    s.scores,
+                    &mut s.att3[lvl * nd..(lvl + 1) * nd],
+                );
             }
             // C_i = LN(S + att_i·W_oᵀ + b_o) ⊙ q_ok; the 3 levels as one [3n, d] batch
             ca.fc_o.forward(k, s.att3, 3 * n, s.c3, &mut keep.qs);

@@ -12,7 +12,7 @@
 //! reference's loader: a zero row projects to `b_in`, so padded rows are filled with the bias
 //! instead of multiplying zeros.
 
-use super::attention::{attend, MemoryAugmentedAttention};
+use super::attention::{attend_rows, MemoryAugmentedAttention};
 use super::feed_forward::PositionWiseFeedForward;
 use super::{LayerNorm, Linear};
 use crate::blob::{Blob, TensorKind as K};
@@ -108,32 +108,31 @@ impl<'a> MemoryAugmentedEncoder<'a> {
             att.fc_v.forward(k, input, r, s.v, &mut keep.qs); //                 [R, d]
             let (keys, vals, mask) = (&s.k[..rd], &s.v[..rd], &keep.mask[..r]);
             let (mk, mv) = (layer.mhatt.mem_k, layer.mhatt.mem_v);
-            for i in 0..r {
-                // keys: R projected regions, then m memory slots (never masked)
-                attend(
-                    &s.q[i * d..(i + 1) * d],
-                    att.heads,
-                    att.d_k,
-                    r + mk.len() / d,
-                    |j| {
-                        if j < r {
-                            &keys[j * d..(j + 1) * d]
-                        } else {
-                            &mk[(j - r) * d..(j - r + 1) * d]
-                        }
-                    },
-                    |j| {
-                        if j < r {
-                            &vals[j * d..(j + 1) * d]
-                        } else {
-                            &mv[(j - r) * d..(j - r + 1) * d]
-                        }
-                    },
-                    |j| j < r && mask[j] != 0.0,
-                    s.scores,
-                    &mut s.att[i * d..(i + 1) * d],
-                );
-            }
+            // keys: R projected regions, then m memory slots (never masked)
+            attend_rows(
+                &s.q[..rd],
+                r,
+                att.heads,
+                att.d_k,
+                r + mk.len() / d,
+                |j| {
+                    if j < r {
+                        &keys[j * d..(j + 1) * d]
+                    } else {
+                        &mk[(j - r) * d..(j - r + 1) * d]
+                    }
+                },
+                |j| {
+                    if j < r {
+                        &vals[j * d..(j + 1) * d]
+                    } else {
+                        &mv[(j - r) * d..(j - r + 1) * d]
+                    }
+                },
+                |j| j < r && mask[j] != 0.0,
+                s.scores,
+                &mut s.att[..rd],
+            );
             // A = LN(E_l + att·W_oᵀ + b_o)                                        [R, d]
             att.fc_o.forward(k, s.att, r, s.a, &mut keep.qs);
             for (a, x) in s.a[..rd].iter_mut().zip(input) {
