@@ -126,10 +126,13 @@ pub fn attend<'k>(
     }
 }
 
-/// [`attend`] for `n_q` query rows `q [n_q, d]` over the same keys, into `out [n_q, d]`: the
-/// same arithmetic row by row, but head by head across the rows, so one head's keys and values
-/// (`n_keys · d_k` floats each) are read from L1 by every row instead of the whole key set being
-/// streamed again per row.
+/// [`attend`] for `n_q` query rows `q [n_q, d]` over the same keys, into `out [n_q, d]`, with
+/// the same arithmetic for every score and output (bit for bit), in another order: head by
+/// head, up to [`GROUP`] rows at a time, each key and value row is read once for all rows of
+/// the group (rows of `d` floats put one head's keys 4·d bytes apart, which the L1 cannot hold
+/// for many keys at once: a pass per query would stream them again).
+///
+/// `scratch` holds at least `n_keys` values; with `g · n_keys` it takes `g` rows at a time.
 #[allow(clippy::too_many_arguments)]
 #[inline]
 pub fn attend_rows<'k>(
@@ -141,17 +144,56 @@ pub fn attend_rows<'k>(
     key: impl Fn(usize) -> &'k [f32],
     value: impl Fn(usize) -> &'k [f32],
     masked: impl Fn(usize) -> bool,
-    scores: &mut [f32],
+    scratch: &mut [f32],
     out: &mut [f32],
 ) {
     let d = heads * d_k;
-    for h in 0..heads {
-        for i in 0..n_q {
-            let (qi, oi) = (&q[i * d..(i + 1) * d], &mut out[i * d..(i + 1) * d]);
-            attend_head(h, qi, d_k, n_keys, &key, &value, &masked, scores, oi);
+    let scale = libm::sqrtf(d_k as f32);
+    let group = (scratch.len() / n_keys.max(1)).clamp(1, GROUP);
+    let mut i0 = 0;
+    while i0 < n_q {
+        let g = group.min(n_q - i0);
+        for h in 0..heads {
+            let hs = h * d_k..(h + 1) * d_k;
+            let sc = &mut scratch[..g * n_keys];
+            for j in 0..n_keys {
+                if masked(j) {
+                    for r in 0..g {
+                        sc[r * n_keys + j] = f32::NEG_INFINITY;
+                    }
+                    continue;
+                }
+                let kj = &key(j)[hs.clone()];
+                for r in 0..g {
+                    let qh = &q[(i0 + r) * d + hs.start..(i0 + r) * d + hs.end];
+                    sc[r * n_keys + j] = dot_f32(qh, kj) / scale;
+                }
+            }
+            for r in 0..g {
+                crate::math::softmax(&mut sc[r * n_keys..(r + 1) * n_keys]);
+                out[(i0 + r) * d + hs.start..(i0 + r) * d + hs.end].fill(0.0);
+            }
+            for j in 0..n_keys {
+                let vj = &value(j)[hs.clone()];
+                for r in 0..g {
+                    let a = sc[r * n_keys + j];
+                    if a == 0.0 {
+                        continue;
+                    }
+                    let oh = &mut out[(i0 + r) * d + hs.start..(i0 + r) * d + hs.end];
+                    for (o, v) in oh.iter_mut().zip(vj) {
+                        *o += a * v;
+                    }
+                }
+            }
         }
+        i0 += g;
     }
 }
+
+/// Most query rows [`attend_rows`] takes at a time (their head slices share the L1 with one
+/// key or value row).
+pub const GROUP: usize = 8;
 
 /// Head `h` of [`attend`].
 #[allow(clippy::too_many_arguments)]

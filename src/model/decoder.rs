@@ -204,7 +204,7 @@ impl<'a> MeshedDecoder<'a> {
                     |j| &xk[base + j * d..][..d],
                     |j| &xv[base + j * d..][..d],
                     |j| mask[j] != 0.0,
-                    s.scores,
+                    s.hidden, // dead until the FFN: room for the scores of several rows
                     &mut s.att3[lvl * nd..(lvl + 1) * nd],
                 );
             }

@@ -130,7 +130,7 @@ impl<'a> MemoryAugmentedEncoder<'a> {
                     }
                 },
                 |j| j < r && mask[j] != 0.0,
-                s.scores,
+                s.hidden, // dead until the FFN: room for the scores of several rows
                 &mut s.att[..rd],
             );
             // A = LN(E_l + att·W_oᵀ + b_o)                                        [R, d]
