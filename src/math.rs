@@ -92,6 +92,23 @@ pub fn expf(x: f32) -> f32 {
     e
 }
 
+/// `x.iter().fold(−∞, f32::max)` (NaNs ignored; −∞ for an empty or all-NaN row) in eight
+/// lanes, so it vectorises; the maximum does not depend on the order.
+pub fn max_of(x: &[f32]) -> f32 {
+    let mut m = [f32::NEG_INFINITY; 8];
+    let chunks = x.chunks_exact(8);
+    let tail = chunks.remainder();
+    for ch in chunks {
+        for l in 0..8 {
+            m[l] = m[l].max(ch[l]);
+        }
+    }
+    for (l, v) in tail.iter().enumerate() {
+        m[l] = m[l].max(*v);
+    }
+    m.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v))
+}
+
 /// Compensated (Kahan) sum: accurate row sums on targets without a double-precision FPU.
 pub fn sum(x: &[f32]) -> f32 {
     let mut s = 0.0f32;
@@ -108,7 +125,7 @@ pub fn sum(x: &[f32]) -> f32 {
 /// In-place softmax over one row. `-inf` entries get weight 0. A row that is entirely `-inf`
 /// (impossible in M², spec §3.6) gives zeros instead of NaN.
 pub fn softmax(x: &mut [f32]) {
-    let max = x.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+    let max = max_of(x);
     if max == f32::NEG_INFINITY {
         x.fill(0.0);
         return;
@@ -128,7 +145,7 @@ pub fn softmax(x: &mut [f32]) {
 
 /// In-place log-softmax over one row: `x − max − ln Σ exp(x − max)`.
 pub fn log_softmax(x: &mut [f32]) {
-    let max = x.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+    let max = max_of(x);
     // Σ exp(x − max): exp in blocks (vectorised), summed by eight interleaved Kahan sums (lane
     // j takes elements ≡ j mod 8; independent chains, so they vectorise and do not wait on
     // one another), then the lanes' sums and compensations combined by a Kahan sum.
@@ -306,6 +323,21 @@ mod tests {
                 (1.0 / (1.0 + libm::expf(-v))).to_bits()
             );
         }
+    }
+
+    #[test]
+    fn max_of_is_the_fold() {
+        let mut x: Vec<f32> = (0..1003)
+            .map(|i| ((i * 7919) % 1009) as f32 - 500.0)
+            .collect();
+        for n in [0usize, 1, 7, 8, 9, 17, 1003] {
+            let f = x[..n].iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+            assert_eq!(max_of(&x[..n]).to_bits(), f.to_bits());
+        }
+        x[3] = f32::NAN;
+        x[1000] = 1e9;
+        assert_eq!(max_of(&x), 1e9);
+        assert_eq!(max_of(&[f32::NAN; 9]), f32::NEG_INFINITY);
     }
 
     #[test]
