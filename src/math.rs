@@ -109,6 +109,67 @@ pub fn max_of(x: &[f32]) -> f32 {
     m.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v))
 }
 
+/// [`layer_norm`] on each of the `x.len() / d` rows of `x` (`d = gamma.len()`), bit for bit,
+/// up to eight rows in lockstep: every row's sums are the same sequential chains (Kahan mean,
+/// plain variance), but the rows' chains are independent and interleave instead of waiting on
+/// one another's additions.
+pub fn layer_norm_rows(x: &mut [f32], gamma: &[f32], beta: &[f32]) {
+    let d = gamma.len();
+    if d == 0 {
+        return;
+    }
+    let rows = x.len() / d;
+    let mut r = 0;
+    while r < rows {
+        let g = (rows - r).min(8);
+        let block = &mut x[r * d..(r + g) * d];
+        match g {
+            1 => layer_norm(block, gamma, beta),
+            2 => layer_norm_group::<2>(block, gamma, beta),
+            3 => layer_norm_group::<3>(block, gamma, beta),
+            4 => layer_norm_group::<4>(block, gamma, beta),
+            5 => layer_norm_group::<5>(block, gamma, beta),
+            6 => layer_norm_group::<6>(block, gamma, beta),
+            7 => layer_norm_group::<7>(block, gamma, beta),
+            _ => layer_norm_group::<8>(block, gamma, beta),
+        }
+        r += g;
+    }
+}
+
+/// [`layer_norm`] on `G` rows of `gamma.len()` values at once (see [`layer_norm_rows`]).
+#[inline(always)]
+fn layer_norm_group<const G: usize>(x: &mut [f32], gamma: &[f32], beta: &[f32]) {
+    let d = gamma.len();
+    let x = &mut x[..G * d];
+    let n = d as f32;
+    // mean: G Kahan sums, exactly `sum`'s chain per row
+    let (mut s, mut c) = ([0.0f32; G], [0.0f32; G]);
+    for e in 0..d {
+        for t in 0..G {
+            let y = x[t * d + e] - c[t];
+            let tt = s[t] + y;
+            c[t] = (tt - s[t]) - y;
+            s[t] = tt;
+        }
+    }
+    let mean: [f32; G] = core::array::from_fn(|t| s[t] / n);
+    let mut var = [0.0f32; G];
+    for e in 0..d {
+        for t in 0..G {
+            let cc = x[t * d + e] - mean[t];
+            var[t] += cc * cc;
+        }
+    }
+    for t in 0..G {
+        let inv = 1.0 / libm::sqrtf(var[t] / n + LN_EPS);
+        let row = &mut x[t * d..(t + 1) * d];
+        for ((v, gm), b) in row.iter_mut().zip(gamma).zip(beta) {
+            *v = (*v - mean[t]) * inv * gm + b;
+        }
+    }
+}
+
 /// Compensated (Kahan) sum: accurate row sums on targets without a double-precision FPU.
 pub fn sum(x: &[f32]) -> f32 {
     let mut s = 0.0f32;
@@ -338,6 +399,29 @@ mod tests {
         x[1000] = 1e9;
         assert_eq!(max_of(&x), 1e9);
         assert_eq!(max_of(&[f32::NAN; 9]), f32::NEG_INFINITY);
+    }
+
+    #[test]
+    fn layer_norm_rows_is_layer_norm_bit_for_bit() {
+        for d in [1usize, 7, 64, 512] {
+            let gamma: Vec<f32> = (0..d)
+                .map(|i| 1.0 + (i as f32 * 0.37).sin() * 0.1)
+                .collect();
+            let beta: Vec<f32> = (0..d).map(|i| (i as f32 * 0.11).cos() * 0.05).collect();
+            for rows in 0..=19 {
+                let x: Vec<f32> = (0..rows * d)
+                    .map(|i| ((i * 7919 % 1013) as f32 - 500.0) * 0.013 + (i % 3) as f32 * 1e3)
+                    .collect();
+                let mut want = x.clone();
+                for row in want.chunks_exact_mut(d) {
+                    layer_norm(row, &gamma, &beta);
+                }
+                let mut got = x.clone();
+                layer_norm_rows(&mut got, &gamma, &beta);
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "d {d} rows {rows}");
+            }
+        }
     }
 
     #[test]

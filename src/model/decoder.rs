@@ -259,13 +259,13 @@ impl<'a> MeshedDecoder<'a> {
 /// `out ← LN(residual + out) ⊙ q_ok` row by row (the post-norm AddNorm of an attention block).
 fn add_norm_mask(out: &mut [f32], residual: &[f32], att: &MultiHeadAttention, rows: &[StepRow]) {
     let d = att.layer_norm.gamma.len();
+    let out = &mut out[..rows.len() * d];
+    for (ov, rv) in out.iter_mut().zip(residual) {
+        *ov += rv;
+    }
+    att.layer_norm.forward_rows(out);
     for (i, row) in rows.iter().enumerate() {
-        let o = &mut out[i * d..(i + 1) * d];
-        for (ov, rv) in o.iter_mut().zip(&residual[i * d..(i + 1) * d]) {
-            *ov += rv;
-        }
-        crate::math::layer_norm(o, att.layer_norm.gamma, att.layer_norm.beta);
-        for ov in o.iter_mut() {
+        for ov in &mut out[i * d..(i + 1) * d] {
             *ov *= row.q_ok;
         }
     }
