@@ -255,10 +255,10 @@ pub fn sigmoid(x: f32) -> f32 {
 /// In-place ReLU.
 #[inline]
 pub fn relu(x: &mut [f32]) {
+    // A select rather than a conditional store: vectorises, and no branch on the sign of
+    // every element (half of them mispredicted). Same values (−0.0 and NaN stay).
     for v in x {
-        if *v < 0.0 {
-            *v = 0.0;
-        }
+        *v = if *v < 0.0 { 0.0 } else { *v };
     }
 }
 
