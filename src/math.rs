@@ -212,8 +212,9 @@ pub fn log_softmax(x: &mut [f32]) {
     // one another), then the lanes' sums and compensations combined by a Kahan sum.
     const L: usize = 8;
     let (mut s, mut c) = ([0.0f32; L], [0.0f32; L]);
-    let mut e = [0.0f32; 256];
-    for block in x.chunks(256) {
+    // 64 floats: small enough for the firmware's stack (256 B), a multiple of the 8 lanes.
+    let mut e = [0.0f32; 64];
+    for block in x.chunks(64) {
         let e = &mut e[..block.len()];
         for (ev, v) in e.iter_mut().zip(block) {
             *ev = expf(v - max);
