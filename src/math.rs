@@ -266,6 +266,8 @@ pub fn relu(x: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    extern crate std;
+    use std::vec::Vec;
 
     #[test]
     fn layer_norm_matches_definition() {
