@@ -121,9 +121,7 @@ pub fn attend<'k>(
     scores: &mut [f32],
     out: &mut [f32],
 ) {
-    for h in 0..heads {
-        attend_head(h, q, d_k, n_keys, &key, &value, &masked, scores, out);
-    }
+    attend_rows(q, 1, heads, d_k, n_keys, key, value, masked, scores, out);
 }
 
 /// [`attend`] for `n_q` query rows `q [n_q, d]` over the same keys, into `out [n_q, d]`, with
@@ -194,59 +192,3 @@ pub fn attend_rows<'k>(
 /// Most query rows [`attend_rows`] takes at a time (their head slices share the L1 with one
 /// key or value row).
 pub const GROUP: usize = 8;
-
-/// Head `h` of [`attend`].
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn attend_head<'k>(
-    h: usize,
-    q: &[f32],
-    d_k: usize,
-    n_keys: usize,
-    key: &impl Fn(usize) -> &'k [f32],
-    value: &impl Fn(usize) -> &'k [f32],
-    masked: &impl Fn(usize) -> bool,
-    scores: &mut [f32],
-    out: &mut [f32],
-) {
-    let scale = libm::sqrtf(d_k as f32);
-    let scores = &mut scores[..n_keys];
-    let hs = h * d_k..(h + 1) * d_k;
-    let qh = &q[hs.clone()];
-    for (j, s) in scores.iter_mut().enumerate() {
-        *s = if masked(j) {
-            f32::NEG_INFINITY
-        } else {
-            dot_f32(qh, &key(j)[hs.clone()]) / scale
-        };
-    }
-    crate::math::softmax(scores);
-    // out_h = Σ_j a_j · value(j)_h, summed in j order from 0.0 (skipping a_j = 0), 16 output
-    // lanes at a time so the partial sums stay in registers while the values stream past.
-    const C: usize = 16;
-    for (ci, oc) in out[hs.clone()].chunks_mut(C).enumerate() {
-        let at = hs.start + ci * C;
-        let mut acc = [0.0f32; C];
-        if oc.len() == C {
-            for (j, &a) in scores.iter().enumerate() {
-                if a == 0.0 {
-                    continue;
-                }
-                let v = &value(j)[at..at + C];
-                for t in 0..C {
-                    acc[t] += a * v[t];
-                }
-            }
-        } else {
-            for (j, &a) in scores.iter().enumerate() {
-                if a == 0.0 {
-                    continue;
-                }
-                for (o, v) in acc.iter_mut().zip(&value(j)[at..at + oc.len()]) {
-                    *o += a * v;
-                }
-            }
-        }
-        oc.copy_from_slice(&acc[..oc.len()]);
-    }
-}
