@@ -15,6 +15,13 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // the reader went away (`m2 … | head`): stop quietly, as Unix tools do
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             // one line: the error and its causes
             let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();

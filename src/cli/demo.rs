@@ -36,10 +36,10 @@ pub fn run(kernels: Kernels) -> Result<()> {
     let mut mem = vec![0f32; plan.total_floats()];
     let mut ws = Workspace::new(&mut mem, plan)?;
     let index: serde_json::Value = serde_json::from_str(INDEX)?;
-    println!(
-        "m2 demo: a Meshed-Memory Transformer (d_model {}, {} heads, 3+3 layers, vocab {}, int8) trained on\n\
+    outln!(
+        "m2 demo: a Meshed-Memory Transformer (d_model {}, {} heads, {}+{} layers, vocab {}, int8) trained on\n\
          scenes of real handwritten digits (scikit-learn's scans; these test digits were never seen in training).\n",
-        cfg.d_model, cfg.h, cfg.vocab
+        cfg.d_model, cfg.h, cfg.n_enc, cfg.n_dec, cfg.vocab
     );
     let mut total_ms = 0.0;
     for (i, png) in PNGS.iter().enumerate() {
@@ -53,24 +53,24 @@ pub fn run(kernels: Kernels) -> Result<()> {
         let caption = m2::text::caption_string(&tokens, |id| blob.token(id), false)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let e = &index[i];
-        println!(
+        outln!(
             "assets/demo/scenes/{}  ({} regions, {ms:.1} ms)",
             e["png"].as_str().unwrap_or("?"),
             regions.len()
         );
-        println!("  m2:           {caption}");
-        println!("  ground truth: {}", e["refs"][0].as_str().unwrap_or(""));
+        outln!("  m2:           {caption}");
+        outln!("  ground truth: {}", e["refs"][0].as_str().unwrap_or(""));
     }
-    println!(
+    outln!(
         "\n{:.1} ms per scene (beam 5, 20 steps, {kernels:?})",
         total_ms / PNGS.len() as f64
     );
-    println!(
+    outln!(
         "memory plan: weights {} bytes (int8 blob, read in place) + workspace {} bytes (beam 5, {} regions, 20 steps)",
         BLOB.len(),
         plan.total_bytes(),
         cfg.max_regions
     );
-    println!("\nmore: m2 caption --model assets/demo/demo-int8.m2 --image assets/demo/scenes/scene_03.png   (m2 --help)");
+    outln!("\nmore: m2 caption --model assets/demo/demo-int8.m2 --image assets/demo/scenes/scene_03.png   (m2 --help)");
     Ok(())
 }

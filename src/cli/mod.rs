@@ -1,5 +1,12 @@
 //! The host CLI `m2`: `caption`, `score`, `info` (and, with no arguments, the bundled demo).
 
+/// `println!` that returns the write error (a closed pipe, `m2 … | head`) instead of panicking.
+macro_rules! outln {
+    ($($t:tt)*) => {
+        std::io::Write::write_fmt(&mut std::io::stdout().lock(), format_args!("{}\n", format_args!($($t)*)))?
+    };
+}
+
 pub mod demo;
 pub mod input;
 
@@ -8,7 +15,6 @@ use clap::{Args, Parser, Subcommand};
 use m2::blob::{DType, MappedBlob};
 use m2::kernels::Kernels;
 use m2::model::M2;
-use m2::plan::Plan;
 use m2::search::{beam_search, greedy, SearchOptions};
 use m2::workspace::Workspace;
 use m2::Blob;
@@ -371,50 +377,41 @@ pub fn score(a: &ScoreArgs) -> Result<()> {
     })
 }
 
-/// Print the memory plan lines shared by `m2 info` and the demo.
-pub fn print_plan(blob: &Blob, beam: usize, regions: usize) {
-    let cfg = blob.config();
-    let plan = Plan::new(
-        cfg,
-        beam,
-        regions,
-        m2::plan::DEFAULT_MAX_LEN.min(cfg.max_len()),
-    );
-    println!(
-        "memory plan (beam {beam}, {regions} regions, {} words):",
-        plan.max_len
-    );
-    println!("  flash (blob)        {:>12} bytes", blob.len());
-    println!(
-        "  RAM workspace       {:>12} bytes",
-        m2::plan::workspace_bytes(cfg, beam, regions)
-    );
-}
-
 pub fn info(a: &InfoArgs) -> Result<()> {
     let mapped = open_model(&a.model)?;
     let blob = blob_of(&mapped)?;
     let c = blob.config();
-    println!("model {}", a.model.display());
-    println!("  checksum            {:#010x} (verified)", blob.checksum());
-    println!(
+    outln!("model {}", a.model.display());
+    outln!("  checksum            {:#010x} (verified)", blob.checksum());
+    outln!(
         "  d_in {}  d_model {}  heads {} (d_k {}, d_v {})  d_ff {}",
-        c.d_in, c.d_model, c.h, c.d_k, c.d_v, c.d_ff
+        c.d_in,
+        c.d_model,
+        c.h,
+        c.d_k,
+        c.d_v,
+        c.d_ff
     );
-    println!(
+    outln!(
         "  layers: encoder {}, decoder {}  memory slots {}",
-        c.n_enc, c.n_dec, c.m
+        c.n_enc,
+        c.n_dec,
+        c.m
     );
-    println!(
+    outln!(
         "  vocab {}  positions {} (captions ≤ {} words)  max_regions {}",
         c.vocab,
         c.pos_rows,
         c.max_len(),
         c.max_regions
     );
-    println!(
+    outln!(
         "  special ids: pad {} unk {} bos {} eos {}  encoder padding value {}",
-        c.pad, c.unk, c.bos, c.eos, c.enc_pad_value
+        c.pad,
+        c.unk,
+        c.bos,
+        c.eos,
+        c.enc_pad_value
     );
     let mut by_dtype = [
         (DType::F32, 0usize, 0u64),
@@ -429,9 +426,19 @@ pub fn info(a: &InfoArgs) -> Result<()> {
     }
     for (dt, n, bytes) in by_dtype {
         if n > 0 {
-            println!("  {n:>4} tensors {:<4} {bytes:>12} bytes", dt.name());
+            outln!("  {n:>4} tensors {:<4} {bytes:>12} bytes", dt.name());
         }
     }
-    print_plan(&blob, a.beam, a.regions.unwrap_or(c.max_regions as usize));
+    let regions = a.regions.unwrap_or(c.max_regions as usize);
+    outln!(
+        "memory plan (beam {}, {regions} regions, {} words):",
+        a.beam,
+        m2::plan::default_max_len(c)
+    );
+    outln!("  flash (blob)        {:>12} bytes", blob.len());
+    outln!(
+        "  RAM workspace       {:>12} bytes",
+        m2::plan::workspace_bytes(c, a.beam, regions)
+    );
     Ok(())
 }
