@@ -10,7 +10,7 @@
 //! Layout (all lengths in f32 elements; `d` = d_model, `R` = regions, `B` = beam,
 //! `L` = max caption length, `N` = decoder layers, `F` = d_ff, `V` = vocab):
 //! ```text
-//! persistent   enc_out [3, R, d] · region_mask [R] · int8 scratch
+//! persistent   enc_out [3, R, d] · key_bias [R] · int8 scratch   (R rows at most: see Persistent)
 //! phase area   = max(encoder scratch, decoder state)
 //!   encoder    p, q, k, v, att, a [R, d] · hidden [R, F] · scores [R + m]
 //!   decoder    cross_k, cross_v [N, 3, R, d] · self_k, self_v [N, L, B, d] · key_pad [L, B]

@@ -51,14 +51,26 @@ impl std::error::Error for WorkspaceError {}
 pub struct Workspace<'w> {
     buf: &'w mut [f32],
     plan: Plan,
+    /// Distinct encoder rows of the last image (see [`Persistent`]).
+    rows: usize,
 }
 
 /// Slots that live for the whole caption.
+///
+/// The encoder computes `rows ≤ R` distinct rows: the image's regions up to its last non-zero
+/// one, then — if it has zero-padding rows (given as trailing zero rows, or implied by passing
+/// fewer than R) — one row standing for all `c` of them. Padding rows are identical inputs, so
+/// they stay identical through every layer (attention has no positions); as keys, `c` equal
+/// keys weigh `c·exp(s) = exp(s + ln c)` in a softmax, which is what `key_bias` adds.
 pub struct Persistent<'b> {
-    /// Encoder outputs of the three levels `[3, R, d]`.
+    /// Encoder outputs of the three levels `[3, rows, d]` (level stride `rows·d`).
     pub enc_out: &'b mut [f32],
-    /// Region mask `[R]`: 1.0 where the reference masks the region (spec §3.2), else 0.0.
-    pub mask: &'b mut [f32],
+    /// Additive attention bias of each encoder row as a key `[rows]`: 0 for a region, `ln c`
+    /// for the row standing for `c` padding rows, −∞ where the reference masks the region
+    /// (spec §3.2).
+    pub key_bias: &'b mut [f32],
+    /// Distinct encoder rows (set by the encoder).
+    pub rows: &'b mut usize,
     /// int8 activation scratch.
     pub qs: QuantScratch<'b>,
 }
@@ -161,7 +173,7 @@ impl<'w> Workspace<'w> {
                 given_bytes: buf.len() * 4,
             });
         }
-        Ok(Workspace { buf, plan })
+        Ok(Workspace { buf, plan, rows: 0 })
     }
 
     /// The plan this workspace was checked against.
@@ -169,14 +181,15 @@ impl<'w> Workspace<'w> {
         &self.plan
     }
 
-    fn persistent<'b>(c: &mut Carver<'b>, p: &Plan) -> Persistent<'b> {
+    fn persistent<'b>(c: &mut Carver<'b>, p: &Plan, rows: &'b mut usize) -> Persistent<'b> {
         let enc_out = c.take(p.enc_out_len());
-        let mask = c.take(p.mask_len());
+        let key_bias = c.take(p.mask_len());
         let q = bytemuck::cast_slice_mut::<f32, i8>(c.take(p.quant_bytes().div_ceil(4)));
         let scales = c.take(p.quant_rows());
         Persistent {
             enc_out,
-            mask,
+            key_bias,
+            rows,
             qs: QuantScratch { q, scales },
         }
     }
@@ -185,7 +198,7 @@ impl<'w> Workspace<'w> {
     pub fn encoder_parts(&mut self) -> (Persistent<'_>, EncoderScratch<'_>) {
         let p = self.plan;
         let mut c = Carver(&mut *self.buf);
-        let keep = Self::persistent(&mut c, &p);
+        let keep = Self::persistent(&mut c, &p, &mut self.rows);
         let (rd, r) = (p.regions * p.d, p.regions);
         let s = EncoderScratch {
             p: c.take(rd),
@@ -204,7 +217,7 @@ impl<'w> Workspace<'w> {
     pub fn decoder_parts(&mut self) -> (Persistent<'_>, DecoderState<'_>) {
         let p = self.plan;
         let mut c = Carver(&mut *self.buf);
-        let keep = Self::persistent(&mut c, &p);
+        let keep = Self::persistent(&mut c, &p, &mut self.rows);
         let (b, d) = (p.beam, p.d);
         let cross_k = c.take(p.cross_kv_len());
         let cross_v = c.take(p.cross_kv_len());
@@ -242,15 +255,30 @@ impl<'w> Workspace<'w> {
         )
     }
 
-    /// Encoder output of `level` (0..3) `[R, d]`, valid after encoding.
+    /// Distinct rows the encoder computed for the last image (see [`Persistent`]).
+    pub fn encoder_rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The encoder's distinct rows of `level` (0..3) `[rows, d]`, valid after encoding.
     pub fn encoder_output(&self, level: usize) -> &[f32] {
-        let n = self.plan.regions * self.plan.d;
+        let n = self.rows * self.plan.d;
         self.buf.get(level * n..(level + 1) * n).unwrap_or(&[])
     }
 
-    /// The region mask `[R]` (1.0 = masked), valid after encoding.
-    pub fn region_mask(&self) -> &[f32] {
+    /// Row `i < R` of encoder level `level` as the reference lays it out (`[R, d]` with the
+    /// image zero-padded to R regions); padding rows all read the one row that stands for them.
+    pub fn encoder_row(&self, level: usize, i: usize) -> &[f32] {
+        let out = self.encoder_output(level);
+        let d = self.plan.d;
+        let j = i.min(self.rows.saturating_sub(1));
+        out.get(j * d..(j + 1) * d).unwrap_or(&[])
+    }
+
+    /// Whether the reference's rule (spec §3.2) masks region `i < R`, valid after encoding.
+    pub fn region_masked(&self, i: usize) -> bool {
         let o = self.plan.enc_out_len();
-        self.buf.get(o..o + self.plan.regions).unwrap_or(&[])
+        let j = i.min(self.rows.saturating_sub(1));
+        self.buf.get(o + j).is_some_and(|&b| b == f32::NEG_INFINITY)
     }
 }

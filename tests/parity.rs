@@ -45,11 +45,16 @@ fn encoder_levels_and_region_mask_match_reference() {
             // both the valid rows alone (engine pads) and the file's zero-padded rows
             for n in [valid[k], r] {
                 model.encode(image(&feats, k, n), &mut ws).unwrap();
+                // one row stands for all padding rows: valid regions + 1 distinct rows
+                let rows = valid[k] + usize::from(valid[k] < r);
+                assert_eq!(ws.encoder_rows(), rows, "{name} image {k}: encoder rows");
                 for l in 0..3 {
-                    let want = &enc.data[((k * 3 + l) * r) * d..((k * 3 + l + 1) * r) * d];
-                    worst = worst.max(max_abs_diff(ws.encoder_output(l), want));
+                    for i in 0..r {
+                        let want = &enc.data[((k * 3 + l) * r + i) * d..][..d];
+                        worst = worst.max(max_abs_diff(ws.encoder_row(l, i), want));
+                    }
                 }
-                let got: Vec<bool> = ws.region_mask().iter().map(|&m| m != 0.0).collect();
+                let got: Vec<bool> = (0..r).map(|i| ws.region_masked(i)).collect();
                 assert_eq!(
                     got,
                     mask.data[k * r..(k + 1) * r],
@@ -206,4 +211,54 @@ fn greedy_matches_reference() {
             assert_eq!(text, exp["greedy_captions"][k].as_str().unwrap());
         }
     }
+}
+
+/// The padding rows are encoded once: passing an image's valid regions alone or zero-padded to
+/// R gives the same bits; a zero row among the regions is a region of its own; an image of
+/// zero rows only is one padding row.
+#[test]
+fn padding_rows_are_encoded_once() {
+    let name = "small-s3";
+    let buf = packed(name, DType::F32);
+    let blob = Blob::parse(&buf).unwrap();
+    let model = M2::new(&blob, Kernels::detect());
+    let plan = model.plan(5, 20);
+    let mut mem = vec![0f32; plan.total_floats()];
+    let mut ws = Workspace::new(&mut mem, plan).unwrap();
+    let feats = npy_f32(name, "features.npy");
+    let (r, d_in) = (feats.shape[1], feats.shape[2]);
+    let k = 2; // 10 valid regions of 50
+    let valid = valid_regions(name)[k];
+    assert!(valid < r);
+    let opts = SearchOptions {
+        beam: 5,
+        max_len: 20,
+    };
+    let run = |ws: &mut Workspace, x: &[f32]| {
+        let out = beam_search(&model, x, ws, &opts, |_| {}).unwrap();
+        let enc: Vec<f32> = (0..3).flat_map(|l| ws.encoder_output(l).to_vec()).collect();
+        (ws.encoder_rows(), enc, out.best().unwrap().tokens.to_vec())
+    };
+    let alone = run(&mut ws, image(&feats, k, valid));
+    let padded = run(&mut ws, image(&feats, k, r));
+    assert_eq!(alone.0, valid + 1);
+    assert_eq!(alone, padded, "valid rows alone vs zero-padded to R");
+    let want: Vec<u32> = npy_i64(name, "bs_tokens.npy").data[k * 20..(k + 1) * 20]
+        .iter()
+        .map(|&t| t as u32)
+        .collect();
+    assert_eq!(alone.2, want);
+
+    // a zero row before the last region is a region: valid + 1 regions, then the padding row
+    let mut x = image(&feats, k, valid).to_vec();
+    x.splice(d_in..d_in, std::iter::repeat_n(0.0, d_in));
+    let (rows, _, _) = run(&mut ws, &x);
+    assert_eq!(rows, valid + 2);
+
+    // only zero rows: a single encoder row standing for all R
+    let zeros = vec![0f32; 3 * d_in];
+    let (rows, enc, tokens) = run(&mut ws, &zeros);
+    assert_eq!(rows, 1);
+    assert!(enc.iter().all(|v| v.is_finite()));
+    assert!(!tokens.is_empty());
 }

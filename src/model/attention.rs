@@ -3,7 +3,7 @@
 //! ```text
 //! q = Q_in·W_qᵀ + b_q     k = KV_in·W_kᵀ + b_k     v = KV_in·W_vᵀ + b_v      (heads: feature = head·d_k + j)
 //! memory variant (encoder only):  k ← [k ; √d_k·M_k]   v ← [v ; √m·M_v]        (M_k, M_v pre-scaled in the blob)
-//! a_h = softmax( q_h·k_hᵀ / √d_k   with masked real keys = −∞ )               (memory slots never masked)
+//! a_h = softmax( q_h·k_hᵀ / √d_k + bias )     bias: −∞ masked key, ln c a key standing for c equal ones, else 0
 //! out = LN( Q_in + concat_h(a_h·v_h)·W_oᵀ + b_o )
 //! ```
 //! The projections are batched over rows by the caller (they are plain [`Linear`]s); this file
@@ -105,9 +105,11 @@ impl<'a> MemoryAugmentedAttention<'a> {
 }
 
 /// Attention of one query row over `n_keys` keys, all heads:
-/// `out[h·d_k..] = softmax_j(q_h·key(j)_h / √d_k, −∞ where masked(j)) · value(j)_h`.
+/// `out[h·d_k..] = softmax_j(q_h·key(j)_h / √d_k + bias(j)) · value(j)_h`.
 ///
-/// `key(j)` and `value(j)` return full `d`-wide rows; `scores` holds at least `n_keys` values.
+/// `bias(j)` is −∞ for a masked key (its score is not computed), `ln c` for a key that stands
+/// for `c` identical keys (`c·exp(s) = exp(s + ln c)`), 0 otherwise. `key(j)` and `value(j)`
+/// return full `d`-wide rows; `scores` holds at least `n_keys` values.
 #[allow(clippy::too_many_arguments)]
 #[inline]
 pub fn attend<'k>(
@@ -117,11 +119,11 @@ pub fn attend<'k>(
     n_keys: usize,
     key: impl Fn(usize) -> &'k [f32],
     value: impl Fn(usize) -> &'k [f32],
-    masked: impl Fn(usize) -> bool,
+    bias: impl Fn(usize) -> f32,
     scores: &mut [f32],
     out: &mut [f32],
 ) {
-    attend_rows(q, 1, heads, d_k, n_keys, key, value, masked, scores, out);
+    attend_rows(q, 1, heads, d_k, n_keys, key, value, bias, scores, out);
 }
 
 /// [`attend`] for `n_q` query rows `q [n_q, d]` over the same keys, into `out [n_q, d]`, with
@@ -141,7 +143,7 @@ pub fn attend_rows<'k>(
     n_keys: usize,
     key: impl Fn(usize) -> &'k [f32],
     value: impl Fn(usize) -> &'k [f32],
-    masked: impl Fn(usize) -> bool,
+    bias: impl Fn(usize) -> f32,
     scratch: &mut [f32],
     out: &mut [f32],
 ) {
@@ -155,7 +157,8 @@ pub fn attend_rows<'k>(
             let hs = h * d_k..(h + 1) * d_k;
             let sc = &mut scratch[..g * n_keys];
             for j in 0..n_keys {
-                if masked(j) {
+                let b = bias(j);
+                if b == f32::NEG_INFINITY {
                     for r in 0..g {
                         sc[r * n_keys + j] = f32::NEG_INFINITY;
                     }
@@ -164,7 +167,8 @@ pub fn attend_rows<'k>(
                 let kj = &key(j)[hs.clone()];
                 for r in 0..g {
                     let qh = &q[(i0 + r) * d + hs.start..(i0 + r) * d + hs.end];
-                    sc[r * n_keys + j] = dot_f32(qh, kj) / scale;
+                    let s = dot_f32(qh, kj) / scale;
+                    sc[r * n_keys + j] = if b == 0.0 { s } else { s + b };
                 }
             }
             for r in 0..g {

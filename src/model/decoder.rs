@@ -95,7 +95,7 @@ impl<'a> MeshedDecoder<'a> {
     }
 
     /// Cross-attention keys and values of every layer for the three encoder levels, computed
-    /// once per image: `cross_k[l, i] = Enc_i·W_kᵀ + b_k` `[R, d]` (and likewise `V`).
+    /// once per image: `cross_k[l, i] = Enc_i·W_kᵀ + b_k` `[rows, d]` (and likewise `V`).
     pub fn precompute_cross(
         &self,
         k: &Kernels,
@@ -103,7 +103,7 @@ impl<'a> MeshedDecoder<'a> {
         st: &mut DecoderState,
         plan: &Plan,
     ) {
-        let n = 3 * plan.regions; // the three levels are contiguous: one [3R, d] batch
+        let n = 3 * *keep.rows; // the three levels are contiguous: one [3·rows, d] batch
         let size = n * plan.d;
         for (l, layer) in self.layers.iter().enumerate() {
             let enc = &keep.enc_out[..size];
@@ -138,7 +138,7 @@ impl<'a> MeshedDecoder<'a> {
         st: &mut DecoderState,
         plan: &Plan,
     ) {
-        let (n, d, bw, l_max, r) = (rows.len(), plan.d, plan.beam, plan.max_len, plan.regions);
+        let (n, d, bw, l_max, r) = (rows.len(), plan.d, plan.beam, plan.max_len, *keep.rows);
         let nd = n * d;
         let s = &mut st.s;
 
@@ -180,7 +180,13 @@ impl<'a> MeshedDecoder<'a> {
                     t + 1,
                     |j| &ck[at(j) + slot(j) * d..][..d],
                     |j| &cv[at(j) + slot(j) * d..][..d],
-                    |j| pad[j * bw + slot(j)] != 0.0,
+                    |j| {
+                        if pad[j * bw + slot(j)] != 0.0 {
+                            f32::NEG_INFINITY
+                        } else {
+                            0.0
+                        }
+                    },
                     s.scores,
                     &mut s.att[i * d..(i + 1) * d],
                 );
@@ -192,7 +198,7 @@ impl<'a> MeshedDecoder<'a> {
             // ---- cross-attention to the three encoder levels ------------------------------
             let ca = &layer.enc_att;
             ca.fc_q.forward(k, s.s, n, s.cq, &mut keep.qs); //  one query for all levels   [n, d]
-            let (xk, xv, mask) = (&*st.cross_k, &*st.cross_v, &keep.mask[..r]);
+            let (xk, xv, bias) = (&*st.cross_k, &*st.cross_v, &keep.key_bias[..r]);
             for lvl in 0..3 {
                 let base = ((l * 3 + lvl) * r) * d;
                 attend_rows(
@@ -203,7 +209,7 @@ impl<'a> MeshedDecoder<'a> {
                     r,
                     |j| &xk[base + j * d..][..d],
                     |j| &xv[base + j * d..][..d],
-                    |j| mask[j] != 0.0,
+                    |j| bias[j],
                     s.hidden, // dead until the FFN: room for the scores of several rows
                     &mut s.att3[lvl * nd..(lvl + 1) * nd],
                 );

@@ -9,8 +9,12 @@
 //! Enc  = [E_1, E_2, E_3]                                        [3, R, d]
 //! ```
 //! Images with fewer than `R = max_regions` regions are zero-padded, exactly like the
-//! reference's loader: a zero row projects to `b_in`, so padded rows are filled with the bias
-//! instead of multiplying zeros.
+//! reference's loader. The `c` padding rows (trailing zero rows given, plus those implied by
+//! passing fewer than R) are identical inputs, so they stay identical through every layer
+//! (self-attention has no positions): one row is computed for all of them — a zero row
+//! projects to `b_in` — and as a key it carries the bias `ln c` (`c` equal keys weigh
+//! `c·exp(s) = exp(s + ln c)` in every softmax). An image with 10 regions encodes 11 rows,
+//! not 50, with the reference's result.
 
 use super::attention::{attend_rows, MemoryAugmentedAttention};
 use super::feed_forward::PositionWiseFeedForward;
@@ -59,8 +63,8 @@ impl<'a> MemoryAugmentedEncoder<'a> {
         }
     }
 
-    /// Encode `features [n, d_in]` (n ≤ R, zero-padded to R) into `keep.enc_out [3, R, d]`
-    /// and `keep.mask [R]`. Shapes are checked by the caller.
+    /// Encode `features [n, d_in]` (n ≤ R, zero-padded to R) into `keep.enc_out
+    /// [3, rows, d]`, `keep.key_bias [rows]` and `keep.rows`. Shapes are checked by the caller.
     pub fn forward(
         &self,
         k: &Kernels,
@@ -71,24 +75,43 @@ impl<'a> MemoryAugmentedEncoder<'a> {
         s: &mut EncoderScratch,
     ) {
         let d = self.layer_norm.gamma.len();
-        let r = regions;
+        let d_in = self.fc.w.cols;
+        // regions up to the last non-zero row; the other `pad` of the R rows are padding
+        let real = features[..n * d_in]
+            .chunks_exact(d_in)
+            .rposition(|row| row.iter().any(|&v| v != 0.0))
+            .map_or(0, |i| i + 1);
+        let pad = regions - real;
+        let r = real + usize::from(pad > 0); // distinct rows: the regions + one for the padding
         let rd = r * d;
+        *keep.rows = r;
 
-        // P = LN(ReLU(X·W_inᵀ + b_in)), padded rows = LN(ReLU(b_in))            [R, d]
+        // P = LN(ReLU(X·W_inᵀ + b_in)), the padding row = LN(ReLU(b_in))          [r, d]
         let p = &mut s.p[..rd];
-        self.fc.forward(k, features, n, p, &mut keep.qs);
-        if let Some(b) = self.fc.b {
-            for row in p[n * d..].chunks_exact_mut(d) {
-                row.copy_from_slice(b);
+        if real > 0 {
+            self.fc.forward(k, features, real, p, &mut keep.qs);
+        }
+        if pad > 0 {
+            let row = &mut p[real * d..];
+            match self.fc.b {
+                Some(b) => row.copy_from_slice(b),
+                None => row.fill(0.0),
             }
         }
         crate::math::relu(p);
         self.layer_norm.forward_rows(p);
 
-        // Region mask on the row sums of P (quirk Q3).
-        for (m, row) in keep.mask[..r].iter_mut().zip(p.chunks_exact(d)) {
-            *m = if crate::math::sum(row) == self.padding_value {
-                1.0
+        // Key bias: −∞ where the reference masks a row (quirk Q3: row sum of P equals the
+        // padding value), ln c for the row standing for c > 1 padding rows, else 0.
+        for (j, (b, row)) in keep.key_bias[..r]
+            .iter_mut()
+            .zip(p.chunks_exact(d))
+            .enumerate()
+        {
+            *b = if crate::math::sum(row) == self.padding_value {
+                f32::NEG_INFINITY
+            } else if j == real && pad > 1 {
+                libm::logf(pad as f32)
             } else {
                 0.0
             };
@@ -103,12 +126,12 @@ impl<'a> MemoryAugmentedEncoder<'a> {
             };
             let att = &layer.mhatt.mha;
 
-            att.fc_q.forward(k, input, r, s.q, &mut keep.qs); //                 [R, d]
-            att.fc_k.forward(k, input, r, s.k, &mut keep.qs); //                 [R, d]
-            att.fc_v.forward(k, input, r, s.v, &mut keep.qs); //                 [R, d]
-            let (keys, vals, mask) = (&s.k[..rd], &s.v[..rd], &keep.mask[..r]);
+            att.fc_q.forward(k, input, r, s.q, &mut keep.qs); //                 [r, d]
+            att.fc_k.forward(k, input, r, s.k, &mut keep.qs); //                 [r, d]
+            att.fc_v.forward(k, input, r, s.v, &mut keep.qs); //                 [r, d]
+            let (keys, vals, bias) = (&s.k[..rd], &s.v[..rd], &keep.key_bias[..r]);
             let (mk, mv) = (layer.mhatt.mem_k, layer.mhatt.mem_v);
-            // keys: R projected regions, then m memory slots (never masked)
+            // keys: r projected rows, then m memory slots (never masked)
             attend_rows(
                 &s.q[..rd],
                 r,
@@ -129,17 +152,17 @@ impl<'a> MemoryAugmentedEncoder<'a> {
                         &mv[(j - r) * d..(j - r + 1) * d]
                     }
                 },
-                |j| j < r && mask[j] != 0.0,
+                |j| if j < r { bias[j] } else { 0.0 },
                 s.hidden, // dead until the FFN: room for the scores of several rows
                 &mut s.att[..rd],
             );
-            // A = LN(E_l + att·W_oᵀ + b_o)                                        [R, d]
+            // A = LN(E_l + att·W_oᵀ + b_o)                                        [r, d]
             att.fc_o.forward(k, s.att, r, s.a, &mut keep.qs);
             for (a, x) in s.a[..rd].iter_mut().zip(input) {
                 *a += x;
             }
             att.layer_norm.forward_rows(&mut s.a[..rd]);
-            // E_l+1 = LN(A + FFN(A))                                               [R, d]
+            // E_l+1 = LN(A + FFN(A))                                               [r, d]
             layer
                 .pwff
                 .forward(k, s.a, r, s.hidden, &mut rest[..rd], &mut keep.qs);

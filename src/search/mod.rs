@@ -16,8 +16,8 @@ use crate::workspace::Workspace;
 impl<'a> M2<'a> {
     /// Run the encoder on one image's `features [n, d_in]` (1 ≤ n ≤ max_regions; zero-padded
     /// to max_regions as the reference's loader does) and precompute the decoder's
-    /// cross-attention keys and values. Afterwards [`Workspace::encoder_output`] and
-    /// [`Workspace::region_mask`] hold the encoder's results.
+    /// cross-attention keys and values. Afterwards [`Workspace::encoder_row`] and
+    /// [`Workspace::region_masked`] give the encoder's results.
     pub fn encode(&self, features: &[f32], ws: &mut Workspace) -> Result<(), EngineError> {
         self.check_plan(ws.plan(), 1, 1)?;
         let d_in = self.cfg.d_in as usize;
