@@ -94,6 +94,7 @@ pub fn expf(x: f32) -> f32 {
 
 /// `x.iter().fold(−∞, f32::max)` (NaNs ignored; −∞ for an empty or all-NaN row) in eight
 /// lanes, so it vectorises; the maximum does not depend on the order.
+#[inline(always)]
 pub fn max_of(x: &[f32]) -> f32 {
     let mut m = [f32::NEG_INFINITY; 8];
     let chunks = x.chunks_exact(8);
@@ -113,6 +114,7 @@ pub fn max_of(x: &[f32]) -> f32 {
 /// up to eight rows in lockstep: every row's sums are the same sequential chains (Kahan mean,
 /// plain variance), but the rows' chains are independent and interleave instead of waiting on
 /// one another's additions.
+#[inline(always)]
 pub fn layer_norm_rows(x: &mut [f32], gamma: &[f32], beta: &[f32]) {
     let d = gamma.len();
     if d == 0 {
@@ -185,6 +187,7 @@ pub fn sum(x: &[f32]) -> f32 {
 
 /// In-place softmax over one row. `-inf` entries get weight 0. A row that is entirely `-inf`
 /// (impossible in M², spec §3.6) gives zeros instead of NaN.
+#[inline(always)]
 pub fn softmax(x: &mut [f32]) {
     let max = max_of(x);
     if max == f32::NEG_INFINITY {
@@ -205,6 +208,7 @@ pub fn softmax(x: &mut [f32]) {
 }
 
 /// In-place log-softmax over one row: `x − max − ln Σ exp(x − max)`.
+#[inline(always)]
 pub fn log_softmax(x: &mut [f32]) {
     let max = max_of(x);
     // Σ exp(x − max): exp in blocks (vectorised), summed by eight interleaved Kahan sums (lane
@@ -248,13 +252,13 @@ pub fn log_softmax(x: &mut [f32]) {
 }
 
 /// Logistic sigmoid `1 / (1 + e^{−x})`.
-#[inline]
+#[inline(always)]
 pub fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + expf(-x))
 }
 
 /// In-place ReLU.
-#[inline]
+#[inline(always)]
 pub fn relu(x: &mut [f32]) {
     // A select rather than a conditional store: vectorises, and no branch on the sign of
     // every element (half of them mispredicted). Same values (−0.0 and NaN stay).

@@ -22,6 +22,7 @@
 //! targets, at compile time on no_std), [`Kernels::from_env`] honours `M2_KERNEL`.
 
 pub mod scalar;
+mod simd;
 
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;

@@ -111,7 +111,7 @@ impl<'a> MemoryAugmentedAttention<'a> {
 /// for `c` identical keys (`c·exp(s) = exp(s + ln c)`), 0 otherwise. `key(j)` and `value(j)`
 /// return full `d`-wide rows; `scores` holds at least `n_keys` values.
 #[allow(clippy::too_many_arguments)]
-#[inline]
+#[inline(always)]
 pub fn attend<'k>(
     q: &[f32],
     heads: usize,
@@ -134,7 +134,7 @@ pub fn attend<'k>(
 ///
 /// `scratch` holds at least `n_keys` values; with `g · n_keys` it takes `g` rows at a time.
 #[allow(clippy::too_many_arguments)]
-#[inline]
+#[inline(always)]
 pub fn attend_rows<'k>(
     q: &[f32],
     n_q: usize,
@@ -165,34 +165,241 @@ pub fn attend_rows<'k>(
                     continue;
                 }
                 let kj = &key(j)[hs.clone()];
-                for r in 0..g {
-                    let qh = &q[(i0 + r) * d + hs.start..(i0 + r) * d + hs.end];
-                    let s = dot_f32(qh, kj) / scale;
+                let q_at = |r: usize| &q[(i0 + r) * d + hs.start..(i0 + r) * d + hs.end];
+                let mut put = |r: usize, dot: f32| {
+                    let s = dot / scale;
                     sc[r * n_keys + j] = if b == 0.0 { s } else { s + b };
+                };
+                match g {
+                    5 => dots::<5>(q_at, kj, &mut put),
+                    8 => dots::<8>(q_at, kj, &mut put),
+                    4 => dots::<4>(q_at, kj, &mut put),
+                    3 => dots::<3>(q_at, kj, &mut put),
+                    2 => dots::<2>(q_at, kj, &mut put),
+                    _ => {
+                        for r in 0..g {
+                            put(r, dot_f32(q_at(r), kj));
+                        }
+                    }
                 }
             }
             for r in 0..g {
                 crate::math::softmax(&mut sc[r * n_keys..(r + 1) * n_keys]);
-                out[(i0 + r) * d + hs.start..(i0 + r) * d + hs.end].fill(0.0);
             }
-            for j in 0..n_keys {
-                let vj = &value(j)[hs.clone()];
-                for r in 0..g {
-                    let a = sc[r * n_keys + j];
-                    if a == 0.0 {
-                        continue;
-                    }
-                    let oh = &mut out[(i0 + r) * d + hs.start..(i0 + r) * d + hs.end];
-                    for (o, v) in oh.iter_mut().zip(vj) {
-                        *o += a * v;
-                    }
-                }
+            // out_r = Σ_j a_rj · v_j, row by row with the row's head slice in registers
+            for r in 0..g {
+                let oh = &mut out[(i0 + r) * d + hs.start..(i0 + r) * d + hs.end];
+                let a_r = &sc[r * n_keys..(r + 1) * n_keys];
+                weighted_sum(oh, a_r, |j| &value(j)[hs.clone()]);
             }
         }
         i0 += g;
     }
 }
 
+/// `dot_f32(q(r), k)` for `r < G`, passed to `put(r, ·)`: the same eight-lane partial sums and
+/// final reduction as [`dot_f32`] (bit for bit), but the G rows' sums advance together, so
+/// they are independent chains instead of each waiting on its own previous addition.
+#[inline(always)]
+fn dots<'q, const G: usize>(
+    q: impl Fn(usize) -> &'q [f32],
+    k: &[f32],
+    put: &mut impl FnMut(usize, f32),
+) {
+    let len = k.len();
+    let full = len / 8 * 8;
+    let rows: [&[f32]; G] = core::array::from_fn(|r| &q(r)[..len]);
+    let mut acc = [[0.0f32; 8]; G];
+    for c in (0..full).step_by(8) {
+        let kc = &k[c..c + 8];
+        for r in 0..G {
+            let qc = &rows[r][c..c + 8];
+            for l in 0..8 {
+                acc[r][l] += qc[l] * kc[l];
+            }
+        }
+    }
+    for r in 0..G {
+        let a = &acc[r];
+        let mut s = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+        for c in full..len {
+            s += rows[r][c] * k[c];
+        }
+        put(r, s);
+    }
+}
+
+/// `out = Σ_j a_j · v(j)` (out overwritten; keys with `a_j = 0` skipped), summed over `j` in
+/// order; `out` of 64 (COCO's d_k) is held in registers across the keys.
+#[inline(always)]
+fn weighted_sum<'v>(out: &mut [f32], a: &[f32], v: impl Fn(usize) -> &'v [f32]) {
+    if out.len() == 64 {
+        let mut acc = [0.0f32; 64];
+        for (j, &aj) in a.iter().enumerate() {
+            if aj == 0.0 {
+                continue;
+            }
+            let vj = &v(j)[..64];
+            for c in 0..64 {
+                acc[c] += aj * vj[c];
+            }
+        }
+        out.copy_from_slice(&acc);
+    } else {
+        out.fill(0.0);
+        for (j, &aj) in a.iter().enumerate() {
+            if aj == 0.0 {
+                continue;
+            }
+            for (o, x) in out.iter_mut().zip(v(j)) {
+                *o += aj * x;
+            }
+        }
+    }
+}
+
 /// Most query rows [`attend_rows`] takes at a time (their head slices share the L1 with one
 /// key or value row).
 pub const GROUP: usize = 8;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::Kernels;
+    extern crate std;
+    use std::vec::Vec;
+
+    /// A small deterministic generator (no dependencies in the no_std core's unit tests).
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
+            })
+            .collect()
+    }
+
+    /// Grouped rows (every group size, odd head widths, masked and multiplicity-weighted keys)
+    /// give the bits of one query at a time, with and without the vector unit enabled.
+    #[test]
+    fn grouped_rows_and_vectorised_code_match_one_query_at_a_time() {
+        for (heads, d_k) in [(8, 64), (4, 16), (2, 13), (1, 8)] {
+            let d = heads * d_k;
+            for n_q in 1..=9 {
+                for n_keys in [1usize, 7, 51] {
+                    let seed = (d * 100 + n_q * 10 + n_keys) as u32;
+                    let q = values(n_q * d, seed);
+                    let k = values(n_keys * d, seed + 1);
+                    let v = values(n_keys * d, seed + 2);
+                    let bias = |j: usize| match j % 5 {
+                        3 => f32::NEG_INFINITY,
+                        4 => 1.5f32.ln(),
+                        _ => 0.0,
+                    };
+                    let key = |j: usize| &k[j * d..(j + 1) * d];
+                    let value = |j: usize| &v[j * d..(j + 1) * d];
+                    // the definition, one query and one head at a time
+                    let mut want = std::vec![0f32; n_q * d];
+                    let mut sc = std::vec![0f32; n_keys];
+                    let scale = libm::sqrtf(d_k as f32);
+                    for i in 0..n_q {
+                        for h in 0..heads {
+                            let hs = h * d_k..(h + 1) * d_k;
+                            let qh = &q[i * d + hs.start..i * d + hs.end];
+                            for (j, s) in sc.iter_mut().enumerate() {
+                                let b = bias(j);
+                                *s = if b == f32::NEG_INFINITY {
+                                    b
+                                } else {
+                                    let s = dot_f32(qh, &key(j)[hs.clone()]) / scale;
+                                    if b == 0.0 {
+                                        s
+                                    } else {
+                                        s + b
+                                    }
+                                };
+                            }
+                            crate::math::softmax(&mut sc);
+                            let oh = &mut want[i * d + hs.start..i * d + hs.end];
+                            for (j, &a) in sc.iter().enumerate() {
+                                if a != 0.0 {
+                                    for (o, x) in oh.iter_mut().zip(&value(j)[hs.clone()]) {
+                                        *o += a * x;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    let mut scratch = std::vec![0f32; GROUP * n_keys];
+                    for kernels in [Kernels::SCALAR, Kernels::detect()] {
+                        let mut got = std::vec![0f32; n_q * d];
+                        kernels.vectorised(|| {
+                            attend_rows(
+                                &q,
+                                n_q,
+                                heads,
+                                d_k,
+                                n_keys,
+                                key,
+                                value,
+                                bias,
+                                &mut scratch,
+                                &mut got,
+                            )
+                        });
+                        let same = got
+                            .iter()
+                            .zip(&want)
+                            .all(|(a, b)| a.to_bits() == b.to_bits());
+                        assert!(
+                            same,
+                            "{heads}×{d_k}, {n_q} rows, {n_keys} keys, {kernels:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// A key standing for c equal keys with bias ln c attends like the c keys themselves.
+    #[test]
+    fn multiplicity_bias_equals_repeated_keys() {
+        let (heads, d_k, c) = (2, 8, 7);
+        let d = heads * d_k;
+        let q = values(d, 1);
+        let k = values(3 * d, 2);
+        let v = values(3 * d, 3);
+        // keys 0, 1 and c copies of key 2
+        let mut sc = std::vec![0f32; 2 + c];
+        let mut want = std::vec![0f32; d];
+        attend(
+            &q,
+            heads,
+            d_k,
+            2 + c,
+            |j| &k[j.min(2) * d..(j.min(2) + 1) * d],
+            |j| &v[j.min(2) * d..(j.min(2) + 1) * d],
+            |_| 0.0,
+            &mut sc,
+            &mut want,
+        );
+        let mut got = std::vec![0f32; d];
+        attend(
+            &q,
+            heads,
+            d_k,
+            3,
+            |j| &k[j * d..(j + 1) * d],
+            |j| &v[j * d..(j + 1) * d],
+            |j| if j == 2 { libm::logf(c as f32) } else { 0.0 },
+            &mut sc,
+            &mut got,
+        );
+        for (a, b) in got.iter().zip(&want) {
+            assert!((a - b).abs() <= 1e-6 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+    }
+}

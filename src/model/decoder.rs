@@ -127,8 +127,26 @@ impl<'a> MeshedDecoder<'a> {
     /// One decoder step at step `t` (0-based) for `rows.len()` rows; row `i` lives in cache slot
     /// `i`, and for earlier steps `s < t` its keys are in slot `ancestry[i][s]`. The caller has
     /// written `key_pad[t, i]`. Leaves the log-probabilities in `st.s.logits [n, V]`.
-    #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+    #[allow(clippy::too_many_arguments)]
     pub fn step(
+        &self,
+        k: &Kernels,
+        rows: &[StepRow],
+        t: usize,
+        ancestry: &[[u8; MAX_STEPS]],
+        keep: &mut Persistent,
+        st: &mut DecoderState,
+        plan: &Plan,
+    ) {
+        k.vectorised(
+            #[inline(always)]
+            || self.step_body(k, rows, t, ancestry, keep, st, plan),
+        )
+    }
+
+    #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+    #[inline(always)]
+    fn step_body(
         &self,
         k: &Kernels,
         rows: &[StepRow],
@@ -263,6 +281,7 @@ impl<'a> MeshedDecoder<'a> {
 }
 
 /// `out ← LN(residual + out) ⊙ q_ok` row by row (the post-norm AddNorm of an attention block).
+#[inline(always)]
 fn add_norm_mask(out: &mut [f32], residual: &[f32], att: &MultiHeadAttention, rows: &[StepRow]) {
     let d = att.layer_norm.gamma.len();
     let out = &mut out[..rows.len() * d];

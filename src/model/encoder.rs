@@ -74,6 +74,22 @@ impl<'a> MemoryAugmentedEncoder<'a> {
         keep: &mut Persistent,
         s: &mut EncoderScratch,
     ) {
+        k.vectorised(
+            #[inline(always)]
+            || self.forward_body(k, features, n, regions, keep, s),
+        )
+    }
+
+    #[inline(always)]
+    fn forward_body(
+        &self,
+        k: &Kernels,
+        features: &[f32],
+        n: usize,
+        regions: usize,
+        keep: &mut Persistent,
+        s: &mut EncoderScratch,
+    ) {
         let d = self.layer_norm.gamma.len();
         let d_in = self.fc.w.cols;
         // regions up to the last non-zero row; the other `pad` of the R rows are padding

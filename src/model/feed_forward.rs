@@ -26,6 +26,7 @@ impl<'a> PositionWiseFeedForward<'a> {
     }
 
     /// `out[n, d] = LN(x + FFN(x))`; `hidden` holds `[n, F]`.
+    #[inline(always)]
     pub fn forward(
         &self,
         k: &Kernels,

@@ -58,6 +58,7 @@ impl<'a> LayerNorm<'a> {
     }
 
     /// Normalise each of the `x.len() / d` rows in place.
+    #[inline(always)]
     pub fn forward_rows(&self, x: &mut [f32]) {
         crate::math::layer_norm_rows(x, self.gamma, self.beta);
     }

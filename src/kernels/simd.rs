@@ -1,0 +1,28 @@
+//! Engine code outside the GEMMs — attention, softmax, log-softmax, LayerNorm, gates — compiled
+//! for the selected path's vector unit: [`Kernels::vectorised`] runs a closure inside a
+//! `#[target_feature]` function, so the code inlined into it (the model's `#[inline(always)]`
+//! bodies) is vectorised with AVX2 instead of the x86_64 baseline's SSE2. Same Rust, same
+//! operations in the same order (Rust never fuses a multiply and an add on its own, nor
+//! reorders float sums), so the results are bit for bit those of the baseline build.
+
+use super::{Isa, Kernels};
+
+impl Kernels {
+    /// Run `f` with this path's vector instructions enabled for the code inlined into it.
+    #[inline(always)]
+    pub fn vectorised<R>(&self, f: impl FnOnce() -> R) -> R {
+        match self.isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Isa::Avx2` is only selected when the CPU has AVX2, FMA and F16C
+            // (`Isa::is_available`, checked by every constructor of `Kernels` with that isa).
+            Isa::Avx2 => unsafe { avx2(f) },
+            _ => f(),
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
