@@ -127,7 +127,7 @@ impl<'a> MeshedDecoder<'a> {
     /// One decoder step at step `t` (0-based) for `rows.len()` rows; row `i` lives in cache slot
     /// `i`, and for earlier steps `s < t` its keys are in slot `ancestry[i][s]`. The caller has
     /// written `key_pad[t, i]`. Leaves the log-probabilities in `st.s.logits [n, V]`.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
     pub fn step(
         &self,
         k: &Kernels,
@@ -140,143 +140,133 @@ impl<'a> MeshedDecoder<'a> {
     ) {
         k.vectorised(
             #[inline(always)]
-            || self.step_body(k, rows, t, ancestry, keep, st, plan),
-        )
-    }
+            || {
+                let (n, d, bw, l_max, r) =
+                    (rows.len(), plan.d, plan.beam, plan.max_len, *keep.rows);
+                let nd = n * d;
+                let s = &mut st.s;
 
-    #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
-    #[inline(always)]
-    fn step_body(
-        &self,
-        k: &Kernels,
-        rows: &[StepRow],
-        t: usize,
-        ancestry: &[[u8; MAX_STEPS]],
-        keep: &mut Persistent,
-        st: &mut DecoderState,
-        plan: &Plan,
-    ) {
-        let (n, d, bw, l_max, r) = (rows.len(), plan.d, plan.beam, plan.max_len, *keep.rows);
-        let nd = n * d;
-        let s = &mut st.s;
-
-        // x = word_emb[w] + pos_emb[pos]                                          [n, d]
-        for (i, row) in rows.iter().enumerate() {
-            let x = &mut s.x[i * d..(i + 1) * d];
-            self.word_emb.row_to_f32(row.token as usize, x);
-            let pe = self
-                .pos_emb
-                .get(row.pos * d..(row.pos + 1) * d)
-                .unwrap_or(&[]);
-            for (xv, p) in x.iter_mut().zip(pe) {
-                *xv += p;
-            }
-        }
-
-        for (l, layer) in self.layers.iter().enumerate() {
-            // ---- masked self-attention over this beam's history ---------------------------
-            let sa = &layer.self_att;
-            let at = |step: usize| ((l * l_max + step) * bw) * d;
-            sa.fc_q.forward(k, s.x, n, s.q, &mut keep.qs); //                              [n, d]
-            sa.fc_k
-                .forward(k, s.x, n, &mut st.self_k[at(t)..at(t) + nd], &mut keep.qs); // cache[l, t]
-            sa.fc_v
-                .forward(k, s.x, n, &mut st.self_v[at(t)..at(t) + nd], &mut keep.qs);
-            let (ck, cv, pad) = (&*st.self_k, &*st.self_v, &*st.key_pad);
-            for i in 0..n {
-                let slot = |step: usize| {
-                    if step == t {
-                        i
-                    } else {
-                        ancestry[i][step] as usize
+                // x = word_emb[w] + pos_emb[pos]                                          [n, d]
+                for (i, row) in rows.iter().enumerate() {
+                    let x = &mut s.x[i * d..(i + 1) * d];
+                    self.word_emb.row_to_f32(row.token as usize, x);
+                    let pe = self
+                        .pos_emb
+                        .get(row.pos * d..(row.pos + 1) * d)
+                        .unwrap_or(&[]);
+                    for (xv, p) in x.iter_mut().zip(pe) {
+                        *xv += p;
                     }
-                };
-                attend(
-                    &s.q[i * d..(i + 1) * d],
-                    sa.heads,
-                    sa.d_k,
-                    t + 1,
-                    |j| &ck[at(j) + slot(j) * d..][..d],
-                    |j| &cv[at(j) + slot(j) * d..][..d],
-                    |j| {
-                        if pad[j * bw + slot(j)] != 0.0 {
-                            f32::NEG_INFINITY
-                        } else {
-                            0.0
+                }
+
+                for (l, layer) in self.layers.iter().enumerate() {
+                    // ---- masked self-attention over this beam's history ---------------------------
+                    let sa = &layer.self_att;
+                    let at = |step: usize| ((l * l_max + step) * bw) * d;
+                    sa.fc_q.forward(k, s.x, n, s.q, &mut keep.qs); //                              [n, d]
+                    sa.fc_k
+                        .forward(k, s.x, n, &mut st.self_k[at(t)..at(t) + nd], &mut keep.qs); // cache[l, t]
+                    sa.fc_v
+                        .forward(k, s.x, n, &mut st.self_v[at(t)..at(t) + nd], &mut keep.qs);
+                    let (ck, cv, pad) = (&*st.self_k, &*st.self_v, &*st.key_pad);
+                    for i in 0..n {
+                        let slot = |step: usize| {
+                            if step == t {
+                                i
+                            } else {
+                                ancestry[i][step] as usize
+                            }
+                        };
+                        attend(
+                            &s.q[i * d..(i + 1) * d],
+                            sa.heads,
+                            sa.d_k,
+                            t + 1,
+                            |j| &ck[at(j) + slot(j) * d..][..d],
+                            |j| &cv[at(j) + slot(j) * d..][..d],
+                            |j| {
+                                if pad[j * bw + slot(j)] != 0.0 {
+                                    f32::NEG_INFINITY
+                                } else {
+                                    0.0
+                                }
+                            },
+                            s.scores,
+                            &mut s.att[i * d..(i + 1) * d],
+                        );
+                    }
+                    // S = LN(x + att·W_oᵀ + b_o) ⊙ q_ok                                       [n, d]
+                    sa.fc_o.forward(k, s.att, n, s.s, &mut keep.qs);
+                    add_norm_mask(&mut s.s[..nd], &s.x[..nd], sa, rows);
+
+                    // ---- cross-attention to the three encoder levels ------------------------------
+                    let ca = &layer.enc_att;
+                    ca.fc_q.forward(k, s.s, n, s.cq, &mut keep.qs); //  one query for all levels   [n, d]
+                    let (xk, xv, bias) = (&*st.cross_k, &*st.cross_v, &keep.key_bias[..r]);
+                    for lvl in 0..3 {
+                        let base = ((l * 3 + lvl) * r) * d;
+                        attend_rows(
+                            &s.cq[..nd],
+                            n,
+                            ca.heads,
+                            ca.d_k,
+                            r,
+                            |j| &xk[base + j * d..][..d],
+                            |j| &xv[base + j * d..][..d],
+                            |j| bias[j],
+                            s.hidden, // dead until the FFN: room for the scores of several rows
+                            &mut s.att3[lvl * nd..(lvl + 1) * nd],
+                        );
+                    }
+                    // C_i = LN(S + att_i·W_oᵀ + b_o) ⊙ q_ok; the 3 levels as one [3n, d] batch
+                    ca.fc_o.forward(k, s.att3, 3 * n, s.c3, &mut keep.qs);
+                    for lvl in 0..3 {
+                        add_norm_mask(&mut s.c3[lvl * nd..(lvl + 1) * nd], &s.s[..nd], ca, rows);
+                    }
+
+                    // ---- gates: G = Σ σ(W_αi·[S; C_i] + b) ⊙ C_i / √3 ⊙ q_ok ------------------------
+                    let g = &mut s.g[..nd];
+                    g.fill(0.0);
+                    for (lvl, fc_alpha) in layer.fc_alpha.iter().enumerate() {
+                        let c = &s.c3[lvl * nd..(lvl + 1) * nd];
+                        for i in 0..n {
+                            s.cat[2 * i * d..(2 * i + 1) * d]
+                                .copy_from_slice(&s.s[i * d..(i + 1) * d]);
+                            s.cat[(2 * i + 1) * d..(2 * i + 2) * d]
+                                .copy_from_slice(&c[i * d..(i + 1) * d]);
                         }
-                    },
-                    s.scores,
-                    &mut s.att[i * d..(i + 1) * d],
-                );
-            }
-            // S = LN(x + att·W_oᵀ + b_o) ⊙ q_ok                                       [n, d]
-            sa.fc_o.forward(k, s.att, n, s.s, &mut keep.qs);
-            add_norm_mask(&mut s.s[..nd], &s.x[..nd], sa, rows);
+                        fc_alpha.forward(k, s.cat, n, s.alpha, &mut keep.qs); //                   [n, d]
+                        for ((gv, a), cv) in g.iter_mut().zip(&s.alpha[..nd]).zip(c) {
+                            *gv += cv * crate::math::sigmoid(*a);
+                        }
+                    }
+                    let sqrt3 = libm::sqrtf(3.0);
+                    for (i, row) in rows.iter().enumerate() {
+                        for gv in &mut g[i * d..(i + 1) * d] {
+                            *gv = *gv / sqrt3 * row.q_ok;
+                        }
+                    }
 
-            // ---- cross-attention to the three encoder levels ------------------------------
-            let ca = &layer.enc_att;
-            ca.fc_q.forward(k, s.s, n, s.cq, &mut keep.qs); //  one query for all levels   [n, d]
-            let (xk, xv, bias) = (&*st.cross_k, &*st.cross_v, &keep.key_bias[..r]);
-            for lvl in 0..3 {
-                let base = ((l * 3 + lvl) * r) * d;
-                attend_rows(
-                    &s.cq[..nd],
-                    n,
-                    ca.heads,
-                    ca.d_k,
-                    r,
-                    |j| &xk[base + j * d..][..d],
-                    |j| &xv[base + j * d..][..d],
-                    |j| bias[j],
-                    s.hidden, // dead until the FFN: room for the scores of several rows
-                    &mut s.att3[lvl * nd..(lvl + 1) * nd],
-                );
-            }
-            // C_i = LN(S + att_i·W_oᵀ + b_o) ⊙ q_ok; the 3 levels as one [3n, d] batch
-            ca.fc_o.forward(k, s.att3, 3 * n, s.c3, &mut keep.qs);
-            for lvl in 0..3 {
-                add_norm_mask(&mut s.c3[lvl * nd..(lvl + 1) * nd], &s.s[..nd], ca, rows);
-            }
+                    // ---- x = LN(G + FFN(G)) ⊙ q_ok -------------------------------------------------
+                    layer.pwff.forward(k, s.g, n, s.hidden, s.f, &mut keep.qs);
+                    for (i, row) in rows.iter().enumerate() {
+                        for (xv, fv) in s.x[i * d..(i + 1) * d]
+                            .iter_mut()
+                            .zip(&s.f[i * d..(i + 1) * d])
+                        {
+                            *xv = fv * row.q_ok;
+                        }
+                    }
+                }
 
-            // ---- gates: G = Σ σ(W_αi·[S; C_i] + b) ⊙ C_i / √3 ⊙ q_ok ------------------------
-            let g = &mut s.g[..nd];
-            g.fill(0.0);
-            for (lvl, fc_alpha) in layer.fc_alpha.iter().enumerate() {
-                let c = &s.c3[lvl * nd..(lvl + 1) * nd];
-                for i in 0..n {
-                    s.cat[2 * i * d..(2 * i + 1) * d].copy_from_slice(&s.s[i * d..(i + 1) * d]);
-                    s.cat[(2 * i + 1) * d..(2 * i + 2) * d].copy_from_slice(&c[i * d..(i + 1) * d]);
+                // logp = log_softmax(x·W_vocabᵀ)                                               [n, V]
+                let v = self.fc.w.rows;
+                self.fc.forward(k, s.x, n, s.logits, &mut keep.qs);
+                for row in s.logits[..n * v].chunks_exact_mut(v) {
+                    crate::math::log_softmax(row);
                 }
-                fc_alpha.forward(k, s.cat, n, s.alpha, &mut keep.qs); //                   [n, d]
-                for ((gv, a), cv) in g.iter_mut().zip(&s.alpha[..nd]).zip(c) {
-                    *gv += cv * crate::math::sigmoid(*a);
-                }
-            }
-            let sqrt3 = libm::sqrtf(3.0);
-            for (i, row) in rows.iter().enumerate() {
-                for gv in &mut g[i * d..(i + 1) * d] {
-                    *gv = *gv / sqrt3 * row.q_ok;
-                }
-            }
-
-            // ---- x = LN(G + FFN(G)) ⊙ q_ok -------------------------------------------------
-            layer.pwff.forward(k, s.g, n, s.hidden, s.f, &mut keep.qs);
-            for (i, row) in rows.iter().enumerate() {
-                for (xv, fv) in s.x[i * d..(i + 1) * d]
-                    .iter_mut()
-                    .zip(&s.f[i * d..(i + 1) * d])
-                {
-                    *xv = fv * row.q_ok;
-                }
-            }
-        }
-
-        // logp = log_softmax(x·W_vocabᵀ)                                               [n, V]
-        let v = self.fc.w.rows;
-        self.fc.forward(k, s.x, n, s.logits, &mut keep.qs);
-        for row in s.logits[..n * v].chunks_exact_mut(v) {
-            crate::math::log_softmax(row);
-        }
+            },
+        )
     }
 }
 

@@ -76,112 +76,101 @@ impl<'a> MemoryAugmentedEncoder<'a> {
     ) {
         k.vectorised(
             #[inline(always)]
-            || self.forward_body(k, features, n, regions, keep, s),
+            || {
+                let d = self.layer_norm.gamma.len();
+                let d_in = self.fc.w.cols;
+                // regions up to the last non-zero row; the other `pad` of the R rows are padding
+                let real = features[..n * d_in]
+                    .chunks_exact(d_in)
+                    .rposition(|row| row.iter().any(|&v| v != 0.0))
+                    .map_or(0, |i| i + 1);
+                let pad = regions - real;
+                let r = real + usize::from(pad > 0); // distinct rows: the regions + one for the padding
+                let rd = r * d;
+                *keep.rows = r;
+
+                // P = LN(ReLU(X·W_inᵀ + b_in)), the padding row = LN(ReLU(b_in))          [r, d]
+                let p = &mut s.p[..rd];
+                if real > 0 {
+                    self.fc.forward(k, features, real, p, &mut keep.qs);
+                }
+                if pad > 0 {
+                    let row = &mut p[real * d..];
+                    match self.fc.b {
+                        Some(b) => row.copy_from_slice(b),
+                        None => row.fill(0.0),
+                    }
+                }
+                crate::math::relu(p);
+                self.layer_norm.forward_rows(p);
+
+                // Key bias: −∞ where the reference masks a row (quirk Q3: row sum of P equals the
+                // padding value), ln c for the row standing for c > 1 padding rows, else 0.
+                for (j, (b, row)) in keep.key_bias[..r]
+                    .iter_mut()
+                    .zip(p.chunks_exact(d))
+                    .enumerate()
+                {
+                    *b = if crate::math::sum(row) == self.padding_value {
+                        f32::NEG_INFINITY
+                    } else if j == real && pad > 1 {
+                        libm::logf(pad as f32)
+                    } else {
+                        0.0
+                    };
+                }
+
+                for (l, layer) in self.layers.iter().enumerate() {
+                    let (done, rest) = keep.enc_out.split_at_mut(l * rd);
+                    let input: &[f32] = if l == 0 {
+                        &s.p[..rd]
+                    } else {
+                        &done[(l - 1) * rd..]
+                    };
+                    let att = &layer.mhatt.mha;
+
+                    att.fc_q.forward(k, input, r, s.q, &mut keep.qs); //                 [r, d]
+                    att.fc_k.forward(k, input, r, s.k, &mut keep.qs); //                 [r, d]
+                    att.fc_v.forward(k, input, r, s.v, &mut keep.qs); //                 [r, d]
+                    let (keys, vals, bias) = (&s.k[..rd], &s.v[..rd], &keep.key_bias[..r]);
+                    let (mk, mv) = (layer.mhatt.mem_k, layer.mhatt.mem_v);
+                    // keys: r projected rows, then m memory slots (never masked)
+                    attend_rows(
+                        &s.q[..rd],
+                        r,
+                        att.heads,
+                        att.d_k,
+                        r + mk.len() / d,
+                        |j| {
+                            if j < r {
+                                &keys[j * d..(j + 1) * d]
+                            } else {
+                                &mk[(j - r) * d..(j - r + 1) * d]
+                            }
+                        },
+                        |j| {
+                            if j < r {
+                                &vals[j * d..(j + 1) * d]
+                            } else {
+                                &mv[(j - r) * d..(j - r + 1) * d]
+                            }
+                        },
+                        |j| if j < r { bias[j] } else { 0.0 },
+                        s.hidden, // dead until the FFN: room for the scores of several rows
+                        &mut s.att[..rd],
+                    );
+                    // A = LN(E_l + att·W_oᵀ + b_o)                                        [r, d]
+                    att.fc_o.forward(k, s.att, r, s.a, &mut keep.qs);
+                    for (a, x) in s.a[..rd].iter_mut().zip(input) {
+                        *a += x;
+                    }
+                    att.layer_norm.forward_rows(&mut s.a[..rd]);
+                    // E_l+1 = LN(A + FFN(A))                                               [r, d]
+                    layer
+                        .pwff
+                        .forward(k, s.a, r, s.hidden, &mut rest[..rd], &mut keep.qs);
+                }
+            },
         )
-    }
-
-    #[inline(always)]
-    fn forward_body(
-        &self,
-        k: &Kernels,
-        features: &[f32],
-        n: usize,
-        regions: usize,
-        keep: &mut Persistent,
-        s: &mut EncoderScratch,
-    ) {
-        let d = self.layer_norm.gamma.len();
-        let d_in = self.fc.w.cols;
-        // regions up to the last non-zero row; the other `pad` of the R rows are padding
-        let real = features[..n * d_in]
-            .chunks_exact(d_in)
-            .rposition(|row| row.iter().any(|&v| v != 0.0))
-            .map_or(0, |i| i + 1);
-        let pad = regions - real;
-        let r = real + usize::from(pad > 0); // distinct rows: the regions + one for the padding
-        let rd = r * d;
-        *keep.rows = r;
-
-        // P = LN(ReLU(X·W_inᵀ + b_in)), the padding row = LN(ReLU(b_in))          [r, d]
-        let p = &mut s.p[..rd];
-        if real > 0 {
-            self.fc.forward(k, features, real, p, &mut keep.qs);
-        }
-        if pad > 0 {
-            let row = &mut p[real * d..];
-            match self.fc.b {
-                Some(b) => row.copy_from_slice(b),
-                None => row.fill(0.0),
-            }
-        }
-        crate::math::relu(p);
-        self.layer_norm.forward_rows(p);
-
-        // Key bias: −∞ where the reference masks a row (quirk Q3: row sum of P equals the
-        // padding value), ln c for the row standing for c > 1 padding rows, else 0.
-        for (j, (b, row)) in keep.key_bias[..r]
-            .iter_mut()
-            .zip(p.chunks_exact(d))
-            .enumerate()
-        {
-            *b = if crate::math::sum(row) == self.padding_value {
-                f32::NEG_INFINITY
-            } else if j == real && pad > 1 {
-                libm::logf(pad as f32)
-            } else {
-                0.0
-            };
-        }
-
-        for (l, layer) in self.layers.iter().enumerate() {
-            let (done, rest) = keep.enc_out.split_at_mut(l * rd);
-            let input: &[f32] = if l == 0 {
-                &s.p[..rd]
-            } else {
-                &done[(l - 1) * rd..]
-            };
-            let att = &layer.mhatt.mha;
-
-            att.fc_q.forward(k, input, r, s.q, &mut keep.qs); //                 [r, d]
-            att.fc_k.forward(k, input, r, s.k, &mut keep.qs); //                 [r, d]
-            att.fc_v.forward(k, input, r, s.v, &mut keep.qs); //                 [r, d]
-            let (keys, vals, bias) = (&s.k[..rd], &s.v[..rd], &keep.key_bias[..r]);
-            let (mk, mv) = (layer.mhatt.mem_k, layer.mhatt.mem_v);
-            // keys: r projected rows, then m memory slots (never masked)
-            attend_rows(
-                &s.q[..rd],
-                r,
-                att.heads,
-                att.d_k,
-                r + mk.len() / d,
-                |j| {
-                    if j < r {
-                        &keys[j * d..(j + 1) * d]
-                    } else {
-                        &mk[(j - r) * d..(j - r + 1) * d]
-                    }
-                },
-                |j| {
-                    if j < r {
-                        &vals[j * d..(j + 1) * d]
-                    } else {
-                        &mv[(j - r) * d..(j - r + 1) * d]
-                    }
-                },
-                |j| if j < r { bias[j] } else { 0.0 },
-                s.hidden, // dead until the FFN: room for the scores of several rows
-                &mut s.att[..rd],
-            );
-            // A = LN(E_l + att·W_oᵀ + b_o)                                        [r, d]
-            att.fc_o.forward(k, s.att, r, s.a, &mut keep.qs);
-            for (a, x) in s.a[..rd].iter_mut().zip(input) {
-                *a += x;
-            }
-            att.layer_norm.forward_rows(&mut s.a[..rd]);
-            // E_l+1 = LN(A + FFN(A))                                               [r, d]
-            layer
-                .pwff
-                .forward(k, s.a, r, s.hidden, &mut rest[..rd], &mut keep.qs);
-        }
     }
 }
