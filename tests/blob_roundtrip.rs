@@ -279,6 +279,19 @@ fn mapped_and_aligned_loading() {
     assert_eq!(buf.as_ptr() as usize % ALIGN, 0);
     assert_eq!(&*buf, &*bytes);
     buf.blob().unwrap();
+    // a flipped weight bit is caught by the mapped reader's streamed checksum too
+    let mut flipped = bytes.to_vec();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0x10;
+    std::fs::write(&path, &flipped).unwrap();
+    let err = MappedBlob::open(&path).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            m2::blob::LoadError::Blob(_, m2::blob::BlobError::ChecksumMismatch { .. })
+        ),
+        "{err}"
+    );
     // a broken file gives a typed error naming the path
     std::fs::write(&path, b"not a blob").unwrap();
     let err = MappedBlob::open(&path).unwrap_err().to_string();

@@ -170,6 +170,27 @@ pub fn checksum(bytes: &[u8]) -> u32 {
     }
 }
 
+/// [`checksum`] computed piece by piece: `bytes` is walked in `chunk`-sized pieces from offset
+/// 0 (the first piece hashed from `CHECKSUM_START`), and `done(start, end)` is called after
+/// each piece has been hashed — a memory-mapped reader uses it to release the pages again.
+pub fn checksum_chunked(bytes: &[u8], chunk: usize, mut done: impl FnMut(usize, usize)) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    let chunk = chunk.max(1);
+    let mut start = 0;
+    while start < bytes.len() {
+        let end = bytes.len().min(start.saturating_add(chunk));
+        if end > CHECKSUM_START {
+            h.update(&bytes[start.max(CHECKSUM_START)..end]);
+        }
+        done(start, end);
+        start = end;
+    }
+    if bytes.len() < CHECKSUM_START {
+        return 0;
+    }
+    h.finalize()
+}
+
 impl DType {
     /// The dtype with this on-disk code.
     pub const fn from_code(code: u8) -> Option<DType> {
@@ -605,5 +626,28 @@ mod tests {
             ..Config::COCO
         };
         assert_eq!(config_from_bytes(&config_to_bytes(&c)), c);
+    }
+
+    #[test]
+    fn chunked_checksum_is_the_checksum() {
+        let bytes: std::vec::Vec<u8> = (0..10_000u32).map(|i| (i * 7 + i / 13) as u8).collect();
+        for len in [
+            0,
+            CHECKSUM_START - 1,
+            CHECKSUM_START,
+            CHECKSUM_START + 1,
+            4096,
+            10_000,
+        ] {
+            for chunk in [1, 7, CHECKSUM_START, 4096, 1 << 20] {
+                let mut covered = 0;
+                let crc = checksum_chunked(&bytes[..len], chunk, |s, e| {
+                    assert_eq!(s, covered);
+                    covered = e;
+                });
+                assert_eq!(covered, len);
+                assert_eq!(crc, checksum(&bytes[..len]), "len {len}, chunk {chunk}");
+            }
+        }
     }
 }

@@ -132,6 +132,14 @@ fn section(section: Section, offset: u64, len: u64, total: u64) -> Result<u64, B
     }
 }
 
+/// How [`Blob::parse_inner`] treats the checksum.
+#[derive(Clone, Copy)]
+enum Crc {
+    Compute,
+    Given(u32),
+    Skip,
+}
+
 impl<'a> Blob<'a> {
     /// Validate `bytes` completely (including the CRC-32 over the whole blob) and view them as a
     /// blob. No allocation; never panics, whatever the bytes.
@@ -139,7 +147,14 @@ impl<'a> Blob<'a> {
     /// `bytes` must start at an address aligned to [`MIN_BASE_ALIGN`] (4) bytes — `mmap`, an
     /// [`AlignedBuf`](super::AlignedBuf), or an `#[repr(align(32))]` static all are.
     pub fn parse(bytes: &'a [u8]) -> Result<Blob<'a>, BlobError> {
-        Self::parse_inner(bytes, true)
+        Self::parse_inner(bytes, Crc::Compute)
+    }
+
+    /// [`Blob::parse`] with the CRC-32 the caller computed over these same bytes
+    /// ([`format::checksum_chunked`](super::format::checksum_chunked), e.g. while streaming or
+    /// releasing the pages of a mapping); it is compared with the header's as `parse` would.
+    pub fn parse_with_checksum(bytes: &'a [u8], computed: u32) -> Result<Blob<'a>, BlobError> {
+        Self::parse_inner(bytes, Crc::Given(computed))
     }
 
     /// Like [`Blob::parse`] but without the checksum pass. Every structural check still runs,
@@ -147,7 +162,7 @@ impl<'a> Blob<'a> {
     /// Meant for microcontrollers where hashing a 40 MB flash image at every boot costs
     /// seconds; call [`Blob::verify_checksum`] once (e.g. after flashing) instead.
     pub fn parse_skip_checksum(bytes: &'a [u8]) -> Result<Blob<'a>, BlobError> {
-        Self::parse_inner(bytes, false)
+        Self::parse_inner(bytes, Crc::Skip)
     }
 
     /// The total length a blob header declares, from its first [`HEADER_LEN`] bytes only
@@ -189,7 +204,7 @@ impl<'a> Blob<'a> {
         Ok(())
     }
 
-    fn parse_inner(bytes: &'a [u8], verify: bool) -> Result<Blob<'a>, BlobError> {
+    fn parse_inner(bytes: &'a [u8], crc: Crc) -> Result<Blob<'a>, BlobError> {
         if cfg!(target_endian = "big") {
             return Err(BlobError::BigEndianHost);
         }
@@ -209,8 +224,12 @@ impl<'a> Blob<'a> {
             });
         }
         let stored = le_u32(bytes, hdr::CHECKSUM);
-        if verify {
-            let computed = format::checksum(bytes);
+        let computed = match crc {
+            Crc::Compute => Some(format::checksum(bytes)),
+            Crc::Given(c) => Some(c),
+            Crc::Skip => None,
+        };
+        if let Some(computed) = computed {
             if computed != stored {
                 return Err(BlobError::ChecksumMismatch { stored, computed });
             }

@@ -458,7 +458,21 @@ impl MappedBlob {
         // read if another process truncates or rewrites them meanwhile; m2-pack replaces blobs
         // atomically (write a new file, then rename), which leaves existing mappings intact.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
-        Blob::parse(&map).map_err(|e| LoadError::Blob(path.to_path_buf(), e))?;
+        // The checksum pass reads every byte; each 4 MiB piece's pages are handed back once
+        // hashed, so the pass never holds the blob resident, and afterwards only what the
+        // engine reads comes back: all weights but most rows of `word_emb` (a caption reads
+        // ≤ beam × steps of its V rows — 5 MB of the COCO int8 blob stay out).
+        let crc = super::format::checksum_chunked(&map, 4 << 20, |start, end| {
+            // SAFETY: a read-only, file-backed private mapping: MADV_DONTNEED drops page-table
+            // entries only; the next read maps the same file bytes again (from the page
+            // cache), so no reference into the mapping can observe a change. A failure only
+            // leaves the pages resident.
+            #[cfg(unix)]
+            let _ = unsafe {
+                map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+            };
+        });
+        Blob::parse_with_checksum(&map, crc).map_err(|e| LoadError::Blob(path.to_path_buf(), e))?;
         Ok(MappedBlob { map })
     }
 
