@@ -28,6 +28,11 @@ use std::fmt;
 pub struct PackOptions {
     /// dtype of every Linear weight, `word_emb` and `decoder.fc` (everything else is f32).
     pub dtype: DType,
+    /// dtype of the vocabulary read-out `decoder.fc` alone, if not `dtype`. The read-out is
+    /// often the layer most sensitive to weight rounding (its logits are large sums with
+    /// cancellation): an int8 or f16 blob with an f32 read-out trades 4–8 bytes per V·d
+    /// weight for accuracy.
+    pub readout_dtype: Option<DType>,
     /// Attention heads h (d_k = d_v = d_model / h). COCO: 8.
     pub heads: u32,
     /// Regions per image (the reference pads/truncates to this). COCO: 50.
@@ -49,6 +54,7 @@ impl Default for PackOptions {
     fn default() -> Self {
         PackOptions {
             dtype: DType::F32,
+            readout_dtype: None,
             heads: 8,
             max_regions: 50,
             pad: None,
@@ -441,7 +447,11 @@ pub fn pack_with_progress(
         let data = match kind.class() {
             Class::Weight => {
                 let cols = kind.shape(&cfg).1 as usize;
-                if opts.dtype == DType::F16 {
+                let dtype = match (kind, opts.readout_dtype) {
+                    (TensorKind::VocabW, Some(d)) => d,
+                    _ => opts.dtype,
+                };
+                if dtype == DType::F16 {
                     if let Some((index, &value)) = values
                         .iter()
                         .enumerate()
@@ -454,7 +464,7 @@ pub fn pack_with_progress(
                         });
                     }
                 }
-                TensorData::from_f32(&values, cols, opts.dtype)
+                TensorData::from_f32(&values, cols, dtype)
             }
             Class::Vector | Class::Table => {
                 let factor = match kind {

@@ -78,10 +78,22 @@ fn quantised_blobs_fidelity_against_reference() {
                 margin[k] = margin[k].min(m.as_f64().unwrap() as f32);
             }
         }
-        for dtype in [DType::F32, DType::F16, DType::I8] {
-            let buf = packed(name, dtype);
+        // the three dtypes, then f16 and int8 with an f32 read-out (`--readout-dtype f32`)
+        let variants = [
+            (DType::F32, None),
+            (DType::F16, None),
+            (DType::I8, None),
+            (DType::F16, Some(DType::F32)),
+            (DType::I8, Some(DType::F32)),
+        ];
+        for (dtype, readout) in variants {
+            let buf = packed_with(name, dtype, readout);
+            let label = match readout {
+                Some(r) => format!("{dtype} + {r} read-out"),
+                None => format!("{dtype}"),
+            };
             let blob = Blob::parse(&buf).unwrap();
-            if dtype == DType::F16 {
+            if dtype == DType::F16 && readout.is_none() {
                 // the f16 path against f32 arithmetic on the same (rounded) weights
                 let deq = dequantised(&blob);
                 let blob32 = Blob::parse(&deq).unwrap();
@@ -155,13 +167,13 @@ fn quantised_blobs_fidelity_against_reference() {
                     if margin[k] > 2.0 * 20.0 * err {
                         assert!(
                             identical,
-                            "{name} {dtype} image {k}: margin {} > 40 × err {err}",
+                            "{name} {label} image {k}: margin {} > 40 × err {err}",
                             margin[k]
                         );
                     }
                 }
                 eprintln!(
-                    "| {name} | {dtype} | {:?} | {tf_err:.2e} | {same}/{kk} | {score_err:.2e} |",
+                    "| {name} | {label} | {:?} | {tf_err:.2e} | {same}/{kk} | {score_err:.2e} |",
                     kernels.isa
                 );
                 if dtype == DType::F32 {

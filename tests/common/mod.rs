@@ -56,12 +56,18 @@ pub fn npy_bool(name: &str, file: &str) -> Array<bool> {
 
 /// Pack a fixture's checkpoint at `dtype` into an aligned in-memory blob.
 pub fn packed(name: &str, dtype: DType) -> AlignedBuf {
+    packed_with(name, dtype, None)
+}
+
+/// [`packed`] with the vocabulary read-out stored at `readout` (if given).
+pub fn packed_with(name: &str, dtype: DType, readout: Option<DType>) -> AlignedBuf {
     let dir = fixture_dir(name);
     let exp = expected(name);
     let st = std::fs::read(dir.join("model.safetensors")).unwrap();
     let vocab = read_vocab_json(&std::fs::read(dir.join("vocab.json")).unwrap()).unwrap();
     let opts = PackOptions {
         dtype,
+        readout_dtype: readout,
         heads: exp["hyper"]["h"].as_u64().unwrap() as u32,
         max_regions: exp["regions"].as_u64().unwrap() as u32,
         ..PackOptions::default()

@@ -115,6 +115,36 @@ fn packs_every_fixture_at_every_dtype() {
 }
 
 #[test]
+fn readout_dtype_changes_only_the_readout() {
+    use m2::blob::{DType, TensorKind};
+    let dir = scratch("readout");
+    let out = dir.join("tiny-int8-f32-readout.m2");
+    let mut args = pack_args("tiny-s0", "int8", out.to_str().unwrap());
+    args.extend(["--readout-dtype".into(), "f32".into()]);
+    let o = Command::new(BIN).args(&args).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let buf = AlignedBuf::read_file(&out).unwrap();
+    let blob = Blob::parse(&buf).unwrap();
+    for t in blob.tensors() {
+        let m = blob.matrix(t.kind, t.layer as usize);
+        match t.kind {
+            TensorKind::VocabW => assert_eq!(m.dtype(), DType::F32),
+            TensorKind::WordEmb | TensorKind::EncInW | TensorKind::DecFf2W => {
+                assert_eq!(m.dtype(), DType::I8, "{:?}", t.kind)
+            }
+            _ => {}
+        }
+    }
+    // a bad value is a one-line error
+    let mut bad = pack_args("tiny-s0", "int8", out.to_str().unwrap());
+    bad.extend(["--readout-dtype".into(), "f8".into()]);
+    let args: Vec<&str> = bad.iter().map(String::as_str).collect();
+    let e = assert_one_line_error(&run(&args));
+    assert!(e.contains("f8"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn inspect_prints_config_tensors_and_plan() {
     let dir = scratch("inspect");
     let out = dir.join("small.m2");

@@ -44,6 +44,10 @@ struct PackArgs {
     /// Storage type of every Linear weight, word_emb and decoder.fc (the rest stays f32)
     #[arg(long, required = true, value_enum)]
     dtype: Option<DtypeArg>,
+    /// Storage type of the vocabulary read-out decoder.fc alone (default: --dtype). The layer
+    /// most sensitive to rounding in many checkpoints: e.g. --dtype int8 --readout-dtype f32
+    #[arg(long, value_enum, value_name = "DTYPE")]
+    readout_dtype: Option<DtypeArg>,
     /// Output blob
     #[arg(short, long, required = true, value_name = "OUT.m2")]
     output: Option<PathBuf>,
@@ -207,6 +211,7 @@ fn run_pack(a: &PackArgs) -> Result<ExitCode> {
     let vocab = read_vocab_json(&vocab_bytes).with_context(|| vocab_path.display().to_string())?;
     let opts = PackOptions {
         dtype,
+        readout_dtype: a.readout_dtype.map(Into::into),
         heads: a.heads,
         max_regions: a.regions,
         pad: a.pad,
