@@ -8,7 +8,7 @@
 //! cargo run --release --example bench_caption -- peak
 //! cargo run --release --example bench_caption -- linears --model M.m2 [--threads 1] [--reps 50]
 //! ```
-//! `M2_KERNEL=scalar|avx2` forces a kernel path, as for the CLI.
+//! `M2_KERNEL=scalar|avx2|avxvnni` forces a kernel path, as for the CLI.
 //!
 //! Every subcommand prints one JSON object on stdout:
 //! * `caption`: ms per caption (min, median, mean over `n` captions after `warmup`, cycling

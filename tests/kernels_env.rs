@@ -28,6 +28,23 @@ fn m2_kernel_env() {
             }
         }
     }
+    // AVX-VNNI by name; `avx2` still forces plain AVX2 where VNNI is the detected path.
+    std::env::set_var("M2_KERNEL", " AvxVnni ");
+    match Kernels::from_env() {
+        Ok(k) => {
+            assert_eq!(k.isa, Isa::AvxVnni);
+            assert_eq!(best.isa, Isa::AvxVnni);
+        }
+        Err(e) => {
+            assert_eq!(e, KernelError::Unavailable(Isa::AvxVnni));
+            assert!(e.to_string().contains("avxvnni"), "{e}");
+            println!("note: AVX-VNNI not available here: M2_KERNEL=avxvnni -> {e}");
+        }
+    }
+    if Isa::Avx2.is_available() {
+        std::env::set_var("M2_KERNEL", "avx2");
+        assert_eq!(Kernels::from_env().map(|k| k.isa), Ok(Isa::Avx2));
+    }
     std::env::set_var("M2_KERNEL", "avx512");
     let e = Kernels::from_env().unwrap_err();
     assert_eq!(e, KernelError::Unknown("avx512".into()));

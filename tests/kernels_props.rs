@@ -48,6 +48,15 @@ fn quantise_weights(w: &[f32], m: usize, k: usize) -> (Vec<i8>, Vec<f32>) {
     (q, s)
 }
 
+/// An int8 weight matrix `[m, k]`.
+fn int8_matrix<'a>(m: usize, k: usize, q: &'a [i8], scales: &'a [f32]) -> Matrix<'a> {
+    Matrix {
+        rows: m,
+        cols: k,
+        data: WeightData::I8 { q, scales },
+    }
+}
+
 /// Float outputs agree with scalar within a relative bound on Σ|x·w| (summation order differs).
 #[allow(clippy::too_many_arguments)]
 fn assert_close(
@@ -88,14 +97,7 @@ fn check_all(x: &[f32], n: usize, k: usize, wf: &[f32], m: usize, bias: Option<&
             cols: k,
             data: WeightData::F16(&w16),
         },
-        Matrix {
-            rows: m,
-            cols: k,
-            data: WeightData::I8 {
-                q: &wq,
-                scales: &ws,
-            },
-        },
+        int8_matrix(m, k, &wq, &ws),
     ];
     let refs: Vec<_> = mats
         .iter()
@@ -194,6 +196,20 @@ proptest! {
     }
 }
 
+/// Deterministic activations `x[n, k]` and weights `w[m, k]` for the fixed-shape tests.
+fn patterned(n: usize, k: usize, m: usize) -> (Vec<f32>, Vec<f32>) {
+    let x = (0..n * k)
+        .map(|i| ((i * 31 % 97) as f32 - 48.0) / 7.0)
+        .collect();
+    let w = (0..m * k)
+        .map(|i| ((i * 17 % 89) as f32 - 44.0) / 50.0)
+        .collect();
+    (x, w)
+}
+
+/// The model's shapes (narrowed in `m`): decode steps (1 and 5 beams, the vocabulary's odd row
+/// count), cross-attention output (15 rows), encoder (50 / 51 rows), cross K/V (150 rows), and
+/// more than the AVX-VNNI kernel's block of 256 rows.
 #[test]
 fn decode_shapes() {
     for (n, k, m) in [
@@ -204,13 +220,15 @@ fn decode_shapes() {
         (6, 95, 5),
         (7, 64, 3),
         (8, 1000, 4),
+        (1, 512, 13),
+        (5, 512, 1001),
+        (15, 512, 23),
+        (50, 2048, 11),
+        (51, 512, 29),
+        (150, 512, 7),
+        (300, 96, 5),
     ] {
-        let x: Vec<f32> = (0..n * k)
-            .map(|i| ((i * 31 % 97) as f32 - 48.0) / 7.0)
-            .collect();
-        let w: Vec<f32> = (0..m * k)
-            .map(|i| ((i * 17 % 89) as f32 - 44.0) / 50.0)
-            .collect();
+        let (x, w) = patterned(n, k, m);
         check_all(&x, n, k, &w, m, Some(&vec![0.25; m]));
     }
 }
@@ -232,14 +250,7 @@ fn int8_extremes_exact() {
                 scalar::gemm_i8(&xq, &xs, n, k, &wq, &ws, m, &mut want);
                 // through linear: x rows whose quantisation is exactly xv
                 let x: Vec<f32> = xq.iter().map(|v| *v as f32).collect();
-                let mat = Matrix {
-                    rows: m,
-                    cols: k,
-                    data: WeightData::I8 {
-                        q: &wq,
-                        scales: &ws,
-                    },
-                };
+                let mat = int8_matrix(m, k, &wq, &ws);
                 let reference = run(&Kernels::SCALAR, &x, n, &mat, None);
                 if xv != 0 {
                     assert_eq!(reference.1, xq);
@@ -298,14 +309,7 @@ fn quantiser_special_values() {
     let x: Vec<f32> = rows.concat();
     let w: Vec<f32> = (0..3 * k).map(|i| ((i % 13) as f32 - 6.0) / 6.0).collect();
     let (wq, ws) = quantise_weights(&w, 3, k);
-    let mat = Matrix {
-        rows: 3,
-        cols: k,
-        data: WeightData::I8 {
-            q: &wq,
-            scales: &ws,
-        },
-    };
+    let mat = int8_matrix(3, k, &wq, &ws);
     let want = run(&Kernels::SCALAR, &x, n, &mat, None);
     for kern in simd_paths() {
         let got = run(&kern, &x, n, &mat, None);
@@ -319,12 +323,7 @@ fn quantiser_special_values() {
 #[test]
 fn threads_match_single() {
     let (n, k, m) = (5, 2048, 1001);
-    let x: Vec<f32> = (0..n * k)
-        .map(|i| ((i * 31 % 97) as f32 - 48.0) / 7.0)
-        .collect();
-    let w: Vec<f32> = (0..m * k)
-        .map(|i| ((i * 17 % 89) as f32 - 44.0) / 50.0)
-        .collect();
+    let (x, w) = patterned(n, k, m);
     let (wq, ws) = quantise_weights(&w, m, k);
     let w16: Vec<f16> = w.iter().map(|v| f16::from_f32(*v)).collect();
     let b: Vec<f32> = (0..m).map(|i| i as f32 / 100.0).collect();
@@ -425,8 +424,16 @@ fn names_and_selection() {
     }
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        assert_eq!(Kernels::detect().isa, Isa::Avx2);
+        // AVX-VNNI is preferred when present; plain AVX2 stays selectable (`M2_KERNEL=avx2`).
+        let vnni = std::is_x86_feature_detected!("avxvnni");
+        assert_eq!(Isa::AvxVnni.is_available(), vnni);
+        let want = if vnni { Isa::AvxVnni } else { Isa::Avx2 };
+        assert_eq!(Kernels::detect().isa, want);
+        assert_eq!(Kernels::from_name("avx2").unwrap().isa, Isa::Avx2);
+        println!("x86_64: detected {}", Kernels::detect().isa);
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    assert!(!Isa::AvxVnni.is_available() && !Isa::Avx2.is_available());
     assert!(!Isa::Dsp.is_available());
     // cross/test-aarch64.sh says which path each emulated CPU must get.
     if let Ok(want) = std::env::var("M2_EXPECT_ISA") {
@@ -446,5 +453,65 @@ fn dot_f32_matches_scalar() {
         let mag: f32 = a.iter().zip(&b).map(|(x, y)| (x * y).abs()).sum();
         let (g, e) = (m2::kernels::dot_f32(&a, &b), scalar::dot_f32(&a, &b));
         assert!((g - e).abs() <= 1e-5 * mag + 1e-30, "k {k}: {g} vs {e}");
+    }
+}
+
+/// The AVX-VNNI path, or `None` (with a note, once) on a CPU or build without it.
+fn vnni() -> Option<Kernels> {
+    static NOTE: std::sync::Once = std::sync::Once::new();
+    let k = Kernels::with_isa(Isa::AvxVnni);
+    if k.is_none() {
+        NOTE.call_once(|| {
+            println!("note: AVX-VNNI is not available on this CPU/build: VNNI checks skipped")
+        });
+    }
+    k
+}
+
+/// `kern`'s int8 `linear` against scalar's, bit for bit (outputs, quantised activations, scales).
+fn int8_matches_scalar(kern: &Kernels, x: &[f32], n: usize, k: usize, wf: &[f32], m: usize) {
+    let (wq, ws) = quantise_weights(wf, m, k);
+    let mat = int8_matrix(m, k, &wq, &ws);
+    let bias: Vec<f32> = (0..m).map(|r| r as f32 / 8.0).collect();
+    let want = run(&Kernels::SCALAR, x, n, &mat, Some(&bias));
+    let got = run(kern, x, n, &mat, Some(&bias));
+    assert_eq!(got.1, want.1, "{}: quantised activations", kern.isa);
+    assert_eq!(bits(&got.2), bits(&want.2), "{}: scales", kern.isa);
+    assert_eq!(
+        bits(&got.0),
+        bits(&want.0),
+        "{} int8: outputs differ (n {n} k {k} m {m})",
+        kern.isa
+    );
+}
+
+/// Activation row counts for the VNNI tiles: every single-tile count (1..=9), several 3 × 4
+/// tiles with every remainder, the encoder (50, 51), cross K/V (150) and more than one block
+/// of 256 rows.
+fn vnni_rows() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        4 => 1usize..=9,
+        2 => 10usize..=17,
+        1 => prop::sample::select(vec![15usize, 50, 51, 150, 255, 256, 257, 261]),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// The AVX-VNNI int8 GEMM is bit-identical to scalar on random shapes, odd lengths
+    /// included (k tails below 32, weight-row counts off every tile height).
+    #[test]
+    fn avx_vnni_int8_matches_scalar(
+        ((n, k, m), x, w) in (vnni_rows(), prop::sample::select(KS), 0usize..=13)
+            .prop_flat_map(|(n, k, m)| {
+                let k = if n > 64 { k.min(100) } else { k };
+                (Just((n, k, m)), data(n * k, 3.0), data(m * k, 0.5))
+            })
+    ) {
+        if let Some(kern) = vnni() {
+            int8_matches_scalar(&kern, &x, n, k, &w, m);
+            int8_matches_scalar(&kern.with_threads(2), &x, n, k, &w, m);
+        }
     }
 }

@@ -48,8 +48,8 @@ pub struct Common {
     /// The model blob (made by `m2-pack`); memory-mapped.
     #[arg(long, short = 'm')]
     pub model: PathBuf,
-    /// Worker threads for large layers (default: all cores). `M2_KERNEL=scalar|avx2|neon|dotprod`
-    /// forces a kernel path.
+    /// Worker threads for large layers (default: all cores).
+    /// `M2_KERNEL=scalar|avx2|avxvnni|neon|dotprod` forces a kernel path.
     #[arg(long)]
     pub threads: Option<usize>,
     /// No progress bar or warnings.

@@ -26,7 +26,22 @@ const XR1_MAX: usize = 8;
 /// and a decode step's 5 beams form one tile).
 const XF: usize = 6;
 /// How far ahead (bytes) the weight rows are prefetched.
-const PREFETCH: usize = 4096;
+pub(super) const PREFETCH: usize = 4096;
+
+/// Sums of four i32x8 vectors, as the lanes `[Σa, Σb, Σc, Σd]`.
+#[inline(always)]
+pub(super) unsafe fn hsum4_epi32(a: __m256i, b: __m256i, c: __m256i, d: __m256i) -> __m128i {
+    // SAFETY: inlined only into the `#[target_feature]` entry points, which run after detection.
+    unsafe {
+        let ab = _mm256_hadd_epi32(a, b);
+        let cd = _mm256_hadd_epi32(c, d);
+        let abcd = _mm256_hadd_epi32(ab, cd);
+        _mm_add_epi32(
+            _mm256_castsi256_si128(abcd),
+            _mm256_extracti128_si256::<1>(abcd),
+        )
+    }
+}
 
 /// Sums of four i32x8 vectors, as `[Σa, Σb, Σc, Σd]`.
 #[inline(always)]
@@ -34,13 +49,7 @@ unsafe fn hsum4_i32(a: __m256i, b: __m256i, c: __m256i, d: __m256i) -> [i32; 4] 
     // SAFETY: inlined only into the `#[target_feature]` entry points below, which run after
     // detection; pointer accesses as stated below.
     unsafe {
-        let ab = _mm256_hadd_epi32(a, b);
-        let cd = _mm256_hadd_epi32(c, d);
-        let abcd = _mm256_hadd_epi32(ab, cd);
-        let s = _mm_add_epi32(
-            _mm256_castsi256_si128(abcd),
-            _mm256_extracti128_si256::<1>(abcd),
-        );
+        let s = hsum4_epi32(a, b, c, d);
         let mut o = [0i32; 4];
         // SAFETY: `o` is 16 writable bytes.
         _mm_storeu_si128(o.as_mut_ptr() as *mut __m128i, s);

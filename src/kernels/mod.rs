@@ -14,18 +14,25 @@
 //! | path | int8 inner step | tile (weight rows × activation rows) |
 //! |---|---|---|
 //! | [`Isa::Avx2`] | `vpsignb` + `vpmaddubsw` + `vpmaddwd`, 32 bytes | 2 × 4 |
+//! | [`Isa::AvxVnni`] | `vpdpbusd` on `w + 128`, minus `128·Σx`, 32 bytes | 3 × 4, 2 × 5 |
 //! | [`Isa::Neon`] | `smull` + `smlal2` + `sadalp`, 16 bytes | 4 × 4 |
 //! | [`Isa::NeonDot`] | `sdot`, 16 bytes | 4 × 4 |
 //! | [`Isa::Dsp`] | `sxtb16` + `smlad`, 4 bytes | 2 × 2 |
 //!
+//! [`Isa::AvxVnni`] has its own int8 GEMM only; its f32 / f16 GEMMs and its quantiser are the
+//! AVX2 path's.
+//!
 //! Selection: [`Kernels::detect`] picks the best path the CPU supports (at run time on std
-//! targets, at compile time on no_std), [`Kernels::from_env`] honours `M2_KERNEL`.
+//! targets, at compile time on no_std), [`Kernels::from_env`] honours `M2_KERNEL`, so
+//! `M2_KERNEL=avx2` still runs the plain AVX2 path on a VNNI machine.
 
 pub mod scalar;
 mod simd;
 
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub mod avx_vnni;
 pub mod dsp;
 #[cfg(target_arch = "aarch64")]
 pub mod neon;
@@ -40,6 +47,9 @@ pub enum Isa {
     Scalar,
     /// x86_64 AVX2 + FMA + F16C.
     Avx2,
+    /// x86_64 AVX2 + FMA + F16C + AVX-VNNI (`vpdpbusd`, VEX-encoded; Alder Lake, Zen 5): the
+    /// AVX2 path with a VNNI int8 GEMM.
+    AvxVnni,
     /// aarch64 NEON (widening multiplies; Raspberry Pi 4 / Cortex-A72).
     Neon,
     /// aarch64 NEON with SDOT (Raspberry Pi 5 / Cortex-A76).
@@ -50,13 +60,21 @@ pub enum Isa {
 
 impl Isa {
     /// Every path, best last.
-    pub const ALL: [Isa; 5] = [Isa::Scalar, Isa::Dsp, Isa::Neon, Isa::NeonDot, Isa::Avx2];
+    pub const ALL: [Isa; 6] = [
+        Isa::Scalar,
+        Isa::Dsp,
+        Isa::Neon,
+        Isa::NeonDot,
+        Isa::Avx2,
+        Isa::AvxVnni,
+    ];
 
     /// The name `M2_KERNEL` uses.
     pub const fn name(self) -> &'static str {
         match self {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
+            Isa::AvxVnni => "avxvnni",
             Isa::Neon => "neon",
             Isa::NeonDot => "dotprod",
             Isa::Dsp => "dsp",
@@ -76,6 +94,7 @@ impl Isa {
         match self {
             Isa::Scalar => true,
             Isa::Avx2 => avx2_available(),
+            Isa::AvxVnni => avx2_available() && avx_vnni_available(),
             Isa::Neon => cfg!(target_arch = "aarch64"),
             Isa::NeonDot => dotprod_available(),
             Isa::Dsp => cfg!(all(
@@ -109,6 +128,19 @@ fn avx2_available() -> bool {
 }
 #[cfg(not(target_arch = "x86_64"))]
 fn avx2_available() -> bool {
+    false
+}
+
+#[cfg(all(target_arch = "x86_64", feature = "std"))]
+fn avx_vnni_available() -> bool {
+    std::is_x86_feature_detected!("avxvnni")
+}
+#[cfg(all(target_arch = "x86_64", not(feature = "std")))]
+fn avx_vnni_available() -> bool {
+    cfg!(target_feature = "avxvnni")
+}
+#[cfg(not(target_arch = "x86_64"))]
+fn avx_vnni_available() -> bool {
     false
 }
 
@@ -151,7 +183,7 @@ impl core::fmt::Display for KernelError {
         match self {
             KernelError::Unknown(v) => write!(
                 f,
-                "M2_KERNEL={v:?} is not a kernel path (expected one of scalar, avx2, neon, dotprod, dsp); using {best}"
+                "M2_KERNEL={v:?} is not a kernel path (expected one of scalar, avx2, avxvnni, neon, dotprod, dsp); using {best}"
             ),
             KernelError::Unavailable(isa) => {
                 write!(f, "M2_KERNEL={isa}: this CPU or build cannot run it; using {best}")
@@ -412,7 +444,7 @@ impl Job<'_> {
                 match self.isa {
                     // SAFETY: AVX2/FMA/F16C detected (isa is available), shapes as documented.
                     #[cfg(target_arch = "x86_64")]
-                    Isa::Avx2 => unsafe { avx2::gemm_f32(x, n, k, w, mr, out) },
+                    Isa::Avx2 | Isa::AvxVnni => unsafe { avx2::gemm_f32(x, n, k, w, mr, out) },
                     // SAFETY: NEON is baseline on aarch64; shapes as documented.
                     #[cfg(target_arch = "aarch64")]
                     Isa::Neon | Isa::NeonDot => unsafe { neon::gemm_f32(x, n, k, w, mr, out) },
@@ -425,7 +457,7 @@ impl Job<'_> {
                 match self.isa {
                     // SAFETY: as above.
                     #[cfg(target_arch = "x86_64")]
-                    Isa::Avx2 => unsafe { avx2::gemm_f16(x, n, k, w, mr, out) },
+                    Isa::Avx2 | Isa::AvxVnni => unsafe { avx2::gemm_f16(x, n, k, w, mr, out) },
                     // SAFETY: as above.
                     #[cfg(target_arch = "aarch64")]
                     Isa::Neon | Isa::NeonDot => unsafe { neon::gemm_f16(x, n, k, w, mr, out) },
@@ -439,6 +471,9 @@ impl Job<'_> {
                     // SAFETY: as above.
                     #[cfg(target_arch = "x86_64")]
                     Isa::Avx2 => unsafe { avx2::gemm_i8(xq, xs, n, k, wq, ws, mr, out) },
+                    // SAFETY: AVX2 and AVX-VNNI detected (isa is available); shapes as documented.
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::AvxVnni => unsafe { avx_vnni::gemm_i8(xq, xs, n, k, wq, ws, mr, out) },
                     // SAFETY: as above.
                     #[cfg(target_arch = "aarch64")]
                     Isa::Neon => unsafe { neon::gemm_i8(xq, xs, n, k, wq, ws, mr, out) },
@@ -463,7 +498,7 @@ fn quantize(isa: Isa, x: &[f32], n: usize, k: usize, q: &mut [i8], s: &mut [f32]
     match isa {
         // SAFETY: AVX2 detected (isa is available); x and q hold n*k, s holds n.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { avx2::quantize_rows(x, n, k, q, s) },
+        Isa::Avx2 | Isa::AvxVnni => unsafe { avx2::quantize_rows(x, n, k, q, s) },
         _ => scalar::quantize_rows(x, n, k, q, s),
     }
 }

@@ -13,9 +13,10 @@ impl Kernels {
     pub fn vectorised<R>(&self, f: impl FnOnce() -> R) -> R {
         match self.isa {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Isa::Avx2` is only selected when the CPU has AVX2, FMA and F16C
-            // (`Isa::is_available`, checked by every constructor of `Kernels` with that isa).
-            Isa::Avx2 => unsafe { avx2(f) },
+            // SAFETY: `Isa::Avx2` and `Isa::AvxVnni` are only selected when the CPU has AVX2,
+            // FMA and F16C (`Isa::is_available`, checked by every constructor of `Kernels` with
+            // that isa). The VNNI path's non-GEMM code is the AVX2 path's.
+            Isa::Avx2 | Isa::AvxVnni => unsafe { avx2(f) },
             _ => f(),
         }
     }
