@@ -18,7 +18,9 @@
 
 use half::f16;
 use m2::blob::{Matrix, WeightData};
-use m2::kernels::{scalar, Isa, Kernels, QuantScratch};
+#[cfg(target_arch = "x86_64")]
+use m2::kernels::Isa;
+use m2::kernels::{scalar, Kernels, QuantScratch};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -200,13 +202,13 @@ fn main() {
         "m2 kernel benchmark — paths available: {}",
         paths
             .iter()
-            .map(|k| k.isa.name())
+            .map(|k| k.isa().name())
             .collect::<Vec<_>>()
             .join(", ")
     );
     println!(
         "(detected: {}; threads available: {})\n",
-        Kernels::detect().isa,
+        Kernels::detect().isa(),
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
 
@@ -258,7 +260,7 @@ fn main() {
             }
             for kern in &paths {
                 let t = time(budget, 3, || bufs.linear(kern, n, &mat));
-                row(kern.isa.name(), t);
+                row(kern.isa().name(), t);
             }
         }
     }
@@ -322,7 +324,7 @@ fn main() {
         let floor = (step_w * dt.bytes()) as f64 / bw;
         for kern in &paths {
             let mut ts = vec![1];
-            if threads > 1 && kern.isa == Kernels::detect().isa {
+            if threads > 1 && kern.isa() == Kernels::detect().isa() {
                 ts.push(threads);
             }
             for t in ts {
@@ -335,7 +337,7 @@ fn main() {
                 println!(
                     "| {} | {} | {t} | {:.3} | {:.1} | {:.2} | {:.2}× |",
                     dt.name(),
-                    kern.isa.name(),
+                    kern.isa().name(),
                     secs * 1e3,
                     step_macs as f64 / secs / 1e9,
                     secs / floor,

@@ -247,7 +247,7 @@ fn caption(args: &[String]) -> Res<()> {
          \"peak_rss_bytes\": {}, \"caption\": {}}}",
         json_str(&model_path),
         dtype,
-        kernels.isa,
+        kernels.isa(),
         threads,
         opts.beam,
         opts.max_len,
@@ -329,7 +329,7 @@ fn linears(args: &[String]) -> Res<()> {
     println!(
         "{{\"model\": {}, \"isa\": \"{}\", \"threads\": {}, \"linears\": {}, \"median_ms\": {:.3}, \"min_ms\": {:.3}}}",
         json_str(&model_path),
-        kernels.isa,
+        kernels.isa(),
         threads,
         jobs.len(),
         median(&mut ms),

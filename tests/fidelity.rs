@@ -174,7 +174,7 @@ fn quantised_blobs_fidelity_against_reference() {
                 }
                 eprintln!(
                     "| {name} | {label} | {:?} | {tf_err:.2e} | {same}/{kk} | {score_err:.2e} |",
-                    kernels.isa
+                    kernels.isa()
                 );
                 if dtype == DType::F32 {
                     assert!(tf_err <= 1e-4, "{name} f32: teacher-forced error {tf_err}");

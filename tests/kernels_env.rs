@@ -15,14 +15,14 @@ fn m2_kernel_env() {
     for isa in Isa::ALL {
         std::env::set_var("M2_KERNEL", isa.name());
         match Kernels::from_env() {
-            Ok(k) => assert_eq!(k.isa, isa),
+            Ok(k) => assert_eq!(k.isa(), isa),
             Err(e) => {
                 assert_eq!(e, KernelError::Unavailable(isa));
                 assert!(!isa.is_available());
                 assert_eq!(e.fallback(), best);
                 let msg = e.to_string();
                 assert!(
-                    msg.contains(isa.name()) && msg.contains(best.isa.name()),
+                    msg.contains(isa.name()) && msg.contains(best.isa().name()),
                     "{msg}"
                 );
             }
@@ -32,8 +32,8 @@ fn m2_kernel_env() {
     std::env::set_var("M2_KERNEL", " AvxVnni ");
     match Kernels::from_env() {
         Ok(k) => {
-            assert_eq!(k.isa, Isa::AvxVnni);
-            assert_eq!(best.isa, Isa::AvxVnni);
+            assert_eq!(k.isa(), Isa::AvxVnni);
+            assert_eq!(best.isa(), Isa::AvxVnni);
         }
         Err(e) => {
             assert_eq!(e, KernelError::Unavailable(Isa::AvxVnni));
@@ -43,7 +43,7 @@ fn m2_kernel_env() {
     }
     if Isa::Avx2.is_available() {
         std::env::set_var("M2_KERNEL", "avx2");
-        assert_eq!(Kernels::from_env().map(|k| k.isa), Ok(Isa::Avx2));
+        assert_eq!(Kernels::from_env().map(|k| k.isa()), Ok(Isa::Avx2));
     }
     std::env::set_var("M2_KERNEL", "avx512");
     let e = Kernels::from_env().unwrap_err();

@@ -121,7 +121,7 @@ fn check_all(x: &[f32], n: usize, k: usize, wf: &[f32], m: usize, bias: Option<&
         .into_iter()
         .chain([Kernels::SCALAR.with_threads(2)])
     {
-        let isa = kern.isa;
+        let isa = kern.isa();
         let got: Vec<_> = mats.iter().map(|w| run(&kern, x, n, w, bias)).collect();
         assert_close(&got[0].0, &refs[0].0, x, n, k, wf, m, &format!("{isa} f32"));
         assert_close(
@@ -266,7 +266,7 @@ fn int8_extremes_exact() {
                         bits(&got.0),
                         bits(&reference.0),
                         "{} w {wv} x {xv} k {k}",
-                        kern.isa
+                        kern.isa()
                     );
                 }
                 let mut yd = vec![0f32; n * m];
@@ -313,9 +313,9 @@ fn quantiser_special_values() {
     let want = run(&Kernels::SCALAR, &x, n, &mat, None);
     for kern in simd_paths() {
         let got = run(&kern, &x, n, &mat, None);
-        assert_eq!(got.1, want.1, "{}: quantised bytes", kern.isa);
-        assert_eq!(bits(&got.2), bits(&want.2), "{}: scales", kern.isa);
-        assert_eq!(bits(&got.0), bits(&want.0), "{}: outputs", kern.isa);
+        assert_eq!(got.1, want.1, "{}: quantised bytes", kern.isa());
+        assert_eq!(bits(&got.2), bits(&want.2), "{}: scales", kern.isa());
+        assert_eq!(bits(&got.0), bits(&want.0), "{}: outputs", kern.isa());
     }
 }
 
@@ -348,7 +348,7 @@ fn threads_match_single() {
                     bits(&many.0),
                     bits(&one.0),
                     "{} threads {t} {:?}",
-                    kern.isa,
+                    kern.isa(),
                     mat.dtype()
                 );
             }
@@ -382,7 +382,7 @@ fn short_slices_leave_y_untouched() {
             };
             let x = vec![1.0f32; if short_w { n * k } else { n * k - 1 }];
             let (y, _, _) = run(&kern, &x, n, &mat, None);
-            assert!(y.iter().all(|v| v.is_nan()), "{}: y written", kern.isa);
+            assert!(y.iter().all(|v| v.is_nan()), "{}: y written", kern.isa());
         }
     }
 }
@@ -398,14 +398,14 @@ fn names_and_selection() {
     }
     assert_eq!(Isa::from_name("sse9"), None);
     assert!(Kernels::available().any(|i| i == Isa::Scalar));
-    assert!(Kernels::available().any(|i| i == Kernels::detect().isa));
+    assert!(Kernels::available().any(|i| i == Kernels::detect().isa()));
     assert_eq!(Kernels::from_name("scalar").unwrap(), Kernels::SCALAR);
     let e = Kernels::from_name("sse9").unwrap_err();
     assert!(e.to_string().contains("sse9"), "{e}");
     assert_eq!(e.fallback(), Kernels::detect());
     for isa in Isa::ALL {
         match Kernels::from_name(isa.name()) {
-            Ok(k) => assert!(isa.is_available() && k.isa == isa),
+            Ok(k) => assert!(isa.is_available() && k.isa() == isa),
             Err(e) => assert!(
                 !isa.is_available() && e.to_string().contains(isa.name()),
                 "{e}"
@@ -420,7 +420,7 @@ fn names_and_selection() {
             Isa::NeonDot.is_available(),
             std::arch::is_aarch64_feature_detected!("dotprod")
         );
-        println!("aarch64: detected {}", Kernels::detect().isa);
+        println!("aarch64: detected {}", Kernels::detect().isa());
     }
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
@@ -428,9 +428,9 @@ fn names_and_selection() {
         let vnni = std::is_x86_feature_detected!("avxvnni");
         assert_eq!(Isa::AvxVnni.is_available(), vnni);
         let want = if vnni { Isa::AvxVnni } else { Isa::Avx2 };
-        assert_eq!(Kernels::detect().isa, want);
-        assert_eq!(Kernels::from_name("avx2").unwrap().isa, Isa::Avx2);
-        println!("x86_64: detected {}", Kernels::detect().isa);
+        assert_eq!(Kernels::detect().isa(), want);
+        assert_eq!(Kernels::from_name("avx2").unwrap().isa(), Isa::Avx2);
+        println!("x86_64: detected {}", Kernels::detect().isa());
     }
     #[cfg(not(target_arch = "x86_64"))]
     assert!(!Isa::AvxVnni.is_available() && !Isa::Avx2.is_available());
@@ -438,7 +438,7 @@ fn names_and_selection() {
     // cross/test-aarch64.sh says which path each emulated CPU must get.
     if let Ok(want) = std::env::var("M2_EXPECT_ISA") {
         assert_eq!(
-            Kernels::detect().isa,
+            Kernels::detect().isa(),
             Isa::from_name(&want).unwrap(),
             "M2_EXPECT_ISA={want}"
         );
@@ -475,13 +475,13 @@ fn int8_matches_scalar(kern: &Kernels, x: &[f32], n: usize, k: usize, wf: &[f32]
     let bias: Vec<f32> = (0..m).map(|r| r as f32 / 8.0).collect();
     let want = run(&Kernels::SCALAR, x, n, &mat, Some(&bias));
     let got = run(kern, x, n, &mat, Some(&bias));
-    assert_eq!(got.1, want.1, "{}: quantised activations", kern.isa);
-    assert_eq!(bits(&got.2), bits(&want.2), "{}: scales", kern.isa);
+    assert_eq!(got.1, want.1, "{}: quantised activations", kern.isa());
+    assert_eq!(bits(&got.2), bits(&want.2), "{}: scales", kern.isa());
     assert_eq!(
         bits(&got.0),
         bits(&want.0),
         "{} int8: outputs differ (n {n} k {k} m {m})",
-        kern.isa
+        kern.isa()
     );
 }
 

@@ -207,9 +207,11 @@ pub struct QuantScratch<'s> {
 /// The kernel set the engine uses: an ISA and (on std targets) a thread count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Kernels {
-    pub isa: Isa,
+    /// Private: only constructors that checked [`Isa::is_available`] make a `Kernels`, which
+    /// is what makes the `unsafe` dispatch to `#[target_feature]` code sound.
+    isa: Isa,
     /// Worker threads for large linears (std only; ignored on no_std).
-    pub threads: usize,
+    threads: usize,
 }
 
 impl Default for Kernels {
@@ -249,6 +251,16 @@ impl Out {
 pub const PAR_MIN_MACS: usize = 256 << 10;
 
 impl Kernels {
+    /// The instruction-set path.
+    pub const fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// Worker threads for large linears (std only; ignored on no_std).
+    pub const fn threads(&self) -> usize {
+        self.threads
+    }
+
     /// The portable scalar kernels, single-threaded.
     pub const SCALAR: Kernels = Kernels {
         isa: Isa::Scalar,

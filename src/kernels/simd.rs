@@ -5,7 +5,7 @@
 //! operations in the same order (Rust never fuses a multiply and an add on its own, nor
 //! reorders float sums), so the results are bit for bit those of the baseline build.
 
-use super::{Isa, Kernels};
+use super::Kernels;
 
 impl Kernels {
     /// Run `f` with this path's vector instructions enabled for the code inlined into it.
@@ -16,7 +16,7 @@ impl Kernels {
             // SAFETY: `Isa::Avx2` and `Isa::AvxVnni` are only selected when the CPU has AVX2,
             // FMA and F16C (`Isa::is_available`, checked by every constructor of `Kernels` with
             // that isa). The VNNI path's non-GEMM code is the AVX2 path's.
-            Isa::Avx2 | Isa::AvxVnni => unsafe { avx2(f) },
+            super::Isa::Avx2 | super::Isa::AvxVnni => unsafe { avx2(f) },
             _ => f(),
         }
     }
