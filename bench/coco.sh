@@ -86,14 +86,24 @@ EOF
 done
 
 # ---- ms per caption --------------------------------------------------------------------------
+# int8 runs on the detected path and, where that is AVX-VNNI, also on plain AVX2 (the issue's
+# machine class: AVX2 without VNNI), in the same run.
+INT8_KERNELS=default
+if grep -qw avx_vnni /proc/cpuinfo 2>/dev/null; then INT8_KERNELS="default avx2"; fi
 for dt in int8 f16 f32; do
-    for t in $(printf '%s\n' 1 "$ALL" | sort -un); do
-        say "caption latency: $dt, $t thread(s), $WARMUP warm-up + $N timed captions"
-        "$BIN/examples/bench_caption" caption --model "$OUT/coco-$dt.m2" --features "$OUT/features.npy" \
-            --n "$N" --warmup "$WARMUP" --threads "$t" --beam 5 --max-len 20 |
-            python3 -c 'import json,sys; r=json.load(sys.stdin); r["kind"]="caption"; print(json.dumps(r))' >>"$RES"
-        "$BIN/examples/bench_caption" linears --model "$OUT/coco-$dt.m2" --threads "$t" --reps 50 |
-            python3 -c 'import json,sys; r=json.load(sys.stdin); r["kind"]="linears"; print(json.dumps(r))' >>"$RES"
+    kernels=default
+    [ "$dt" = int8 ] && kernels=$INT8_KERNELS
+    for kern in $kernels; do
+        KENV=(env -u M2_KERNEL)
+        [ "$kern" != default ] && KENV=(env M2_KERNEL="$kern")
+        for t in $(printf '%s\n' 1 "$ALL" | sort -un); do
+            say "caption latency: $dt, kernels $kern, $t thread(s), $WARMUP warm-up + $N timed captions"
+            "${KENV[@]}" "$BIN/examples/bench_caption" caption --model "$OUT/coco-$dt.m2" --features "$OUT/features.npy" \
+                --n "$N" --warmup "$WARMUP" --threads "$t" --beam 5 --max-len 20 |
+                python3 -c 'import json,sys; r=json.load(sys.stdin); r["kind"]="caption"; print(json.dumps(r))' >>"$RES"
+            "${KENV[@]}" "$BIN/examples/bench_caption" linears --model "$OUT/coco-$dt.m2" --threads "$t" --reps 50 |
+                python3 -c 'import json,sys; r=json.load(sys.stdin); r["kind"]="linears"; print(json.dumps(r))' >>"$RES"
+        done
     done
 done
 

@@ -630,7 +630,10 @@ mod tests {
 
     #[test]
     fn chunked_checksum_is_the_checksum() {
-        let bytes: std::vec::Vec<u8> = (0..10_000u32).map(|i| (i * 7 + i / 13) as u8).collect();
+        let mut bytes = [0u8; 10_000];
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = (i * 7 + i / 13) as u8;
+        }
         for len in [
             0,
             CHECKSUM_START - 1,
