@@ -24,10 +24,11 @@ fn asset(name: &str) -> Vec<u8> {
     .unwrap()
 }
 
-fn demo_blob(dtype: DType) -> AlignedBuf {
+fn demo_blob(dtype: DType, readout_dtype: Option<DType>) -> AlignedBuf {
     let vocab = read_vocab_json(&asset("vocab.json")).unwrap();
     let opts = PackOptions {
         dtype,
+        readout_dtype,
         heads: 4,
         max_regions: 4,
         ..PackOptions::default()
@@ -50,7 +51,7 @@ fn f16_and_int8_fidelity_on_the_trained_demo_model() {
     // a debug build checks every fifth scene to stay fast
     let stride = if cfg!(debug_assertions) { 5 } else { 1 };
 
-    let b32 = demo_blob(DType::F32);
+    let b32 = demo_blob(DType::F32, None);
     let blob32 = Blob::parse(&b32).unwrap();
     let cfg = *blob32.config();
     let (v, t_len) = (cfg.vocab as usize, 21usize.min(cfg.max_len()));
@@ -59,8 +60,13 @@ fn f16_and_int8_fidelity_on_the_trained_demo_model() {
     // not reach on this d_model-64 model (measured 0.37; 0.27 even with f32 activations, so the
     // weight format itself is the limit — see README); 0.5 guards against regressions such as
     // an unquantised or mis-scaled layer, which show up as errors of several nats.
-    for (dtype, bar, floor) in [(DType::F16, 2e-2f32, 99usize), (DType::I8, 0.5, 88)] {
-        let bq = demo_blob(dtype);
+    for (dtype, readout, bar, floor) in [
+        (DType::F16, None, 2e-2f32, 99usize),
+        (DType::I8, None, 0.5, 88),
+        (DType::I8, Some(DType::F16), 0.5, 88),
+        (DType::I8, Some(DType::F32), 0.5, 88),
+    ] {
+        let bq = demo_blob(dtype, readout);
         let blobq = Blob::parse(&bq).unwrap();
         let model = M2::new(&blobq, Kernels::detect());
         let plan = model.plan(5, t_len);
@@ -104,7 +110,8 @@ fn f16_and_int8_fidelity_on_the_trained_demo_model() {
             n += 1;
         }
         eprintln!(
-            "demo {dtype}: max teacher-forced log-prob error: caption words {worst_word:.3e} (bar {bar}), whole vocabulary {worst:.3e}; identical best captions {same}/{n} ({:.1}%)",
+            "demo {dtype}{}: max teacher-forced log-prob error: caption words {worst_word:.3e} (bar {bar}), whole vocabulary {worst:.3e}; identical best captions {same}/{n} ({:.1}%)",
+            readout.map_or(String::new(), |r| format!(" + {r} read-out")),
             100.0 * same as f32 / n as f32
         );
         assert!(

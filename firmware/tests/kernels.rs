@@ -88,7 +88,7 @@ mod tests {
     #[test]
     fn dsp_is_available() {
         defmt::assert!(Isa::Dsp.is_available());
-        defmt::assert!(Kernels::detect().isa == Isa::Dsp);
+        defmt::assert!(Kernels::detect().isa() == Isa::Dsp);
     }
 
     #[test]
