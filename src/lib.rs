@@ -29,6 +29,8 @@ pub mod text;
 pub mod workspace;
 
 #[cfg(feature = "std")]
+pub mod input;
+#[cfg(feature = "std")]
 pub mod pack;
 
 pub use blob::{Blob, BlobError};

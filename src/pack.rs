@@ -17,6 +17,8 @@
 //! # let _ = blob; Ok(()) }
 //! ```
 
+pub mod calibrate;
+
 use crate::blob::{BlobWriter, Class, DType, Scope, TensorData, TensorKind, WriteError};
 use crate::config::{Config, ConfigError};
 use safetensors::{Dtype as StDtype, SafeTensors};
@@ -112,6 +114,24 @@ pub enum PackError {
     EncPadValue(f32),
     /// The blob writer refused (should not happen after the checks above).
     Write(WriteError),
+    /// `--calibrate` with no int8 weight to calibrate (the pack dtype).
+    CalibrationDType(DType),
+    /// Calibration features whose size is not `images × regions × d_in`, or no image.
+    CalibrationFeatures {
+        values: usize,
+        images: usize,
+        regions: usize,
+        d_in: usize,
+    },
+    /// A calibration damping that is not a positive finite number.
+    CalibrationDamping(f64),
+    /// The f32 engine refused a calibration image.
+    CalibrationEngine {
+        image: usize,
+        error: crate::model::EngineError,
+    },
+    /// A bug in m2 itself (a blob it just wrote does not read back).
+    Internal(String),
 }
 
 impl fmt::Display for PackError {
@@ -151,6 +171,26 @@ impl fmt::Display for PackError {
             PackError::Config(e) => write!(f, "invalid model config: {e}"),
             PackError::EncPadValue(v) => write!(f, "--enc-pad-value {v} is not a finite number"),
             PackError::Write(e) => write!(f, "{e}"),
+            PackError::CalibrationDType(d) => write!(
+                f,
+                "calibration rounds int8 weights; this pack is {d} (use --dtype int8 or --readout-dtype int8)"
+            ),
+            PackError::CalibrationFeatures {
+                values,
+                images,
+                regions,
+                d_in,
+            } => write!(
+                f,
+                "calibration features: {values} values are not {images} images × {regions} regions × d_in {d_in} (need at least one image and region)"
+            ),
+            PackError::CalibrationDamping(v) => {
+                write!(f, "calibration damping {v} is not a positive number")
+            }
+            PackError::CalibrationEngine { image, error } => {
+                write!(f, "calibration image {image}: {error}")
+            }
+            PackError::Internal(e) => write!(f, "internal error (please report): {e}"),
         }
     }
 }

@@ -78,19 +78,22 @@ fn quantised_blobs_fidelity_against_reference() {
                 margin[k] = margin[k].min(m.as_f64().unwrap() as f32);
             }
         }
-        // the three dtypes, then f16 and int8 with an f32 read-out (`--readout-dtype f32`)
+        // the three dtypes, then f16 and int8 with an f32 read-out (`--readout-dtype f32`), then
+        // int8 GPTQ-calibrated on the fixture's own images (`--calibrate`)
         let variants = [
-            (DType::F32, None),
-            (DType::F16, None),
-            (DType::I8, None),
-            (DType::F16, Some(DType::F32)),
-            (DType::I8, Some(DType::F32)),
+            (DType::F32, None, false),
+            (DType::F16, None, false),
+            (DType::I8, None, false),
+            (DType::F16, Some(DType::F32), false),
+            (DType::I8, Some(DType::F32), false),
+            (DType::I8, None, true),
         ];
-        for (dtype, readout) in variants {
-            let buf = packed_with(name, dtype, readout);
-            let label = match readout {
-                Some(r) => format!("{dtype} + {r} read-out"),
-                None => format!("{dtype}"),
+        for (dtype, readout, calibrated) in variants {
+            let buf = packed_calibrated(name, dtype, readout, calibrated);
+            let label = match (readout, calibrated) {
+                (Some(r), _) => format!("{dtype} + {r} read-out"),
+                (None, true) => format!("{dtype} GPTQ"),
+                (None, false) => format!("{dtype}"),
             };
             let blob = Blob::parse(&buf).unwrap();
             if dtype == DType::F16 && readout.is_none() {

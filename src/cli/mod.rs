@@ -8,7 +8,7 @@ macro_rules! outln {
 }
 
 pub mod demo;
-pub mod input;
+pub use m2::input;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};

@@ -30,6 +30,8 @@
 mod pool;
 pub mod scalar;
 mod simd;
+#[cfg(feature = "std")]
+pub mod trace;
 
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
@@ -348,6 +350,8 @@ impl Kernels {
         }
         // The checks above are the only ones: every kernel below relies on them.
         let (x, y) = (&x[..nk], &mut y[..nm]);
+        #[cfg(feature = "std")]
+        trace::observe(w, x, n);
         let isa = if self.isa.is_available() {
             self.isa
         } else {

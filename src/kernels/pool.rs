@@ -181,7 +181,7 @@ fn worker(p: &'static Pool) {
                 break;
             }
             spins += 1;
-            if spins % 256 == 0 && t0.elapsed() > SPIN {
+            if spins.is_multiple_of(256) && t0.elapsed() > SPIN {
                 let mut pub_ = lock(&p.published);
                 while pub_.generation == seen {
                     pub_.sleepers += 1;

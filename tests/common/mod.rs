@@ -61,6 +61,16 @@ pub fn packed(name: &str, dtype: DType) -> AlignedBuf {
 
 /// [`packed`] with the vocabulary read-out stored at `readout` (if given).
 pub fn packed_with(name: &str, dtype: DType, readout: Option<DType>) -> AlignedBuf {
+    packed_calibrated(name, dtype, readout, false)
+}
+
+/// [`packed_with`], int8 GPTQ-calibrated on the fixture's own images if `calibrate`.
+pub fn packed_calibrated(
+    name: &str,
+    dtype: DType,
+    readout: Option<DType>,
+    calibrate: bool,
+) -> AlignedBuf {
     let dir = fixture_dir(name);
     let exp = expected(name);
     let st = std::fs::read(dir.join("model.safetensors")).unwrap();
@@ -72,7 +82,18 @@ pub fn packed_with(name: &str, dtype: DType, readout: Option<DType>) -> AlignedB
         max_regions: exp["regions"].as_u64().unwrap() as u32,
         ..PackOptions::default()
     };
-    let bytes = pack(&st, &vocab, &opts).unwrap();
+    let bytes = if calibrate {
+        let feats = npy_f32(name, "features.npy");
+        let cal = m2::pack::calibrate::Calibration {
+            features: &feats.data,
+            images: feats.shape[0],
+            regions: feats.shape[1],
+            damping: m2::pack::calibrate::Calibration::DAMPING,
+        };
+        m2::pack::calibrate::pack_calibrated(&st, &vocab, &opts, &cal, &mut |_, _, _| {}).unwrap()
+    } else {
+        pack(&st, &vocab, &opts).unwrap()
+    };
     AlignedBuf::from_bytes(&bytes)
 }
 

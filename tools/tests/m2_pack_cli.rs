@@ -145,6 +145,123 @@ fn readout_dtype_changes_only_the_readout() {
 }
 
 #[test]
+fn calibrate_rounds_only_the_int8_linears() {
+    use m2::blob::{DType, TensorKind, WeightData};
+    let dir = scratch("calibrate");
+    let (rtn, gptq) = (dir.join("rtn.m2"), dir.join("gptq.m2"));
+    let feats = fixtures().join("tiny-s0/features.npy");
+    let o = Command::new(BIN)
+        .args(pack_args("tiny-s0", "int8", rtn.to_str().unwrap()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut args = pack_args("tiny-s0", "int8", gptq.to_str().unwrap());
+    args.extend(["--calibrate".into(), feats.to_str().unwrap().into()]);
+    let o = Command::new(BIN).args(&args).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("GPTQ-calibrated"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let (a, b) = (
+        AlignedBuf::read_file(&rtn).unwrap(),
+        AlignedBuf::read_file(&gptq).unwrap(),
+    );
+    let (a, b) = (Blob::parse(&a).unwrap(), Blob::parse(&b).unwrap());
+    assert_eq!(a.config(), b.config());
+    let mut changed = 0;
+    for (ta, tb) in a.tensors().zip(b.tensors()) {
+        assert_eq!((ta.kind, ta.layer, ta.dtype), (tb.kind, tb.layer, tb.dtype));
+        let (ma, mb) = (
+            a.matrix(ta.kind, ta.layer as usize),
+            b.matrix(tb.kind, tb.layer as usize),
+        );
+        match (ma.data, mb.data) {
+            (WeightData::I8 { q: qa, scales: sa }, WeightData::I8 { q: qb, scales: sb }) => {
+                // same per-row scales; the values move by at most a few steps
+                assert_eq!(sa, sb, "{:?}", ta.kind);
+                if ta.kind == TensorKind::WordEmb {
+                    assert_eq!(qa, qb, "word_emb stays round-to-nearest");
+                } else if qa != qb {
+                    changed += 1;
+                }
+            }
+            (WeightData::F32(x), WeightData::F32(y)) => assert_eq!(x, y, "{:?}", ta.kind),
+            _ => panic!("{:?}: dtypes differ", ta.kind),
+        }
+        assert_eq!(ma.dtype() == DType::I8, mb.dtype() == DType::I8);
+    }
+    assert!(changed >= 50, "only {changed} int8 weights changed");
+    // limiting the images changes the result; the same images give the same bytes
+    let again = dir.join("gptq-again.m2");
+    let mut args2 = pack_args("tiny-s0", "int8", again.to_str().unwrap());
+    args2.extend(["--calibrate".into(), feats.to_str().unwrap().into()]);
+    let o = Command::new(BIN).args(&args2).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(&gptq).unwrap(),
+        std::fs::read(&again).unwrap()
+    );
+    args2.extend(["--calibrate-images".into(), "2".into()]);
+    let o = Command::new(BIN).args(&args2).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_ne!(
+        std::fs::read(&gptq).unwrap(),
+        std::fs::read(&again).unwrap()
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn calibrate_errors_are_one_line() {
+    let dir = scratch("calibrate-errors");
+    let out = dir.join("x.m2");
+    let out_s = out.to_str().unwrap();
+    let feats = fixtures().join("tiny-s0/features.npy");
+    let feats_s = feats.to_str().unwrap();
+    let wrong_d = fixtures().join("small-s3/features.npy"); // d_in 2048, tiny-s0 wants 64
+    let cases: [(&str, Vec<&str>, &str); 5] = [
+        ("f16", vec!["--calibrate", feats_s], "int8"),
+        (
+            "int8",
+            vec!["--calibrate", wrong_d.to_str().unwrap()],
+            "d_in",
+        ),
+        (
+            "int8",
+            vec!["--calibrate", "/nonexistent/f.npy"],
+            "/nonexistent/f.npy",
+        ),
+        (
+            "int8",
+            vec!["--calibrate", feats_s, "--calibrate-images", "0"],
+            "at least 1",
+        ),
+        (
+            "int8",
+            vec!["--calibrate", feats_s, "--damping", "-1"],
+            "damping",
+        ),
+    ];
+    for (dtype, extra, want) in cases {
+        let mut args = pack_args("tiny-s0", dtype, out_s);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let e = assert_one_line_error(&run(&args));
+        assert!(e.contains(want), "{dtype} {extra:?}: {e}");
+        assert!(!out.exists(), "nothing written on error");
+    }
+    // --damping needs --calibrate
+    let mut args = pack_args("tiny-s0", "int8", out_s);
+    args.extend(["--damping".into(), "0.2".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert!(!run(&args).status.success());
+    no_temp_files(&dir);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn inspect_prints_config_tensors_and_plan() {
     let dir = scratch("inspect");
     let out = dir.join("small.m2");

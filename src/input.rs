@@ -1,5 +1,6 @@
-//! Reading the CLI's inputs: region features and token sequences from `.npy`, image ids from
-//! JSON. Every malformed input becomes a one-line error naming the file and the problem.
+//! Reading inputs (std only; the `m2` CLI and `m2-pack --calibrate`): region features and token
+//! sequences from `.npy`, image ids from JSON. Every malformed input becomes a one-line error
+//! naming the file and the problem.
 
 use anyhow::{bail, Context, Result};
 use std::path::Path;
