@@ -4,7 +4,8 @@
 //! ```text
 //! m2-pack CHECKPOINT.safetensors --vocab VOCAB.json --dtype f32|f16|int8 -o OUT.m2
 //!         [--heads 8] [--regions 50] [--pad ID] [--unk ID] [--bos ID] [--eos ID]
-//!         [--enc-pad-value 0]
+//!         [--enc-pad-value 0] [--readout-dtype f32|f16|int8]
+//!         [--calibrate FEATURES.npy [--calibrate-images N] [--damping 0.1]]
 //! m2-pack inspect OUT.m2 [--beam 5] [--regions R]
 //! ```
 //! Every error is one line on stderr, `error: …`, with a non-zero exit status.
