@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run --release --example demo_eval -- \
 //!     (--model demo-int8.m2 | --checkpoint ckpt.safetensors --vocab vocab.json --dtype int8 \
-//!      --heads 4 --regions 4 [--write-blob out.m2]) \
+//!      --heads 4 --regions 4 [--calibrate calib_features.npy] [--write-blob out.m2]) \
 //!     --features test_features.npy [--beam 5] [--max-len 20] [--out captions.json]
 //! ```
 //! Output JSON: `{"dtype", "blob_bytes", "captions": [..], "tokens": [[..]], "scores": [..],
@@ -13,6 +13,7 @@
 use m2::blob::{AlignedBuf, DType};
 use m2::kernels::Kernels;
 use m2::model::M2;
+use m2::pack::calibrate::{pack_calibrated, Calibration};
 use m2::pack::{pack, read_vocab_json, PackOptions};
 use m2::search::{beam_search, SearchOptions};
 use m2::workspace::Workspace;
@@ -45,7 +46,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             max_regions: arg(&args, "--regions").unwrap_or("4".into()).parse()?,
             ..PackOptions::default()
         };
-        let b = pack(&std::fs::read(ck)?, &vocab, &opts).map_err(|e| e.to_string())?;
+        let st = std::fs::read(ck)?;
+        let b = match arg(&args, "--calibrate") {
+            // GPTQ int8 rounding on these images, as `m2-pack --calibrate` does
+            Some(c) => {
+                let f = m2::input::read_features(std::path::Path::new(&c), m2::regions::D_IN)
+                    .map_err(|e| e.to_string())?;
+                let cal = Calibration {
+                    features: &f.data,
+                    images: f.images,
+                    regions: f.regions,
+                    damping: Calibration::DAMPING,
+                    threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+                };
+                pack_calibrated(&st, &vocab, &opts, &cal, &mut |_, _, _| {})
+            }
+            None => pack(&st, &vocab, &opts),
+        }
+        .map_err(|e| e.to_string())?;
         if let Some(p) = arg(&args, "--write-blob") {
             std::fs::write(p, &b)?;
         }

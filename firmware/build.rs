@@ -239,7 +239,8 @@ fn memory_map() -> (&'static str, &'static str) {
 /// Put the model blob at `OUT_DIR/model.m2`: `$M2_BLOB` if set, else the bundled demo model,
 /// else the `tiny-s0` fixture packed at int8 (`$M2_DTYPE`) right here. Returns a description of
 /// the source and the features file that goes with it (`$M2_FEATURES` overrides it; for a demo
-/// or `$M2_BLOB` model, the first `assets/demo/**/*feature*.npy` whose last dimension is d_in).
+/// or `$M2_BLOB` model, the first `assets/demo/**/*feature*.npy` whose last dimension is d_in,
+/// test files first).
 fn model_blob(root: &Path, out: &Path) -> (String, Option<PathBuf>) {
     let dst = out.join("model.m2");
     let demo = root.join("assets/demo/demo-int8.m2");
@@ -256,7 +257,12 @@ fn model_blob(root: &Path, out: &Path) -> (String, Option<PathBuf>) {
         (p.display().to_string(), None)
     } else if demo.exists() {
         fs::copy(&demo, &dst).unwrap();
-        ("assets/demo/demo-int8.m2".to_string(), None)
+        // the demo's held-out test scenes (not its calibration images)
+        let test = root.join("assets/demo/test_features.npy");
+        (
+            "assets/demo/demo-int8.m2".to_string(),
+            test.exists().then_some(test),
+        )
     } else {
         pack_fixture(&fixture, &dst);
         let dtype = env::var("M2_DTYPE").unwrap_or_else(|_| "int8".into());
@@ -307,6 +313,8 @@ fn choose_features(
     }
     let mut candidates = Vec::new();
     feature_files(&root.join("assets/demo"), &mut candidates);
+    // test scenes before anything else (e.g. calib_features.npy, the int8 calibration images)
+    candidates.sort_by_key(|p| !p.file_name().unwrap().to_string_lossy().contains("test"));
     candidates.push(root.join("tests/fixtures/tiny-s0/features.npy"));
     let mut why = Vec::new();
     for p in candidates {

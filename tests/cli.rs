@@ -326,7 +326,7 @@ fn extra_regions_are_truncated_with_a_warning() {
     // 12 regions: the first 10 are image 0 of the fixture, 2 more junk rows
     let f = npy_f32("tiny-s0", "features.npy");
     let mut v = f.data[..10 * 64].to_vec();
-    v.extend(std::iter::repeat(3.0f32).take(2 * 64));
+    v.extend(std::iter::repeat_n(3.0f32, 2 * 64));
     let p = tmp.path("long.npy");
     write_npy(&p, "<f4", &[12, 64], &f32_bytes(&v));
     let o = m2(&["caption", "-m", &blob, "-f", &p]);

@@ -1,11 +1,13 @@
-//! The bundled demo model (`assets/demo/`): the int8 blob is valid, the f32 engine gives the
-//! PyTorch model's beam-5 captions on every bundled test scene (stored as data by
-//! `tools/python/demo/make_assets.py`), and int8 agrees with them at least as often as
+//! The bundled demo model (`assets/demo/`): the int8 blob is valid and is the checkpoint's
+//! `m2-pack --calibrate assets/demo/calib_features.npy` pack byte for byte (on any CPU), the f32
+//! engine gives the PyTorch model's beam-5 captions on every bundled test scene (stored as data
+//! by `tools/python/demo/make_assets.py`), and int8 agrees with them at least as often as
 //! `assets/demo/RESULTS.md` states.
 
 use m2::blob::{AlignedBuf, DType};
 use m2::kernels::Kernels;
 use m2::model::M2;
+use m2::pack::calibrate::{pack_calibrated, Calibration};
 use m2::pack::{pack, read_vocab_json, PackOptions};
 use m2::search::{beam_search, SearchOptions};
 use m2::workspace::Workspace;
@@ -13,7 +15,7 @@ use m2::Blob;
 use std::path::{Path, PathBuf};
 
 /// int8 caption agreement with PyTorch stated in assets/demo/RESULTS.md (a floor, as a fraction).
-const INT8_CAPTION_AGREEMENT_FLOOR: f64 = 0.88;
+const INT8_CAPTION_AGREEMENT_FLOOR: f64 = 0.85;
 
 fn asset(f: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -36,16 +38,42 @@ fn heads() -> u32 {
     json("config.json")["h"].as_u64().unwrap() as u32
 }
 
-fn packed(dtype: DType) -> AlignedBuf {
-    let st = std::fs::read(asset("checkpoint.safetensors")).unwrap();
-    let vocab = read_vocab_json(&std::fs::read(asset("vocab.json")).unwrap()).unwrap();
-    let opts = PackOptions {
+fn pack_options(dtype: DType) -> PackOptions {
+    PackOptions {
         dtype,
         heads: heads(),
         max_regions: 4,
         ..PackOptions::default()
+    }
+}
+
+fn packed(dtype: DType) -> AlignedBuf {
+    let st = std::fs::read(asset("checkpoint.safetensors")).unwrap();
+    let vocab = read_vocab_json(&std::fs::read(asset("vocab.json")).unwrap()).unwrap();
+    AlignedBuf::from_bytes(&pack(&st, &vocab, &pack_options(dtype)).unwrap())
+}
+
+/// `m2-pack … --dtype int8 --calibrate assets/demo/calib_features.npy` (the bundled blob).
+fn packed_calibrated() -> Vec<u8> {
+    let st = std::fs::read(asset("checkpoint.safetensors")).unwrap();
+    let vocab = read_vocab_json(&std::fs::read(asset("vocab.json")).unwrap()).unwrap();
+    let (shape, feats) = npy::<f32>("calib_features.npy");
+    assert_eq!(shape[2], m2::regions::D_IN);
+    let cal = Calibration {
+        features: &feats,
+        images: shape[0],
+        regions: shape[1],
+        damping: Calibration::DAMPING,
+        threads: 2,
     };
-    AlignedBuf::from_bytes(&pack(&st, &vocab, &opts).unwrap())
+    pack_calibrated(
+        &st,
+        &vocab,
+        &pack_options(DType::I8),
+        &cal,
+        &mut |_, _, _| {},
+    )
+    .unwrap()
 }
 
 /// Scenes checked: all 300 in a release build (`cargo test --release`), every third one in a
@@ -97,12 +125,14 @@ fn bundled_int8_blob_parses_and_its_checksum_is_valid() {
         blob.matrix(m2::blob::TensorKind::VocabW, 0).dtype(),
         DType::I8
     );
-    // byte-identical to a fresh pack of the bundled checkpoint
-    assert_eq!(
-        &buf[..],
-        &packed(DType::I8)[..],
-        "demo-int8.m2 is not the checkpoint's int8 pack"
+    // byte-identical to a fresh calibrated pack of the bundled checkpoint (calibration runs
+    // the scalar kernels: the same bytes on every CPU, so this holds under qemu-aarch64 too)
+    assert!(
+        buf[..] == packed_calibrated()[..],
+        "demo-int8.m2 is not the checkpoint's `--calibrate calib_features.npy` int8 pack"
     );
+    // and differs from round-to-nearest only in the int8 values, not in layout or size
+    assert_eq!(buf.len(), packed(DType::I8).len());
 }
 
 #[test]

@@ -12,7 +12,7 @@ use m2::search::{beam_search, greedy, SearchOptions};
 use m2::workspace::Workspace;
 use m2::Blob;
 
-fn image<'a>(feats: &'a Array<f32>, k: usize, valid: usize) -> &'a [f32] {
+fn image(feats: &Array<f32>, k: usize, valid: usize) -> &[f32] {
     let (r, d_in) = (feats.shape[1], feats.shape[2]);
     &feats.data[k * r * d_in..(k * r + valid) * d_in]
 }

@@ -45,6 +45,8 @@ pub struct Calibration<'f> {
     /// Hessian damping as a fraction of its mean diagonal (GPTQ's `percdamp`). 0.1 is a good
     /// default for int8; larger is closer to round-to-nearest.
     pub damping: f64,
+    /// Worker threads (0 counts as 1). The blob is the same bytes for any count.
+    pub threads: usize,
 }
 
 impl Calibration<'_> {
@@ -284,8 +286,10 @@ pub fn pack_calibrated(
         slots.iter().map(|s| Gram::new(s.3)).collect::<Vec<_>>(),
     ));
 
-    // captions from the f32 engine, then their teacher-forced pass under the observer
-    let model = M2::new(&rb, Kernels::detect());
+    // captions from the f32 engine, then their teacher-forced pass under the observer. The
+    // scalar path is the ground truth and sums in the same order on every CPU, so the same
+    // checkpoint and images give the same blob bytes on any host (SIMD paths would not).
+    let model = M2::new(&rb, Kernels::SCALAR.with_threads(cal.threads));
     let max_len = cfg.max_len().clamp(1, 20);
     let plan = model.plan(5, max_len);
     let mut mem = vec![0f32; plan.total_floats()];
@@ -325,22 +329,48 @@ pub fn pack_calibrated(
         .map_err(|_| PackError::Internal("calibration statistics still shared".into()))?
         .into_inner();
 
-    // GPTQ per weight, then the blob: the target's tensors with the int8 Linears replaced
-    let mut calibrated: HashMap<(TensorKind, u16), TensorData> = HashMap::new();
-    let n = slots.len();
-    for (i, ((kind, layer, rows, cols), gram)) in slots.into_iter().zip(grams).enumerate() {
-        progress("rounding weights (GPTQ)", i, n);
+    // GPTQ per weight (matrices shared out over the threads; each one's rounding does not
+    // depend on which thread does it), then the blob: the target's tensors with the int8
+    // Linears replaced
+    let mut jobs = Vec::with_capacity(slots.len());
+    for ((kind, layer, rows, cols), gram) in slots.into_iter().zip(grams) {
         let w: Vec<f32> = match rb.matrix(kind, layer as usize).data {
             WeightData::F32(d) if d.len() >= rows * cols => d[..rows * cols].to_vec(),
             _ => return Err(PackError::Internal(format!("{kind:?} is not f32"))),
         };
-        if gram.rows == 0 {
-            continue; // never run (cannot happen for a complete model): keep round-to-nearest
+        if gram.rows > 0 {
+            // (never run cannot happen for a complete model: it would keep round-to-nearest)
+            jobs.push(((kind, layer), w, cols, gram));
         }
-        let (q, scales) = gptq_rows(&w, cols, gram.into_full(), cal.damping);
-        calibrated.insert((kind, layer), TensorData::I8 { q, scales });
     }
-    progress("rounding weights (GPTQ)", n, n);
+    let n = jobs.len();
+    let jobs = std::sync::Mutex::new(jobs);
+    let (send, receive) = std::sync::mpsc::channel();
+    let mut calibrated: HashMap<(TensorKind, u16), TensorData> = HashMap::new();
+    std::thread::scope(|scope| {
+        for _ in 0..cal.threads.clamp(1, n.max(1)) {
+            let (jobs, send) = (&jobs, send.clone());
+            scope.spawn(move || loop {
+                let job = jobs.lock().map(|mut j| j.pop()).unwrap_or(None);
+                let Some((key, w, cols, gram)) = job else {
+                    break;
+                };
+                let (q, scales) = gptq_rows(&w, cols, gram.into_full(), cal.damping);
+                if send.send((key, TensorData::I8 { q, scales })).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(send);
+        progress("rounding weights (GPTQ)", 0, n);
+        for (key, data) in receive {
+            calibrated.insert(key, data);
+            progress("rounding weights (GPTQ)", calibrated.len(), n);
+        }
+    });
+    if calibrated.len() != n {
+        return Err(PackError::Internal("a GPTQ worker stopped early".into()));
+    }
     let mut writer = BlobWriter::new(*tb.config());
     for t in tb.tensors() {
         let len = t.rows as usize * t.cols as usize;

@@ -89,6 +89,7 @@ pub fn packed_calibrated(
             images: feats.shape[0],
             regions: feats.shape[1],
             damping: m2::pack::calibrate::Calibration::DAMPING,
+            threads: 2,
         };
         m2::pack::calibrate::pack_calibrated(&st, &vocab, &opts, &cal, &mut |_, _, _| {}).unwrap()
     } else {

@@ -193,10 +193,12 @@ fn calibrate_rounds_only_the_int8_linears() {
         assert_eq!(ma.dtype() == DType::I8, mb.dtype() == DType::I8);
     }
     assert!(changed >= 50, "only {changed} int8 weights changed");
-    // limiting the images changes the result; the same images give the same bytes
+    // limiting the images changes the result; the same images give the same bytes, whatever
+    // the thread count (and the CPU: calibration runs the scalar kernels)
     let again = dir.join("gptq-again.m2");
     let mut args2 = pack_args("tiny-s0", "int8", again.to_str().unwrap());
     args2.extend(["--calibrate".into(), feats.to_str().unwrap().into()]);
+    args2.extend(["--threads".into(), "3".into()]);
     let o = Command::new(BIN).args(&args2).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
@@ -221,7 +223,7 @@ fn calibrate_errors_are_one_line() {
     let feats = fixtures().join("tiny-s0/features.npy");
     let feats_s = feats.to_str().unwrap();
     let wrong_d = fixtures().join("small-s3/features.npy"); // d_in 2048, tiny-s0 wants 64
-    let cases: [(&str, Vec<&str>, &str); 5] = [
+    let cases: [(&str, Vec<&str>, &str); 6] = [
         ("f16", vec!["--calibrate", feats_s], "int8"),
         (
             "int8",
@@ -242,6 +244,11 @@ fn calibrate_errors_are_one_line() {
             "int8",
             vec!["--calibrate", feats_s, "--damping", "-1"],
             "damping",
+        ),
+        (
+            "int8",
+            vec!["--calibrate", feats_s, "--threads", "0"],
+            "--threads must be at least 1",
         ),
     ];
     for (dtype, extra, want) in cases {

@@ -12,6 +12,7 @@ beam search (beam 5, 20 steps, spec §4) on them, and writes:
   torch_bs_tokens.npy [K,20] i64, torch_bs_scores.npy [K] f32, torch_captions.json
   torch_metrics.json  BLEU-4 / CIDEr of the PyTorch captions
   scenes/scene_XX.png (48x48 raw) and scenes/scene_XX_x8.png (384x384 for viewing), gallery.png
+  calib_features.npy  [256,4,72] f32 the first 256 training scenes (int8 calibration; make_calibration.py)
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from m2_torch import M2, M2Config, beam_search, caption_eval, load_reference  # 
 from regions import extract  # noqa: E402
 from scenes import MAX_REGIONS, make_split, split_digits  # noqa: E402
 from train import MAX_LEN, N_TEST, SEEDS, metrics  # noqa: E402
+import make_calibration  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 N_PNG = 8
@@ -107,6 +109,8 @@ def main():
     index = [{"png": f"scene_{i:02d}.png", "refs": caps[i], "torch": hyps[i], "digits": meta[i]}
              for i in range(N_PNG)]
     json.dump(index, open(out / "scenes" / "index.json", "w"), indent=1)
+    assert (make_calibration.SPLIT_SEED, make_calibration.TRAIN_SEED) == (SEEDS["split"], SEEDS["train"])
+    make_calibration.write_calibration(out)
     print(f"wrote {out}")
 
 

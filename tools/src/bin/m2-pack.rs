@@ -5,7 +5,7 @@
 //! m2-pack CHECKPOINT.safetensors --vocab VOCAB.json --dtype f32|f16|int8 -o OUT.m2
 //!         [--heads 8] [--regions 50] [--pad ID] [--unk ID] [--bos ID] [--eos ID]
 //!         [--enc-pad-value 0] [--readout-dtype f32|f16|int8]
-//!         [--calibrate FEATURES.npy [--calibrate-images N] [--damping 0.1]]
+//!         [--calibrate FEATURES.npy [--calibrate-images N] [--damping 0.1] [--threads N]]
 //! m2-pack inspect OUT.m2 [--beam 5] [--regions R]
 //! ```
 //! Every error is one line on stderr, `error: …`, with a non-zero exit status.
@@ -67,6 +67,9 @@ struct PackArgs {
         allow_negative_numbers = true
     )]
     damping: f64,
+    /// Worker threads for --calibrate (default: all cores; the blob is the same for any count)
+    #[arg(long, value_name = "N", requires = "calibrate")]
+    threads: Option<usize>,
     /// Output blob
     #[arg(short, long, required = true, value_name = "OUT.m2")]
     output: Option<PathBuf>,
@@ -285,6 +288,11 @@ fn run_pack(a: &PackArgs) -> Result<ExitCode> {
                 images: f.images,
                 regions: f.regions,
                 damping: a.damping,
+                threads: match a.threads {
+                    Some(0) => bail!("--threads must be at least 1"),
+                    Some(n) => n,
+                    None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                },
             };
             let quiet = a.quiet;
             let mut last = "";
