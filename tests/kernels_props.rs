@@ -187,6 +187,27 @@ proptest! {
         check_all(&x, n, k, &w, m, with_bias.then_some(&b[..]));
     }
 
+    /// The scalar path runs its f32 / f16 GEMMs in interleaved tiles; every output must still
+    /// be the plain sequential dot product, [`scalar::gemm_f32`] / [`scalar::gemm_f16`], bit
+    /// for bit (`threads_match_single` carries it over to any thread count).
+    #[test]
+    fn scalar_tiles_are_the_sequential_sums(
+        ((n, k, m), x, w) in shape().prop_flat_map(|(n, k, m)| (
+            Just((n, k, m)),
+            data(n * k, 3.0),
+            data(m * k, 0.5),
+        ))
+    ) {
+        let w16: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
+        let (mut want32, mut want16) = (vec![0f32; n * m], vec![0f32; n * m]);
+        scalar::gemm_f32(&x, n, k, &w, m, &mut want32);
+        scalar::gemm_f16(&x, n, k, &w16, m, &mut want16);
+        let m32 = Matrix { rows: m, cols: k, data: WeightData::F32(&w) };
+        let m16 = Matrix { rows: m, cols: k, data: WeightData::F16(&w16) };
+        prop_assert_eq!(bits(&run(&Kernels::SCALAR, &x, n, &m32, None).0), bits(&want32));
+        prop_assert_eq!(bits(&run(&Kernels::SCALAR, &x, n, &m16, None).0), bits(&want16));
+    }
+
     #[test]
     fn magnitudes(n in 1usize..=6, k in prop::sample::select(KS), m in 1usize..=6, e in -30i32..30) {
         let s = 10f32.powi(e);

@@ -517,38 +517,71 @@ fn quantize(isa: Isa, x: &[f32], n: usize, k: usize, q: &mut [i8], s: &mut [f32]
     }
 }
 
-/// [`scalar::gemm_f32`] writing through an [`Out`].
+/// [`scalar::gemm_f32`] writing through an [`Out`], bit for bit.
 ///
 /// # Safety
 /// `out` addresses `n` rows of at least `m` columns that only this call writes.
 unsafe fn scalar_f32(x: &[f32], n: usize, k: usize, w: &[f32], m: usize, out: Out) {
-    if k == 0 {
-        return unsafe { zero(n, m, out) };
-    }
-    for (r, wr) in w.chunks_exact(k).take(m).enumerate() {
-        for (i, xr) in x.chunks_exact(k).take(n).enumerate() {
-            // SAFETY: i < n, r < m.
-            unsafe { out.set(i, r, scalar::dot_f32(xr, wr)) };
-        }
-    }
+    // SAFETY: forwarded.
+    unsafe { scalar_tiles(x, n, k, w, m, out, |v| v) }
 }
 
-/// [`scalar::gemm_f16`] writing through an [`Out`].
+/// [`scalar::gemm_f16`] writing through an [`Out`], bit for bit.
 ///
 /// # Safety
 /// As for [`scalar_f32`].
 unsafe fn scalar_f16(x: &[f32], n: usize, k: usize, w: &[f16], m: usize, out: Out) {
-    if k == 0 {
-        return unsafe { zero(n, m, out) };
-    }
-    for (r, wr) in w.chunks_exact(k).take(m).enumerate() {
-        for (i, xr) in x.chunks_exact(k).take(n).enumerate() {
-            let mut acc = 0.0f32;
-            for (a, b) in xr.iter().zip(wr) {
-                acc += a * b.to_f32();
+    // SAFETY: forwarded.
+    unsafe { scalar_tiles(x, n, k, w, m, out, f16::to_f32) }
+}
+
+/// The scalar f32 / f16 GEMM in tiles of 4 weight rows × 2 activation rows
+/// ([`scalar::dot_tile`]: every output summed in [`scalar::dot_f32`]'s order), then the rest.
+///
+/// # Safety
+/// As for [`scalar_f32`]; `x` and `w` hold at least `n·k` and `m·k` elements.
+unsafe fn scalar_tiles<W: Copy>(
+    x: &[f32],
+    n: usize,
+    k: usize,
+    w: &[W],
+    m: usize,
+    out: Out,
+    f: impl Fn(W) -> f32 + Copy,
+) {
+    const R: usize = 4;
+    const N: usize = 2;
+    let xrow = |i: usize| &x[i * k..(i + 1) * k];
+    let wrow = |r: usize| &w[r * k..(r + 1) * k];
+    let mut r = 0;
+    while r + R <= m {
+        let wr: [&[W]; R] = core::array::from_fn(|j| wrow(r + j));
+        let mut i = 0;
+        while i + N <= n {
+            let xr: [&[f32]; N] = core::array::from_fn(|a| xrow(i + a));
+            let acc = scalar::dot_tile(xr, wr, k, f);
+            for (a, row) in acc.iter().enumerate() {
+                for (j, &v) in row.iter().enumerate() {
+                    // SAFETY: i + a < n, r + j < m.
+                    unsafe { out.set(i + a, r + j, v) };
+                }
             }
+            i += N;
+        }
+        for i in i..n {
+            let [row] = scalar::dot_tile([xrow(i)], wr, k, f);
+            for (j, &v) in row.iter().enumerate() {
+                // SAFETY: i < n, r + j < m.
+                unsafe { out.set(i, r + j, v) };
+            }
+        }
+        r += R;
+    }
+    for r in r..m {
+        for i in 0..n {
+            let [[v]] = scalar::dot_tile([xrow(i)], [wrow(r)], k, f);
             // SAFETY: i < n, r < m.
-            unsafe { out.set(i, r, acc) };
+            unsafe { out.set(i, r, v) };
         }
     }
 }
@@ -573,19 +606,6 @@ unsafe fn scalar_i8(
             let acc = scalar::dot_i8(&xq[i * k..(i + 1) * k], &wq[r * k..(r + 1) * k]);
             // SAFETY: i < n, r < m.
             unsafe { out.set(i, r, acc as f32 * xs[i] * ws[r]) };
-        }
-    }
-}
-
-/// Writes zeros to `n × m` outputs (a `k = 0` product).
-///
-/// # Safety
-/// As for [`scalar_f32`].
-unsafe fn zero(n: usize, m: usize, out: Out) {
-    for i in 0..n {
-        for r in 0..m {
-            // SAFETY: i < n, r < m.
-            unsafe { out.set(i, r, 0.0) };
         }
     }
 }

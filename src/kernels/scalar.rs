@@ -12,6 +12,33 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     acc
 }
 
+/// Dot products of `N` activation rows with `R` weight rows at once (`w` widened to f32 by
+/// `f`): `acc[i][j] = Σ_t x[i][t]·f(w[j][t])`, each summed for t = 0, 1, … from 0.0 exactly as
+/// [`dot_f32`] sums — the same order, so the same bits. Only the `N·R` independent chains are
+/// interleaved, so that no addition waits for the one before it in its own chain. Rows shorter
+/// than `k` are a caller bug (slicing panics).
+#[inline(always)]
+pub fn dot_tile<W: Copy, const N: usize, const R: usize>(
+    x: [&[f32]; N],
+    w: [&[W]; R],
+    k: usize,
+    f: impl Fn(W) -> f32,
+) -> [[f32; R]; N] {
+    let x = x.map(|r| &r[..k]);
+    let w = w.map(|r| &r[..k]);
+    let mut acc = [[0.0f32; R]; N];
+    for t in 0..k {
+        let wt: [f32; R] = core::array::from_fn(|j| f(w[j][t]));
+        for (acc_i, x_i) in acc.iter_mut().zip(&x) {
+            let xv = x_i[t];
+            for (a, wv) in acc_i.iter_mut().zip(&wt) {
+                *a += xv * wv;
+            }
+        }
+    }
+    acc
+}
+
 /// `y[n, m] = x[n, k] · w[m, k]ᵀ` in f32.
 pub fn gemm_f32(x: &[f32], n: usize, k: usize, w: &[f32], m: usize, y: &mut [f32]) {
     for r in 0..m {

@@ -295,11 +295,18 @@ fn run_pack(a: &PackArgs) -> Result<ExitCode> {
                 },
             };
             let quiet = a.quiet;
-            let mut last = "";
-            pack_calibrated(&st, &vocab, &opts, &cal, &mut |stage, _, total| {
-                if !quiet && stage != last {
-                    eprintln!("{stage}: {total}");
-                    last = stage;
+            let (mut last, mut started) = ("", std::time::Instant::now());
+            pack_calibrated(&st, &vocab, &opts, &cal, &mut |stage, done, total| {
+                if quiet {
+                    return;
+                }
+                if stage != last {
+                    eprintln!("{stage}: {total} …");
+                    (last, started) = (stage, std::time::Instant::now());
+                }
+                if done == total {
+                    let s = started.elapsed().as_secs_f64();
+                    eprintln!("{stage}: {total} done in {s:.1} s");
                 }
             })
         }
