@@ -257,12 +257,7 @@ fn model_blob(root: &Path, out: &Path) -> (String, Option<PathBuf>) {
         (p.display().to_string(), None)
     } else if demo.exists() {
         fs::copy(&demo, &dst).unwrap();
-        // the demo's held-out test scenes (not its calibration images)
-        let test = root.join("assets/demo/test_features.npy");
-        (
-            "assets/demo/demo-int8.m2".to_string(),
-            test.exists().then_some(test),
-        )
+        ("assets/demo/demo-int8.m2".to_string(), None)
     } else {
         pack_fixture(&fixture, &dst);
         let dtype = env::var("M2_DTYPE").unwrap_or_else(|_| "int8".into());

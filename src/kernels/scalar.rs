@@ -28,11 +28,10 @@ pub fn dot_tile<W: Copy, const N: usize, const R: usize>(
     let w = w.map(|r| &r[..k]);
     let mut acc = [[0.0f32; R]; N];
     for t in 0..k {
-        let wt: [f32; R] = core::array::from_fn(|j| f(w[j][t]));
-        for (acc_i, x_i) in acc.iter_mut().zip(&x) {
-            let xv = x_i[t];
-            for (a, wv) in acc_i.iter_mut().zip(&wt) {
-                *a += xv * wv;
+        for j in 0..R {
+            let wv = f(w[j][t]);
+            for i in 0..N {
+                acc[i][j] += x[i][t] * wv;
             }
         }
     }
