@@ -53,6 +53,19 @@ pub struct Workspace<'w> {
     plan: Plan,
     /// Distinct encoder rows of the last image (see [`Persistent`]).
     rows: usize,
+    /// How far the current image has got (see [`Workspace::is_encoded`]).
+    stage: Stage,
+}
+
+/// What the workspace holds for the current image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Stage {
+    /// Nothing usable: fresh, or the encoder's slots were handed out since.
+    Empty,
+    /// The encoder's output ([`Persistent::enc_out`], `key_bias`, `rows`).
+    Encoded,
+    /// The encoder's output and the decoder's cross-attention keys and values.
+    CrossKv,
 }
 
 /// Slots that live for the whole caption.
@@ -173,7 +186,12 @@ impl<'w> Workspace<'w> {
                 given_bytes: buf.len() * 4,
             });
         }
-        Ok(Workspace { buf, plan, rows: 0 })
+        Ok(Workspace {
+            buf,
+            plan,
+            rows: 0,
+            stage: Stage::Empty,
+        })
     }
 
     /// The plan this workspace was checked against.
@@ -194,8 +212,44 @@ impl<'w> Workspace<'w> {
         }
     }
 
-    /// The slots the encoder uses.
+    /// Whether the workspace holds the encoder's output for the current image: set by
+    /// [`M2::encode_regions`](crate::model::M2::encode_regions) (and `encode`) when the encoder
+    /// has run; cleared when an encode starts (so a failed encode leaves no stale image behind)
+    /// and whenever [`Workspace::encoder_parts`] is taken.
+    pub fn is_encoded(&self) -> bool {
+        self.stage >= Stage::Encoded
+    }
+
+    /// Whether the decoder's cross-attention keys and values of the current image are ready
+    /// (set by [`M2::cross_kv`](crate::model::M2::cross_kv) and `encode`, cleared as
+    /// [`Workspace::is_encoded`] is). Decoding does not clear it: one encoded image can be
+    /// searched again, e.g. with other options.
+    pub fn has_cross_kv(&self) -> bool {
+        self.stage >= Stage::CrossKv
+    }
+
+    /// Forget the current image (the next decode needs a new encode).
+    pub fn invalidate(&mut self) {
+        self.stage = Stage::Empty;
+    }
+
+    /// Record that the encoder has just written its output for the current image.
+    pub(crate) fn mark_encoded(&mut self) {
+        self.stage = Stage::Encoded;
+    }
+
+    /// Record that the cross-attention keys and values of the encoded image are written.
+    pub(crate) fn mark_cross_kv(&mut self) {
+        if self.stage >= Stage::Encoded {
+            self.stage = Stage::CrossKv;
+        }
+    }
+
+    /// The slots the encoder uses. Taking them invalidates the current image
+    /// ([`Workspace::is_encoded`] turns false): the encoder scratch shares memory with the
+    /// decoder's cross-attention keys and values, and the encoder output is handed out mutably.
     pub fn encoder_parts(&mut self) -> (Persistent<'_>, EncoderScratch<'_>) {
+        self.stage = Stage::Empty;
         let p = self.plan;
         let mut c = Carver(&mut *self.buf);
         let keep = Self::persistent(&mut c, &p, &mut self.rows);
@@ -213,7 +267,10 @@ impl<'w> Workspace<'w> {
         (keep, s)
     }
 
-    /// The slots the decoder uses (the encoder scratch is gone once these are taken).
+    /// The slots the decoder uses (the encoder scratch is gone once these are taken). The
+    /// engine's decoder only reads the encoder output and the cross-attention keys and values,
+    /// so taking these keeps [`Workspace::is_encoded`]; a caller who writes into those slots
+    /// itself should call [`Workspace::invalidate`].
     pub fn decoder_parts(&mut self) -> (Persistent<'_>, DecoderState<'_>) {
         let p = self.plan;
         let mut c = Carver(&mut *self.buf);

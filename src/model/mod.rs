@@ -96,6 +96,10 @@ pub enum EngineError {
     Empty,
     /// An output buffer is too small.
     OutputTooSmall { needed: usize, given: usize },
+    /// The workspace holds no encoded image: [`M2::cross_kv`] was called before
+    /// [`M2::encode_regions`], or a decode before [`M2::encode`] (or `encode_regions` +
+    /// `cross_kv`), or the image was invalidated since (a failed encode, the encoder slots taken).
+    NotEncoded,
 }
 
 impl From<WorkspaceError> for EngineError {
@@ -151,6 +155,11 @@ impl core::fmt::Display for EngineError {
             EngineError::OutputTooSmall { needed, given } => {
                 write!(f, "output buffer holds {given} values, {needed} needed")
             }
+            EngineError::NotEncoded => write!(
+                f,
+                "the workspace holds no encoded image: run encode (or encode_regions, then \
+                 cross_kv) first"
+            ),
         }
     }
 }

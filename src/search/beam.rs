@@ -139,28 +139,52 @@ impl Hyps {
     };
 }
 
-/// Caption one image with the reference's beam search. `on_step` is called after every step
+/// Caption one image with the reference's beam search: [`M2::encode`] the `features`
+/// (`[n, d_in]`, see there), then [`beam_search_encoded`]. `on_step` is called after every step
 /// with the best partial caption (for a UI, or defmt logs on a microcontroller).
-#[allow(clippy::needless_range_loop)]
 pub fn beam_search(
     model: &M2,
     features: &[f32],
     ws: &mut Workspace,
     opts: &SearchOptions,
-    mut on_step: impl FnMut(&StepEvent),
+    on_step: impl FnMut(&StepEvent),
 ) -> Result<BeamOutput, EngineError> {
-    let (bsz, steps) = (opts.beam, opts.max_len);
-    model.check_plan(ws.plan(), bsz, steps)?;
-    let cfg = model.cfg;
-    let v = cfg.vocab as usize;
-    if bsz > v {
+    check_search(model, ws, opts)?;
+    model.encode(features, ws)?;
+    beam_search_encoded(model, ws, opts, on_step)
+}
+
+/// The options and plan checks of a beam search, before anything runs.
+fn check_search(model: &M2, ws: &Workspace, opts: &SearchOptions) -> Result<(), EngineError> {
+    model.check_plan(ws.plan(), opts.beam, opts.max_len)?;
+    let v = model.cfg.vocab as usize;
+    if opts.beam > v {
         return Err(EngineError::PlanMismatch {
             what: "vocabulary (beam > V)",
-            needed: bsz,
+            needed: opts.beam,
             planned: v,
         });
     }
-    model.encode(features, ws)?;
+    Ok(())
+}
+
+/// The beam search of [`beam_search`] on the image already encoded in `ws` by [`M2::encode`]
+/// (or [`M2::encode_regions`] then [`M2::cross_kv`]); errors with [`EngineError::NotEncoded`]
+/// otherwise. The encoded image stays in `ws`: it can be searched again.
+#[allow(clippy::needless_range_loop)]
+pub fn beam_search_encoded(
+    model: &M2,
+    ws: &mut Workspace,
+    opts: &SearchOptions,
+    mut on_step: impl FnMut(&StepEvent),
+) -> Result<BeamOutput, EngineError> {
+    check_search(model, ws, opts)?;
+    if !ws.has_cross_kv() {
+        return Err(EngineError::NotEncoded);
+    }
+    let (bsz, steps) = (opts.beam, opts.max_len);
+    let cfg = model.cfg;
+    let v = cfg.vocab as usize;
     let plan = *ws.plan();
     let (mut keep, mut st) = ws.decoder_parts();
 

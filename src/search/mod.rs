@@ -1,11 +1,12 @@
 //! Decoding: the reference's beam search ([`beam`]), greedy decoding ([`greedy`]), and
-//! teacher-forced scoring ([`score`]). All three share [`M2::encode`] and the incremental
-//! decoder step.
+//! teacher-forced scoring ([`M2::score`]). All three share [`M2::encode`] — the encoder
+//! ([`M2::encode_regions`]) then the cross-attention K/V ([`M2::cross_kv`]), callable apart to
+//! time the phases — and the incremental decoder step.
 
 pub mod beam;
 pub mod greedy;
 
-pub use beam::{beam_search, Beam, BeamOutput, SearchOptions, StepEvent};
+pub use beam::{beam_search, beam_search_encoded, Beam, BeamOutput, SearchOptions, StepEvent};
 pub use greedy::{greedy, GreedyOutput};
 
 use crate::model::decoder::StepRow;
@@ -16,9 +17,21 @@ use crate::workspace::Workspace;
 impl<'a> M2<'a> {
     /// Run the encoder on one image's `features [n, d_in]` (1 ≤ n ≤ max_regions; zero-padded
     /// to max_regions as the reference's loader does) and precompute the decoder's
-    /// cross-attention keys and values. Afterwards [`Workspace::encoder_row`] and
-    /// [`Workspace::region_masked`] give the encoder's results.
+    /// cross-attention keys and values: [`M2::encode_regions`], then [`M2::cross_kv`].
+    /// Afterwards [`Workspace::encoder_row`] and [`Workspace::region_masked`] give the
+    /// encoder's results, and the workspace is ready for [`beam_search_encoded`].
     pub fn encode(&self, features: &[f32], ws: &mut Workspace) -> Result<(), EngineError> {
+        self.encode_regions(features, ws)?;
+        self.cross_kv(ws)
+    }
+
+    /// The encoder alone: check `features [n, d_in]` (a whole number of rows,
+    /// 1 ≤ n ≤ max_regions, all finite) and the workspace plan, then run the encoder and leave
+    /// its output in the workspace ([`Workspace::is_encoded`]). The image held before is
+    /// forgotten as soon as this starts, also when it fails. Follow with [`M2::cross_kv`]
+    /// before decoding.
+    pub fn encode_regions(&self, features: &[f32], ws: &mut Workspace) -> Result<(), EngineError> {
+        ws.invalidate();
         self.check_plan(ws.plan(), 1, 1)?;
         let d_in = self.cfg.d_in as usize;
         let max = self.cfg.max_regions as usize;
@@ -41,15 +54,31 @@ impl<'a> M2<'a> {
                 index: i % d_in,
             });
         }
-        let plan = *ws.plan();
         {
             let (mut keep, mut s) = ws.encoder_parts();
             self.encoder
                 .forward(&self.kernels, features, n, max, &mut keep, &mut s);
         }
-        let (mut keep, mut st) = ws.decoder_parts();
-        self.decoder
-            .precompute_cross(&self.kernels, &mut keep, &mut st, &plan);
+        ws.mark_encoded();
+        Ok(())
+    }
+
+    /// The decoder's per-image precompute: the cross-attention keys and values of every
+    /// decoder layer over the three encoder levels, from the encoder output in the workspace.
+    /// Errors with [`EngineError::NotEncoded`] unless [`M2::encode_regions`] has run on this
+    /// workspace since it was last invalidated.
+    pub fn cross_kv(&self, ws: &mut Workspace) -> Result<(), EngineError> {
+        if !ws.is_encoded() {
+            return Err(EngineError::NotEncoded);
+        }
+        self.check_plan(ws.plan(), 1, 1)?;
+        let plan = *ws.plan();
+        {
+            let (mut keep, mut st) = ws.decoder_parts();
+            self.decoder
+                .precompute_cross(&self.kernels, &mut keep, &mut st, &plan);
+        }
+        ws.mark_cross_kv();
         Ok(())
     }
 
