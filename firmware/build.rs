@@ -1,15 +1,22 @@
-//! Build script: picks the memory map, embeds the model blob, bakes in the bundled images and
-//! the captions the host engine gives them.
+//! Build script: picks the board and its memory map, embeds the model blob, bakes in the
+//! bundled images and the captions the host engine gives them.
 //!
 //! Everything the firmware knows about its model is decided here, on the host, with the same
 //! `m2` library the firmware links (built with `std`):
-//! 1. the blob is copied (`$M2_BLOB`, else the bundled demo model) or packed (the `tiny-s0`
+//! 1. the board (`m2_board` cfg: `qemu`, `stm32h743` or `pico`) and its `memory.x`; a tag naming
+//!    the QEMU machine or the probe-rs chip is baked into the ELF for the runner (`run.sh`);
+//! 2. the blob is copied (`$M2_BLOB`, else the bundled demo model) or packed (the `tiny-s0`
 //!    fixture at int8) into `OUT_DIR/model.m2`, and parsed;
-//! 2. the workspace size comes from `m2::plan::workspace_floats` for the blob's config, the beam
+//! 3. the workspace size comes from `m2::plan::workspace_floats` for the blob's config, the beam
 //!    size and the region count — the firmware recomputes it in a `const` and asserts equality;
-//! 3. a few images' features go to `OUT_DIR/features.bin` (f32 little-endian);
-//! 4. the host engine captions them with the same beam search, and the expected ids and text
-//!    are written into `OUT_DIR/generated.rs`.
+//! 4. the images: for a model trained on `m2::regions` features (the demo), the bundled scene
+//!    PNGs are decoded here into raw 8-bit grayscale **frames** (`OUT_DIR/frames.bin`) that the
+//!    device turns into regions itself; for any other model, region feature vectors
+//!    (`OUT_DIR/features.bin`, f32 little-endian);
+//! 5. the host engine captions them — frames through the CLI's own `--image` path (PNG →
+//!    `regions::features_from_png` → beam search), so the device's frame → regions → caption
+//!    path is checked against an independent host path — and the expected ids and text are
+//!    written into `OUT_DIR/generated.rs`.
 
 use std::env;
 use std::fmt::Write as _;
@@ -23,8 +30,31 @@ use m2::workspace::Workspace;
 
 /// Beam size of the expectations and of the firmware (the reference's test.py uses 5).
 const DEFAULT_BEAM: usize = 5;
-/// How many bundled images at most (each costs `max_regions × d_in × 4` bytes of flash).
+/// How many bundled images at most (a 48×48 frame costs 2 304 bytes of flash; a feature image
+/// `max_regions × d_in × 4`).
 const DEFAULT_IMAGES: usize = 6;
+/// Row pitch of the RAM frame buffer the device copies each frame into, as a camera's DMA
+/// would leave it: rows padded to a multiple of 32 bytes (one Cortex-M7 cache line), so the
+/// region extractor runs on a strided frame exactly as it would on a DCMI buffer.
+const FRAME_ROW_ALIGN: usize = 32;
+/// Stack the firmware needs besides its statics (measured peak ~27 KiB; every memory map
+/// asserts 48 KiB at link time), used to choose the largest beam that fits a small part.
+const STACK_RESERVE: usize = 52 << 10;
+
+/// One board (memory map, cfg, the runner's tag).
+struct Board {
+    /// `m2_board` cfg value, and the `memory/*.x` stem's board.
+    cfg: &'static str,
+    /// File stem in `memory/`.
+    map: &'static str,
+    /// Baked into the ELF; `run.sh` reads it back to pick QEMU or probe-rs.
+    tag: &'static str,
+    /// The Rust target this board needs.
+    target: &'static str,
+    /// RAM for the workspace, frame buffer and the region extractor's scratch (bytes), when it
+    /// is small enough to constrain the beam.
+    ram_budget: Option<usize>,
+}
 
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").unwrap());
@@ -33,66 +63,90 @@ fn main() {
     for v in ["M2_BLOB", "M2_FEATURES", "M2_BEAM", "M2_IMAGES", "M2_DTYPE"] {
         println!("cargo:rerun-if-env-changed={v}");
     }
+    println!("cargo::rustc-check-cfg=cfg(m2_board, values(\"qemu\", \"stm32h743\", \"pico\"))");
+    println!("cargo::rustc-check-cfg=cfg(m2_frames)");
 
-    let (map, tag) = memory_map();
+    // 1. the board
+    let board = board();
+    println!("cargo:rustc-cfg=m2_board=\"{}\"", board.cfg);
     fs::copy(
-        manifest.join("memory").join(format!("{map}.x")),
+        manifest.join("memory").join(format!("{}.x", board.map)),
         out.join("memory.x"),
     )
     .unwrap();
     println!("cargo:rustc-link-search={}", out.display());
     println!("cargo:rerun-if-changed=memory");
-    let tag_rs = format!("/// Memory map this ELF was linked for; qemu-run.sh reads the tag back from the ELF.\npub const TARGET_TAG: &str = {tag:?};\n");
+    let tag_rs = format!(
+        "/// What this ELF was built for; `run.sh` reads the tag back from the ELF to pick QEMU or probe-rs.\n\
+         pub const TARGET_TAG: &str = {:?};\n",
+        board.tag
+    );
     fs::write(out.join("target_tag.rs"), tag_rs).unwrap();
 
-    // 1. the blob
+    // 2. the blob
     let (source, features_path) = model_blob(&root, &out);
     let bytes = fs::read(out.join("model.m2")).unwrap();
     let blob = m2::Blob::parse(&bytes)
         .unwrap_or_else(|e| panic!("the model blob from {source} is invalid: {e}"));
     let cfg = *blob.config();
-
-    // 2. the memory plan
-    // RP2040: 264 KiB of RAM must hold the workspace and the stack (the memory map asserts
-    // 48 KiB for it), so the default beam is the largest of 5..1 that fits.
-    let default_beam = if map == "rp2040" {
-        let fits = |b| {
-            m2::plan::workspace_bytes(&cfg, b, cfg.max_regions as usize) + (52 << 10) <= 264 << 10
-        };
-        (1..=DEFAULT_BEAM).rev().find(|&b| fits(b)).unwrap_or(1)
-    } else {
-        DEFAULT_BEAM
-    };
-    let beam = env_usize("M2_BEAM", default_beam);
     let regions = cfg.max_regions as usize;
     let max_len = cfg.max_len().min(m2::plan::DEFAULT_MAX_LEN);
+
+    // 4. (before the plan: frames need RAM too) the images
+    let n_images = env_usize("M2_IMAGES", DEFAULT_IMAGES);
+    let scenes = root.join("assets/demo/scenes");
+    let use_frames = features_path.is_none()
+        && cfg.d_in as usize == m2::regions::D_IN
+        && scenes.join("index.json").exists();
+    let images = if use_frames {
+        println!("cargo:rustc-cfg=m2_frames");
+        println!("cargo:rerun-if-changed={}", scenes.display());
+        Images::Frames(load_frames(&scenes, n_images, regions))
+    } else {
+        let (p, imgs, rows) = choose_features(&root, features_path, cfg.d_in as usize, regions);
+        println!("cargo:rerun-if-changed={}", p.display());
+        let imgs: Vec<Vec<f32>> = imgs.into_iter().take(n_images).collect();
+        Images::Features {
+            path: p,
+            images: imgs,
+            rows,
+            d_in: cfg.d_in as usize,
+        }
+    };
+
+    // 3. the memory plan. On a small part (the Pico's 264 KiB) the default beam is the largest
+    // of 5..1 whose workspace, frame buffer and extractor scratch leave the stack its reserve.
+    let frame_ram = images.frame_ram(regions);
+    let default_beam = match board.ram_budget {
+        Some(ram) => {
+            let fits = |b| {
+                m2::plan::workspace_bytes(&cfg, b, regions) + frame_ram + STACK_RESERVE <= ram
+            };
+            let b = (1..=DEFAULT_BEAM).rev().find(|&b| fits(b)).unwrap_or(1);
+            if b < DEFAULT_BEAM {
+                println!(
+                    "cargo:warning={}: beam {b} (the largest ≤ {DEFAULT_BEAM} whose workspace leaves {} KiB of the {} KiB RAM for the stack)",
+                    board.cfg,
+                    STACK_RESERVE >> 10,
+                    ram >> 10
+                );
+            }
+            b
+        }
+        None => DEFAULT_BEAM,
+    };
+    let beam = env_usize("M2_BEAM", default_beam);
     let ws_floats = m2::plan::workspace_floats(&cfg, beam, regions);
 
-    // 3. the images
-    let (features_path, images, n_rows) =
-        choose_features(&root, features_path, cfg.d_in as usize, regions);
-    println!("cargo:rerun-if-changed={}", features_path.display());
-    let images: Vec<Vec<f32>> = images
-        .into_iter()
-        .take(env_usize("M2_IMAGES", DEFAULT_IMAGES))
-        .collect();
-    let mut feat_bytes = Vec::new();
-    for img in &images {
-        for v in img {
-            feat_bytes.extend_from_slice(&v.to_le_bytes());
-        }
-    }
-    fs::write(out.join("features.bin"), &feat_bytes).unwrap();
-
-    // 4. the expected captions, from the host engine with the same plan and beam search
+    // 5. the expected captions, from the host engine with the same plan and beam search
     let model = M2::new(&blob, Kernels::SCALAR);
     let mut buf = vec![0f32; ws_floats];
     let plan = m2::plan::Plan::new(&cfg, beam, regions, max_len);
     let mut ws = Workspace::new(&mut buf, plan).expect("workspace from the plan");
     let opts = SearchOptions { beam, max_len };
     let mut expected = Vec::new();
-    for (i, img) in images.iter().enumerate() {
-        let out = beam_search(&model, img, &mut ws, &opts, |_| {})
+    for (i, feats) in images.host_features(regions).iter().enumerate() {
+        let out = beam_search(&model, feats, &mut ws, &opts, |_| {})
             .unwrap_or_else(|e| panic!("host engine failed on image {i}: {e}"));
         let best = out.best().expect("a beam");
         let ids: Vec<u32> = best.tokens.iter().copied().collect();
@@ -120,34 +174,17 @@ fn main() {
     let mut g = String::new();
     let w = &mut g;
     writeln!(w, "// Generated by build.rs from {source}: do not edit.").unwrap();
-    writeln!(
-        w,
-        "include!(concat!(env!(\"OUT_DIR\"), \"/target_tag.rs\"));"
-    )
-    .unwrap();
+    writeln!(w, "include!(concat!(env!(\"OUT_DIR\"), \"/target_tag.rs\"));").unwrap();
     writeln!(w, "/// Where the blob came from.").unwrap();
     writeln!(w, "pub const MODEL_SOURCE: &str = {source:?};").unwrap();
     writeln!(w, "/// Length of the embedded blob in bytes.").unwrap();
     writeln!(w, "pub const MODEL_LEN: usize = {};", bytes.len()).unwrap();
-    writeln!(
-        w,
-        "/// The blob's config (checked against the parsed blob at boot)."
-    )
-    .unwrap();
-    writeln!(
-        w,
-        "pub const MODEL_CONFIG: m2::Config = {};",
-        config_literal(&cfg)
-    )
-    .unwrap();
+    writeln!(w, "/// The blob's config (checked against the parsed blob at boot).").unwrap();
+    writeln!(w, "pub const MODEL_CONFIG: m2::Config = {};", config_literal(&cfg)).unwrap();
     writeln!(w, "pub const BEAM: usize = {beam};").unwrap();
     writeln!(w, "pub const MAX_LEN: usize = {max_len};").unwrap();
     writeln!(w, "pub const REGIONS: usize = {regions};").unwrap();
-    writeln!(
-        w,
-        "/// Workspace length in f32, from the same `const fn` the host used."
-    )
-    .unwrap();
+    writeln!(w, "/// Workspace length in f32, from the same `const fn` the host used.").unwrap();
     writeln!(
         w,
         "pub const WORKSPACE_FLOATS: usize = m2::plan::workspace_floats(&MODEL_CONFIG, BEAM, REGIONS);"
@@ -158,35 +195,9 @@ fn main() {
         "const _: () = assert!(WORKSPACE_FLOATS == {ws_floats}, \"host and target plans differ\");"
     )
     .unwrap();
-    writeln!(w, "/// Where the images came from.").unwrap();
-    writeln!(
-        w,
-        "pub const FEATURES_SOURCE: &str = {:?};",
-        features_path
-            .strip_prefix(&root)
-            .unwrap_or(&features_path)
-            .display()
-            .to_string()
-    )
-    .unwrap();
-    writeln!(
-        w,
-        "/// Features of every bundled image: `[N_IMAGES, {n_rows}, d_in]` f32."
-    )
-    .unwrap();
-    writeln!(w, "pub const N_IMAGES: usize = {};", images.len()).unwrap();
-    writeln!(
-        w,
-        "pub const IMAGE_FLOATS: usize = {};",
-        n_rows * cfg.d_in as usize
-    )
-    .unwrap();
-    writeln!(w, "pub const FEATURES_LEN: usize = {};", feat_bytes.len()).unwrap();
-    writeln!(
-        w,
-        "/// The host engine's caption of each image (scalar kernels, beam {beam})."
-    )
-    .unwrap();
+    writeln!(w, "pub const N_IMAGES: usize = {};", expected.len()).unwrap();
+    images.write(w, &out, &root);
+    writeln!(w, "/// The host engine's caption of each image (scalar kernels, beam {beam}).").unwrap();
     writeln!(w, "pub static EXPECTED: [Expected; N_IMAGES] = [").unwrap();
     for (ids, text, score) in &expected {
         writeln!(
@@ -199,6 +210,159 @@ fn main() {
     fs::write(out.join("generated.rs"), g).unwrap();
 }
 
+/// The bundled images, as the device gets them.
+enum Images {
+    /// Decoded scene PNGs: (file name, the PNG's bytes, the decoded grayscale frame).
+    Frames(Vec<(String, Vec<u8>, m2::regions::Gray)>),
+    /// Region feature vectors, `rows × d_in` per image.
+    Features {
+        path: PathBuf,
+        images: Vec<Vec<f32>>,
+        rows: usize,
+        d_in: usize,
+    },
+}
+
+impl Images {
+    /// Row pitch of the RAM frame buffer for a frame `w` pixels wide.
+    fn stride(w: usize) -> usize {
+        w.div_ceil(FRAME_ROW_ALIGN) * FRAME_ROW_ALIGN
+    }
+
+    /// (RAM frame buffer bytes, extractor label entries): the largest over the frames.
+    fn frame_sizes(&self) -> (usize, usize) {
+        match self {
+            Images::Frames(f) => f.iter().fold((0, 0), |(b, l), (_, _, g)| {
+                (
+                    b.max(Self::stride(g.width) * g.height),
+                    l.max(g.width * g.height),
+                )
+            }),
+            Images::Features { .. } => (0, 0),
+        }
+    }
+
+    /// RAM the frame path needs besides the workspace: frame buffer, labels (u16), regions
+    /// (12 B each) and the feature matrix (f32).
+    fn frame_ram(&self, regions: usize) -> usize {
+        match self {
+            Images::Frames(_) => {
+                let (buf, labels) = self.frame_sizes();
+                buf + 2 * labels + 12 * regions + 4 * regions * m2::regions::D_IN
+            }
+            Images::Features { .. } => 0,
+        }
+    }
+
+    /// What the host engine captions: for frames, the CLI's `--image` path on the PNG bytes.
+    fn host_features(&self, regions: usize) -> Vec<Vec<f32>> {
+        match self {
+            Images::Frames(f) => f
+                .iter()
+                .map(|(name, png, _)| {
+                    m2::regions::features_from_png(png, regions)
+                        .unwrap_or_else(|e| panic!("scene {name}: {e}"))
+                        .1
+                })
+                .collect(),
+            Images::Features { images, .. } => images.clone(),
+        }
+    }
+
+    /// The images' data files in `out` and their description in `generated.rs`.
+    fn write(&self, w: &mut String, out: &Path, root: &Path) {
+        match self {
+            Images::Frames(frames) => {
+                let mut bytes = Vec::new();
+                writeln!(
+                    w,
+                    "/// Bundled frames: 8-bit grayscale, rows back to back, in `frames.bin`."
+                )
+                .unwrap();
+                writeln!(w, "pub static FRAMES: [FrameSpec; N_IMAGES] = [").unwrap();
+                for (name, _, g) in frames {
+                    writeln!(
+                        w,
+                        "    FrameSpec {{ name: {name:?}, width: {}, height: {}, offset: {} }},",
+                        g.width,
+                        g.height,
+                        bytes.len()
+                    )
+                    .unwrap();
+                    bytes.extend_from_slice(&g.pixels);
+                }
+                writeln!(w, "];").unwrap();
+                let (buf, labels) = self.frame_sizes();
+                writeln!(w, "pub const FRAMES_LEN: usize = {};", bytes.len()).unwrap();
+                writeln!(
+                    w,
+                    "/// RAM frame buffer (the largest frame at its DMA row pitch) and extractor labels."
+                )
+                .unwrap();
+                writeln!(w, "pub const FRAME_BUF_LEN: usize = {buf};").unwrap();
+                writeln!(w, "pub const FRAME_ROW_ALIGN: usize = {FRAME_ROW_ALIGN};").unwrap();
+                writeln!(w, "pub const LABELS_LEN: usize = {labels};").unwrap();
+                writeln!(
+                    w,
+                    "pub const IMAGES_SOURCE: &str = \"assets/demo/scenes (PNG, decoded by build.rs)\";"
+                )
+                .unwrap();
+                fs::write(out.join("frames.bin"), &bytes).unwrap();
+            }
+            Images::Features {
+                path,
+                images,
+                rows,
+                d_in,
+            } => {
+                let mut bytes = Vec::new();
+                for v in images.iter().flatten() {
+                    bytes.extend_from_slice(&v.to_le_bytes());
+                }
+                writeln!(
+                    w,
+                    "/// Features of every bundled image: `[N_IMAGES, {rows}, d_in]` f32."
+                )
+                .unwrap();
+                writeln!(w, "pub const IMAGE_FLOATS: usize = {};", rows * d_in).unwrap();
+                writeln!(w, "pub const FEATURES_LEN: usize = {};", bytes.len()).unwrap();
+                writeln!(
+                    w,
+                    "pub const IMAGES_SOURCE: &str = {:?};",
+                    path.strip_prefix(root)
+                        .unwrap_or(path)
+                        .display()
+                        .to_string()
+                )
+                .unwrap();
+                fs::write(out.join("features.bin"), &bytes).unwrap();
+            }
+        }
+    }
+}
+
+/// The first `n` scenes of `dir/index.json`, decoded to grayscale with the CLI's decoder.
+fn load_frames(dir: &Path, n: usize, regions: usize) -> Vec<(String, Vec<u8>, m2::regions::Gray)> {
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let list = index.as_array().expect("index.json: a list of scenes");
+    list.iter()
+        .take(n)
+        .map(|e| {
+            let name = e["png"].as_str().expect("index.json: png").to_string();
+            let png = fs::read(dir.join(&name)).unwrap_or_else(|err| panic!("{name}: {err}"));
+            let g = m2::regions::from_png(&png).unwrap_or_else(|err| panic!("{name}: {err}"));
+            if g.width * g.height > m2::regions::MAX_PIXELS {
+                panic!("{name}: {}×{} is larger than the extractor takes", g.width, g.height);
+            }
+            // the device must find regions in it, as the host does
+            m2::regions::features_from_png(&png, regions)
+                .unwrap_or_else(|err| panic!("scene {name}: {err}"));
+            (name, png, g)
+        })
+        .collect()
+}
+
 fn env_usize(name: &str, default: usize) -> usize {
     match env::var(name) {
         Ok(s) => s
@@ -208,32 +372,63 @@ fn env_usize(name: &str, default: usize) -> usize {
     }
 }
 
-/// The linker memory map (file stem in `memory/`) and the tag baked into the firmware.
-fn memory_map() -> (&'static str, &'static str) {
+/// The board the features chose (at most one of `an500`, `stm32h743`, `pico`; none = QEMU
+/// mps2-an386), checked against the Rust target.
+fn board() -> Board {
     let f = |name: &str| env::var_os(format!("CARGO_FEATURE_{}", name.to_uppercase())).is_some();
-    let chosen: Vec<_> = ["an500", "stm32h743", "rp2040"]
+    let chosen: Vec<_> = ["an500", "stm32h743", "pico"]
         .into_iter()
         .filter(|n| f(n))
         .collect();
     if chosen.len() > 1 {
-        panic!("choose at most one memory-map feature, got {chosen:?}");
+        panic!("choose at most one board feature, got {chosen:?}");
     }
+    let board = match chosen.first() {
+        None => Board {
+            cfg: "qemu",
+            map: "mps2-an386",
+            tag: "qemu-machine=mps2-an386 cpu=cortex-m4;",
+            target: "thumbv7em-none-eabihf",
+            ram_budget: None,
+        },
+        Some(&"an500") => Board {
+            cfg: "qemu",
+            map: "mps2-an500",
+            tag: "qemu-machine=mps2-an500 cpu=cortex-m7;",
+            target: "thumbv7em-none-eabihf",
+            ram_budget: None,
+        },
+        Some(&"stm32h743") => Board {
+            cfg: "stm32h743",
+            map: "stm32h743",
+            tag: "board=stm32h743 probe-rs-chip=STM32H743ZITx;",
+            target: "thumbv7em-none-eabihf",
+            ram_budget: None,
+        },
+        Some(_) => Board {
+            cfg: "pico",
+            map: "rp2040",
+            tag: "board=pico probe-rs-chip=RP2040;",
+            target: "thumbv6m-none-eabi",
+            ram_budget: Some(264 << 10),
+        },
+    };
     let target = env::var("TARGET").unwrap();
-    let (map, tag) = match chosen.first() {
-        None => ("mps2-an386", "qemu-machine=mps2-an386 cpu=cortex-m4;"),
-        Some(&"an500") => ("mps2-an500", "qemu-machine=mps2-an500 cpu=cortex-m7;"),
-        Some(&"stm32h743") => ("stm32h743", "board=stm32h743 probe-rs-chip=STM32H743ZITx;"),
-        Some(_) => ("rp2040", "board=rp2040 probe-rs-chip=RP2040;"),
-    };
-    let want = if map == "rp2040" {
-        "thumbv6m-none-eabi"
-    } else {
-        "thumbv7em-none-eabihf"
-    };
-    if map != "mps2-an386" && target != want {
-        panic!("memory map {map} needs --target {want} (building for {target})");
+    // The ARMv6-M build also runs on the QEMU M4 machine (v6-M is a subset of v7E-M).
+    let ok = target == board.target || (board.map == "mps2-an386" && target == "thumbv6m-none-eabi");
+    if !ok {
+        panic!(
+            "the {} build needs --target {} (building for {target}){}",
+            board.cfg,
+            board.target,
+            if board.cfg == "pico" {
+                "; the Pico is a Cortex-M0+: `cargo pico` (an alias for `cargo run --release --target thumbv6m-none-eabi --features pico`)"
+            } else {
+                ""
+            }
+        );
     }
-    (map, tag)
+    board
 }
 
 /// Put the model blob at `OUT_DIR/model.m2`: `$M2_BLOB` if set, else the bundled demo model,
