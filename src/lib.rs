@@ -10,6 +10,8 @@
 //! * [`kernels`] — linear-layer kernels per ISA (scalar ground truth, AVX2, NEON, Cortex-M DSP).
 //! * [`model`] — attention (with memory slots), encoder, meshed decoder.
 //! * [`search`] — the reference's beam search, and greedy decoding.
+//! * [`regions`] — the digit-scene demo's region extractor (pixels → region features).
+//! * [`frame`] — camera frames (strided 8-bit grayscale) → regions → caption, in one call.
 //! * [`text`] — ids → caption text.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -19,6 +21,7 @@ extern crate std;
 
 pub mod blob;
 pub mod config;
+pub mod frame;
 pub mod kernels;
 pub mod math;
 pub mod model;

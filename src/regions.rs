@@ -7,9 +7,14 @@
 //! no_std, no allocation: the caller provides a scratch buffer of one `u16` per pixel and the
 //! output buffers; at most [`MAX_COMPONENTS`] connected components are tracked on the stack.
 //!
+//! The functions here take a contiguous canvas (`pixels.len() == w * h`); [`crate::frame`]
+//! runs the same extractor (one implementation: every pixel is read through a strided,
+//! optionally inverting view) over a camera frame whose rows are `stride` bytes apart.
+//!
 //! # Definition
 //! Input: an 8-bit grayscale canvas, `w × h`, row-major, **bright ink on a dark background**
-//! (use [`invert_if_light_background`] first for dark-on-light drawings).
+//! (use [`invert_if_light_background`] first for dark-on-light drawings, or read the frame
+//! inverted with [`crate::frame::Polarity`]).
 //!
 //! 1. A pixel is *on* iff `value >= threshold`.
 //! 2. Two on pixels are connected iff their Chebyshev distance is at most `radius`
@@ -84,13 +89,13 @@ pub struct Region {
 }
 
 impl Region {
-    /// Box width.
+    /// Box width (0 if `x1 < x0`).
     pub fn width(&self) -> usize {
-        (self.x1 - self.x0) as usize
+        self.x1.saturating_sub(self.x0) as usize
     }
-    /// Box height.
+    /// Box height (0 if `y1 < y0`).
     pub fn height(&self) -> usize {
-        (self.y1 - self.y0) as usize
+        self.y1.saturating_sub(self.y0) as usize
     }
 }
 
@@ -111,6 +116,13 @@ pub enum RegionError {
     TooManyComponents,
     /// `threshold` is 0 (every pixel would be on) or `radius` is outside 1..=4.
     BadParams,
+    /// A frame's `stride` (bytes from one row to the next) is less than its width.
+    StrideTooSmall { width: usize, stride: usize },
+    /// A frame's buffer is shorter than `(height − 1) · stride + width` bytes (`needed` is
+    /// `usize::MAX` when that size overflows).
+    BufferTooShort { needed: usize, got: usize },
+    /// A downscale factor of 0.
+    ZeroFactor,
 }
 
 impl core::fmt::Display for RegionError {
@@ -137,6 +149,14 @@ impl core::fmt::Display for RegionError {
                 )
             }
             RegionError::BadParams => write!(f, "bad extractor parameters"),
+            RegionError::StrideTooSmall { width, stride } => {
+                write!(f, "frame stride {stride} is less than its width {width}")
+            }
+            RegionError::BufferTooShort { needed, got } => write!(
+                f,
+                "frame buffer holds {got} bytes, (height-1)*stride + width = {needed} needed"
+            ),
+            RegionError::ZeroFactor => write!(f, "downscale factor is 0"),
         }
     }
 }
@@ -144,21 +164,102 @@ impl core::fmt::Display for RegionError {
 #[cfg(feature = "std")]
 impl std::error::Error for RegionError {}
 
-fn check_canvas(pixels: &[u8], w: usize, h: usize) -> Result<usize, RegionError> {
+/// The extractor's size limits: both sides ≥ 1, at most [`MAX_SIDE`] each and [`MAX_PIXELS`]
+/// in all.
+pub(crate) fn check_size(w: usize, h: usize) -> Result<usize, RegionError> {
     if w == 0 || h == 0 {
         return Err(RegionError::ZeroSize { w, h });
     }
-    if w > MAX_SIDE || h > MAX_SIDE || w * h > MAX_PIXELS {
+    if !fits(w, h) {
         return Err(RegionError::CanvasTooBig { w, h });
     }
-    let n = w * h;
+    Ok(w * h)
+}
+
+/// Whether a `w × h` canvas is within [`MAX_SIDE`] and [`MAX_PIXELS`] (no overflow: the sides
+/// are checked first).
+pub(crate) const fn fits(w: usize, h: usize) -> bool {
+    w <= MAX_SIDE && h <= MAX_SIDE && w * h <= MAX_PIXELS
+}
+
+fn check_canvas(pixels: &[u8], w: usize, h: usize) -> Result<Canvas<'_>, RegionError> {
+    let n = check_size(w, h)?;
     if pixels.len() != n {
         return Err(RegionError::PixelCount {
             expected: n,
             got: pixels.len(),
         });
     }
-    Ok(n)
+    Ok(Canvas {
+        px: pixels,
+        w,
+        h,
+        stride: w,
+        flip: 0,
+    })
+}
+
+/// The one way the extractor reads pixels: `w × h` of them, row `y` at `px[y * stride..]`,
+/// each XOR-ed with `flip` (0, or 0xFF for `v → 255 − v`). Built only over a buffer that holds
+/// `(h − 1) · stride + w` bytes and a size [`check_size`] accepted, so reads stay in bounds.
+#[derive(Clone, Copy)]
+pub(crate) struct Canvas<'p> {
+    px: &'p [u8],
+    w: usize,
+    h: usize,
+    stride: usize,
+    flip: u8,
+}
+
+impl<'p> Canvas<'p> {
+    /// A strided view within the extractor's limits; the caller (a checked
+    /// [`Frame`](crate::frame::Frame)) guarantees the buffer length.
+    pub(crate) fn strided(
+        px: &'p [u8],
+        w: usize,
+        h: usize,
+        stride: usize,
+        invert: bool,
+    ) -> Result<Canvas<'p>, RegionError> {
+        check_size(w, h)?;
+        Ok(Canvas {
+            px,
+            w,
+            h,
+            stride,
+            flip: if invert { 0xFF } else { 0 },
+        })
+    }
+
+    /// Pixel `(x, y)` as the extractor sees it (inverted if asked).
+    #[inline]
+    fn at(&self, x: usize, y: usize) -> u8 {
+        self.px
+            .get(y * self.stride + x)
+            .map_or(0, |v| v ^ self.flip)
+    }
+}
+
+/// The light-background rule of [`invert_if_light_background`] over raw pixels (`w × h`, rows
+/// `stride` apart, no inversion): the mean of the border pixels (first and last row, first and
+/// last column) is ≥ 128. Rows the buffer does not hold count as empty.
+pub(crate) fn light_background(px: &[u8], w: usize, h: usize, stride: usize) -> bool {
+    let (mut sum, mut cnt) = (0u64, 0u64);
+    for y in 0..h {
+        let row = y
+            .checked_mul(stride)
+            .and_then(|o| px.get(o..o.checked_add(w)?))
+            .unwrap_or(&[]);
+        if y == 0 || y + 1 == h {
+            sum += row.iter().map(|&v| v as u64).sum::<u64>();
+            cnt += row.len() as u64;
+        } else if let (Some(&a), Some(&b)) = (row.first(), row.last()) {
+            let both = row.len() > 1;
+            sum += a as u64 + if both { b as u64 } else { 0 };
+            cnt += if both { 2 } else { 1 };
+        }
+    }
+    sum >= 128 * cnt
 }
 
 fn find(parent: &mut [u16], mut p: usize) -> usize {
@@ -191,7 +292,18 @@ pub fn find_regions(
     scratch: &mut [u16],
     out: &mut [Region],
 ) -> Result<usize, RegionError> {
-    let n = check_canvas(pixels, w, h)?;
+    find_in(&check_canvas(pixels, w, h)?, params, scratch, out)
+}
+
+/// [`find_regions`] over a view.
+fn find_in(
+    c: &Canvas,
+    params: &Params,
+    scratch: &mut [u16],
+    out: &mut [Region],
+) -> Result<usize, RegionError> {
+    let (w, h) = (c.w, c.h);
+    let n = w * h;
     if params.threshold == 0 || params.radius == 0 || params.radius > 4 {
         return Err(RegionError::BadParams);
     }
@@ -205,13 +317,13 @@ pub fn find_regions(
     let r = params.radius as usize;
 
     // Union-find over on pixels; the root of a component is its smallest (first raster) index.
-    for p in 0..n {
-        if pixels[p] < params.threshold {
+    for (y, x) in (0..h).flat_map(|y| (0..w).map(move |x| (y, x))) {
+        let p = y * w + x;
+        if c.at(x, y) < params.threshold {
             parent[p] = OFF;
             continue;
         }
         parent[p] = p as u16;
-        let (x, y) = (p % w, p / w);
         // Earlier neighbours within the radius: rows y-r..y-1 (all dx), and row y with dx < 0.
         let ylo = y.saturating_sub(r);
         for ny in ylo..=y {
@@ -315,7 +427,12 @@ pub fn region_features(
     region: &Region,
     out: &mut [f32],
 ) -> Result<(), RegionError> {
-    check_canvas(pixels, w, h)?;
+    features_in(&check_canvas(pixels, w, h)?, region, out)
+}
+
+/// [`region_features`] over a view.
+fn features_in(c: &Canvas, region: &Region, out: &mut [f32]) -> Result<(), RegionError> {
+    let (w, h) = (c.w, c.h);
     if out.len() < D_IN {
         return Err(RegionError::OutputTooSmall {
             needed: D_IN,
@@ -337,7 +454,7 @@ pub fn region_features(
             let mut sum = 0u32;
             for yy in ry0..ry1 {
                 for xx in rx0..rx1 {
-                    sum += pixels[yy * w + xx] as u32;
+                    sum += c.at(xx, yy) as u32;
                 }
             }
             let cnt = ((ry1 - ry0) * (rx1 - rx0)) as u32;
@@ -369,19 +486,36 @@ pub fn extract(
     regions: &mut [Region],
     features: &mut [f32],
 ) -> Result<usize, RegionError> {
-    let need = regions.len() * D_IN;
-    if features.len() < need {
-        return Err(RegionError::OutputTooSmall {
-            needed: need,
-            got: features.len(),
-        });
+    let need = features_len(regions.len(), features.len())?;
+    let c = check_canvas(pixels, w, h)?;
+    extract_in(&c, params, scratch, regions, &mut features[..need])
+}
+
+/// `max_regions * D_IN`, the feature values [`extract`] writes, if `got` holds them.
+pub(crate) fn features_len(max_regions: usize, got: usize) -> Result<usize, RegionError> {
+    match max_regions.checked_mul(D_IN) {
+        Some(need) if need <= got => Ok(need),
+        need => Err(RegionError::OutputTooSmall {
+            needed: need.unwrap_or(usize::MAX),
+            got,
+        }),
     }
-    let k = find_regions(pixels, w, h, params, scratch, regions)?;
-    for v in features[..need].iter_mut() {
+}
+
+/// [`extract`] over a view; `features` holds exactly `regions.len() * D_IN` values.
+pub(crate) fn extract_in(
+    c: &Canvas,
+    params: &Params,
+    scratch: &mut [u16],
+    regions: &mut [Region],
+    features: &mut [f32],
+) -> Result<usize, RegionError> {
+    let k = find_in(c, params, scratch, regions)?;
+    for v in features.iter_mut() {
         *v = 0.0;
     }
     for (r, row) in regions[..k].iter().zip(features.chunks_exact_mut(D_IN)) {
-        region_features(pixels, w, h, r, row)?;
+        features_in(c, r, row)?;
     }
     Ok(k)
 }
@@ -389,27 +523,16 @@ pub fn extract(
 /// If the canvas looks like dark ink on a light background (mean of its border pixels ≥ 128),
 /// invert it in place (`v → 255 − v`) and return true. The demo scenes are light-on-dark.
 pub fn invert_if_light_background(pixels: &mut [u8], w: usize, h: usize) -> bool {
-    if w == 0 || h == 0 || pixels.len() != w * h {
-        return false;
-    }
-    let mut sum = 0u64;
-    let mut cnt = 0u64;
-    for y in 0..h {
-        for x in 0..w {
-            if y == 0 || y + 1 == h || x == 0 || x + 1 == w {
-                sum += pixels[y * w + x] as u64;
-                cnt += 1;
-            }
-        }
-    }
-    if sum >= 128 * cnt {
+    let light = w > 0
+        && h > 0
+        && w.checked_mul(h) == Some(pixels.len())
+        && light_background(pixels, w, h, w);
+    if light {
         for v in pixels.iter_mut() {
             *v = 255 - *v;
         }
-        true
-    } else {
-        false
     }
+    light
 }
 
 /// A decoded 8-bit grayscale image.
@@ -474,66 +597,60 @@ pub fn from_png(bytes: &[u8]) -> Result<Gray, std::string::String> {
 }
 
 /// Shrink an image by the smallest integer factor `f` that brings it within [`MAX_PIXELS`] and
-/// [`MAX_SIDE`] (each output pixel = rounded mean of its `f × f` block, clipped at the edges).
-/// Box geometry is normalised by the canvas size, so a uniformly scaled scene keeps (nearly)
-/// the same features. Images that already fit are returned unchanged.
+/// [`MAX_SIDE`] ([`crate::frame::fit_factor`]; each output pixel = rounded mean of its `f × f`
+/// block, clipped at the edges: [`crate::frame::downscale_into`]). Box geometry is normalised
+/// by the canvas size, so a uniformly scaled scene keeps (nearly) the same features. Images that
+/// already fit, and inconsistent ones (`pixels.len() != width * height`), are returned unchanged.
 #[cfg(feature = "std")]
 pub fn downscale_to_fit(g: Gray) -> Gray {
-    let fits = |w: usize, h: usize| w <= MAX_SIDE && h <= MAX_SIDE && w * h <= MAX_PIXELS;
-    if fits(g.width, g.height) {
+    use crate::frame::{downscale_into, downscaled_len, fit_factor, Frame};
+    let f = fit_factor(g.width, g.height);
+    if f == 1 || g.width.checked_mul(g.height) != Some(g.pixels.len()) {
         return g;
     }
-    let mut f = 2;
-    while !fits(g.width.div_ceil(f), g.height.div_ceil(f)) {
-        f += 1;
-    }
-    let (w, h) = (g.width.div_ceil(f), g.height.div_ceil(f));
-    let mut pixels = std::vec::Vec::with_capacity(w * h);
-    for y in 0..h {
-        for x in 0..w {
-            let (mut s, mut n) = (0u32, 0u32);
-            for yy in y * f..((y + 1) * f).min(g.height) {
-                for xx in x * f..((x + 1) * f).min(g.width) {
-                    s += g.pixels[yy * g.width + xx] as u32;
-                    n += 1;
-                }
-            }
-            pixels.push(((s + n / 2) / n) as u8);
-        }
-    }
-    Gray {
-        width: w,
-        height: h,
-        pixels,
+    let mut pixels = std::vec![0u8; downscaled_len(g.width, g.height, f)];
+    let shrunk = Frame::new(&g.pixels, g.width, g.height, g.width)
+        .and_then(|frame| downscale_into(&frame, f, &mut pixels))
+        .map(|s| (s.width(), s.height()));
+    match shrunk {
+        Ok((width, height)) => Gray {
+            width,
+            height,
+            pixels,
+        },
+        Err(_) => g,
     }
 }
 
 /// Regions and features of a PNG scene, for `m2 caption --image` (host only): decode to
-/// grayscale, shrink it if it is larger than the extractor takes ([`downscale_to_fit`]),
-/// invert if it is dark ink on a light background, run [`extract`] with
-/// [`Params::DEMO`]. Returns the regions found and their features, `regions.len() * D_IN`
-/// values (no padding rows: the engine pads to its `max_regions`). Errors if there is no region.
+/// grayscale, shrink it if it is larger than the extractor takes ([`downscale_to_fit`]), run
+/// [`crate::frame::frame_features`] with [`crate::frame::Polarity::Auto`] (dark ink on a light
+/// background is read inverted) and [`Params::DEMO`]. Returns the regions found and their
+/// features, `regions.len() * D_IN` values (no padding rows: the engine pads to its
+/// `max_regions`). Errors if there is no region.
 #[cfg(feature = "std")]
 pub fn features_from_png(
     bytes: &[u8],
     max_regions: usize,
 ) -> Result<(std::vec::Vec<Region>, std::vec::Vec<f32>), std::string::String> {
+    use crate::frame::{frame_features, labels_len, Frame, Polarity};
     use std::string::ToString;
-    let mut g = downscale_to_fit(from_png(bytes)?);
-    invert_if_light_background(&mut g.pixels, g.width, g.height);
-    let mut scratch = std::vec![0u16; g.width * g.height];
+    let g = downscale_to_fit(from_png(bytes)?);
+    let mut labels = std::vec![0u16; labels_len(g.width, g.height)];
     let mut regions = std::vec![Region::default(); max_regions];
-    let mut feats = std::vec![0f32; max_regions * D_IN];
-    let n = extract(
-        &g.pixels,
-        g.width,
-        g.height,
-        &Params::DEMO,
-        &mut scratch,
-        &mut regions,
-        &mut feats,
-    )
-    .map_err(|e| e.to_string())?;
+    let mut feats = std::vec![0f32; max_regions.saturating_mul(D_IN)];
+    let n = Frame::new(&g.pixels, g.width, g.height, g.width)
+        .and_then(|frame| {
+            frame_features(
+                &frame,
+                Polarity::Auto,
+                &Params::DEMO,
+                &mut labels,
+                &mut regions,
+                &mut feats,
+            )
+        })
+        .map_err(|e| e.to_string())?;
     if n == 0 {
         return Err("no digit found in the image (no bright strokes on a dark background)".into());
     }

@@ -3,27 +3,14 @@
 
 mod common;
 
+use common::beam_bits as bits;
 use common::*;
 use m2::blob::DType;
 use m2::kernels::Kernels;
 use m2::model::{EngineError, M2};
-use m2::search::{beam_search, beam_search_encoded, BeamOutput, SearchOptions};
+use m2::search::{beam_search, beam_search_encoded, SearchOptions};
 use m2::workspace::Workspace;
 use m2::Blob;
-
-/// Tokens, per-word log-probs and scores, as bits.
-fn bits(out: &BeamOutput) -> Vec<(Vec<u32>, Vec<u32>, u32)> {
-    out.beams
-        .iter()
-        .map(|b| {
-            (
-                b.tokens.to_vec(),
-                b.logprobs.iter().map(|v| v.to_bits()).collect(),
-                b.score.to_bits(),
-            )
-        })
-        .collect()
-}
 
 #[test]
 fn split_phases_give_the_beams_of_beam_search_bit_for_bit() {

@@ -155,7 +155,11 @@ pub fn beam_search(
 }
 
 /// The options and plan checks of a beam search, before anything runs.
-fn check_search(model: &M2, ws: &Workspace, opts: &SearchOptions) -> Result<(), EngineError> {
+pub(crate) fn check_search(
+    model: &M2,
+    ws: &Workspace,
+    opts: &SearchOptions,
+) -> Result<(), EngineError> {
     model.check_plan(ws.plan(), opts.beam, opts.max_len)?;
     let v = model.cfg.vocab as usize;
     if opts.beam > v {

@@ -104,3 +104,18 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .zip(b)
         .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
 }
+
+/// A beam search's beams as bits: tokens, per-word log-probs and score of each beam, best
+/// first (for bit-for-bit comparisons).
+pub fn beam_bits(out: &m2::search::BeamOutput) -> Vec<(Vec<u32>, Vec<u32>, u32)> {
+    out.beams
+        .iter()
+        .map(|b| {
+            (
+                b.tokens.to_vec(),
+                b.logprobs.iter().map(|v| v.to_bits()).collect(),
+                b.score.to_bits(),
+            )
+        })
+        .collect()
+}
