@@ -23,7 +23,7 @@ rustup target add thumbv7em-none-eabihf thumbv6m-none-eabi
 # defmt-print decodes the log; flip-link is the linker of every firmware build.
 command -v defmt-print >/dev/null 2>&1 || cargo install defmt-print --locked --version 1.2.0
 command -v flip-link >/dev/null 2>&1 || cargo install flip-link --locked --version 0.1.12
-(cd pico && npm ci --no-audit --no-fund --silent)
+(cd pico && npm ci --no-audit --no-fund --silent && npm test --silent)   # UF2 + emulator runner tests
 
 LOG=$(mktemp)
 STUB=$(mktemp -d)
@@ -86,10 +86,16 @@ H7_ELF=$FW/target/thumbv7em-none-eabihf/release/m2-firmware
 rm -f "$PROBE_RS_ARGS"
 PATH="$STUB:$PATH" expect 0 "cargo run --release --features stm32h743 → probe-rs" \
   "probe-rs run --chip STM32H743ZITx" -- cargo run --release --features stm32h743
-want=$(printf '%s\n' run --chip STM32H743ZITx "$H7_ELF")
-if [[ "$(cat "$PROBE_RS_ARGS")" != "$want" ]]; then
-  echo "firmware.sh: FAIL probe-rs got: $(tr '\n' ' ' < "$PROBE_RS_ARGS"), want: $(echo $want)" >&2; exit 1
-fi
+# probe_rs_called_with CHIP ELF: the stand-in got exactly `run --chip CHIP <ELF>` (cargo passes the
+# ELF's path relative to the crate: compare resolved paths)
+probe_rs_called_with() {
+  local got; mapfile -t got < "$PROBE_RS_ARGS"
+  if [[ ${#got[@]} -ne 4 || ${got[0]} != run || ${got[1]} != --chip || ${got[2]} != "$1" \
+        || "$(realpath "${got[3]}")" != "$(realpath "$2")" ]]; then
+    echo "firmware.sh: FAIL probe-rs got: ${got[*]}; want: run --chip $1 $2" >&2; exit 1
+  fi
+}
+probe_rs_called_with STM32H743ZITx "$H7_ELF"
 grep -aq 'board=stm32h743 probe-rs-chip=STM32H743ZITx;' "$H7_ELF" \
   || { echo "firmware.sh: FAIL the ELF given to probe-rs is not the H743 build" >&2; exit 1; }
 S=$(rustc --print sysroot)/lib/rustlib/x86_64-unknown-linux-gnu/bin
@@ -107,9 +113,7 @@ PICO_ELF=$FW/target/thumbv6m-none-eabi/release/m2-firmware
 rm -f "$PROBE_RS_ARGS" "$PICO_ELF.uf2"
 PATH="$STUB:$PATH" M2_PICO=probe expect 0 "cargo pico with M2_PICO=probe → probe-rs" \
   "probe-rs run --chip RP2040" -- cargo pico
-want=$(printf '%s\n' run --chip RP2040 "$PICO_ELF")
-[[ "$(cat "$PROBE_RS_ARGS")" == "$want" ]] \
-  || { echo "firmware.sh: FAIL probe-rs got: $(tr '\n' ' ' < "$PROBE_RS_ARGS")" >&2; exit 1; }
+probe_rs_called_with RP2040 "$PICO_ELF"
 node pico/uf2.mjs check "$PICO_ELF.uf2" "$PICO_ELF"
 expect 0 "Pico (RP2040) in rp2040js: captions equal the host's" "PASS: 6/6 captions equal the host's" -- \
   cargo pico
@@ -119,6 +123,6 @@ M2_IMAGES=1 expect 1 "Pico: a wrong expected caption is caught" "(deliberately w
 
 echo
 echo "firmware.sh: per caption (bundled frames, beam 5, 20 steps):"
-for k in "m4 dsp" "m4 scalar" "m7 dsp" "m7 scalar"; do echo "  QEMU $k: ${FIG[$k]} (-icount)"; done
-echo "  Pico (rp2040js, 125 MHz): ${FIG[pico]} (emulated)"
+for k in "m4 dsp" "m4 scalar" "m7 dsp" "m7 scalar"; do echo "  QEMU $k: ${FIG[$k]:-?} (-icount)"; done
+echo "  Pico (rp2040js, 125 MHz): ${FIG[pico]:-?} (emulated)"
 echo "firmware.sh: all firmware checks passed in ${SECONDS}s" >&2

@@ -77,14 +77,28 @@ fn main() -> ! {
     defmt::info!("m2 firmware: {=str}", TARGET_TAG);
     stack::paint();
     let mut board = Board::init();
-    let ok = run(&mut board);
+    let (ok, verdict) = run(&mut board);
+    let (peak, size) = (stack::peak(), stack::size());
     defmt::info!(
         "stack: {=usize} bytes used at most (of {=usize})",
-        stack::peak(),
-        stack::size()
+        peak,
+        size
     );
+    let mut line = heapless::String::<80>::new();
+    let _ = write!(line, "stack peak {peak} B of {size} B");
+    board.console(&line);
+    // The verdict, last in the log and on the console.
+    if ok {
+        defmt::info!("{=str}", verdict.as_str());
+    } else {
+        defmt::error!("{=str}", verdict.as_str());
+    }
+    board.console(&verdict);
     board.finish(ok)
 }
+
+/// The last line of a run: `PASS: n/N captions equal the host's; …` or `FAIL: …`.
+type Verdict = heapless::String<200>;
 
 /// Per-image phase costs, in the board's counter unit.
 #[derive(Default)]
@@ -127,7 +141,7 @@ impl<'b> Lap<'b> {
     }
 }
 
-fn run(board: &mut Board) -> bool {
+fn run(board: &mut Board) -> (bool, Verdict) {
     // Read the addresses through volatile loads so the compiler cannot fold the checks into the
     // bytes it embedded: what counts is what actually got loaded into (PS)RAM or flash.
     // SAFETY: a volatile read of a `'static` reference to an immutable static.
@@ -142,7 +156,7 @@ fn run(board: &mut Board) -> bool {
         Ok(b) => b,
         Err(e) => {
             defmt::error!("model blob rejected: {}", defmt::Display2Format(&e));
-            return false;
+            return fail("model blob rejected");
         }
     };
     let c = *blob.config();
@@ -152,7 +166,7 @@ fn run(board: &mut Board) -> bool {
     );
     if c != MODEL_CONFIG {
         defmt::error!("blob config differs from the one the workspace was sized for");
-        return false;
+        return fail("blob config differs from the build's");
     }
 
     // SAFETY: the only reference ever made to WORKSPACE (`run` is called once); it is zeroed
@@ -175,10 +189,14 @@ fn run(board: &mut Board) -> bool {
         Ok(ws) => ws,
         Err(e) => {
             defmt::error!("workspace: {}", defmt::Display2Format(&e));
-            return false;
+            return fail("workspace does not fit the plan");
         }
     };
-    defmt::info!("{=usize} bundled images from {=str}", N_IMAGES, IMAGES_SOURCE);
+    defmt::info!(
+        "{=usize} bundled images from {=str}",
+        N_IMAGES,
+        IMAGES_SOURCE
+    );
     let model = M2::new(&blob, kernels());
     defmt::info!("kernels: {}", defmt::Debug2Format(&model.kernels.isa()));
     let opts = SearchOptions {
@@ -224,20 +242,28 @@ fn run(board: &mut Board) -> bool {
                 best.score,
                 exp.score
             );
-            let _ = write!(line, "image {i}: \"{got}\" == host; {} {}", ph.total(), Board::UNIT);
+            let _ = write!(
+                line,
+                "image {i}: \"{got}\" == host; {} {}",
+                ph.total(),
+                Board::UNIT
+            );
         } else {
             defmt::error!(
                 "image {=usize}: \"{=str}\" (score {=f32}) but the host said \"{=str}\" (score {=f32})",
                 i, got, best.score, exp.text, exp.score
             );
-            let _ = write!(line, "image {i}: \"{got}\" but the host said \"{}\"", exp.text);
+            let _ = write!(
+                line,
+                "image {i}: \"{got}\" but the host said \"{}\"",
+                exp.text
+            );
         }
         board.console(&line);
     }
 
-    // The verdict, last in the log and on the console.
     let mean = sum / N_IMAGES.max(1) as u64;
-    let mut line = heapless::String::<200>::new();
+    let mut line = Verdict::new();
     let verdict = if passed == N_IMAGES { "PASS" } else { "FAIL" };
     let _ = write!(
         line,
@@ -257,13 +283,14 @@ fn run(board: &mut Board) -> bool {
             let _ = write!(line, " (QEMU -icount: instructions, not cycles)");
         }
     }
-    if passed == N_IMAGES {
-        defmt::info!("{=str}", line.as_str());
-    } else {
-        defmt::error!("{=str}", line.as_str());
-    }
-    board.console(&line);
-    passed == N_IMAGES
+    (passed == N_IMAGES, line)
+}
+
+/// A run that could not start.
+fn fail(why: &str) -> (bool, Verdict) {
+    let mut line = Verdict::new();
+    let _ = write!(line, "FAIL: {why}");
+    (false, line)
 }
 
 /// One image's phase costs in the log, and in milliseconds where the clock is known.
@@ -307,7 +334,8 @@ mod images {
     use m2::search::Beam;
 
     /// The frames, 8-bit grayscale, in flash.
-    static FRAMES_FLASH: [u8; FRAMES_LEN] = *include_bytes!(concat!(env!("OUT_DIR"), "/frames.bin"));
+    static FRAMES_FLASH: [u8; FRAMES_LEN] =
+        *include_bytes!(concat!(env!("OUT_DIR"), "/frames.bin"));
     /// The RAM frame buffer a camera's DMA would fill (rows `FRAME_ROW_ALIGN`-byte aligned).
     #[link_section = ".workspace"]
     static mut FRAME_BUF: MaybeUninit<Aligned<[u8; FRAME_BUF_LEN]>> = MaybeUninit::uninit();
@@ -384,7 +412,12 @@ mod images {
             let frame = match Frame::new(&self.frame[..], w, h, stride) {
                 Ok(f) => f,
                 Err(e) => {
-                    defmt::error!("image {=usize} ({=str}): {}", i, spec.name, defmt::Display2Format(&e));
+                    defmt::error!(
+                        "image {=usize} ({=str}): {}",
+                        i,
+                        spec.name,
+                        defmt::Display2Format(&e)
+                    );
                     return Err(());
                 }
             };
@@ -481,7 +514,11 @@ mod images {
             // pattern is a valid f32 (the engine rejects non-finite values itself).
             let f: &[f32] = unsafe { core::slice::from_raw_parts(f.as_ptr().cast(), IMAGE_FLOATS) };
             let fail = |e: m2::model::EngineError| {
-                defmt::error!("image {=usize}: engine error {}", i, defmt::Display2Format(&e));
+                defmt::error!(
+                    "image {=usize}: engine error {}",
+                    i,
+                    defmt::Display2Format(&e)
+                );
             };
             let mut lap = Lap::new(board);
             model.encode_regions(f, ws).map_err(fail)?;
@@ -497,7 +534,9 @@ mod images {
                 lap.resume();
             })
             .map_err(fail)?;
-            out.best().cloned().ok_or_else(|| defmt::error!("image {=usize}: no beam", i))
+            out.best()
+                .cloned()
+                .ok_or_else(|| defmt::error!("image {=usize}: no beam", i))
         }
     }
 }

@@ -43,7 +43,10 @@ static WRAPS: AtomicU32 = AtomicU32::new(0);
 
 #[exception]
 fn SysTick() {
-    WRAPS.store(WRAPS.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+    WRAPS.store(
+        WRAPS.load(Ordering::Relaxed).wrapping_add(1),
+        Ordering::Relaxed,
+    );
 }
 
 type UartPins = (
@@ -81,12 +84,7 @@ impl Board {
         };
         let hz = clocks.system_clock.freq().to_Hz();
         let sio = hal::Sio::new(dp.SIO);
-        let pins = Pins::new(
-            dp.IO_BANK0,
-            dp.PADS_BANK0,
-            sio.gpio_bank0,
-            &mut dp.RESETS,
-        );
+        let pins = Pins::new(dp.IO_BANK0, dp.PADS_BANK0, sio.gpio_bank0, &mut dp.RESETS);
         let uart_pins: UartPins = (pins.gpio0.into_function(), pins.gpio1.into_function());
         let uart = UartPeripheral::new(dp.UART0, uart_pins, &mut dp.RESETS)
             .enable(
