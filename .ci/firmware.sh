@@ -19,6 +19,10 @@ if ! command -v qemu-system-arm >/dev/null 2>&1; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends qemu-system-arm
 fi
+if ! command -v npm >/dev/null 2>&1; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nodejs npm
+fi
 rustup target add thumbv7em-none-eabihf thumbv6m-none-eabi
 # defmt-print decodes the log; flip-link is the linker of every firmware build.
 command -v defmt-print >/dev/null 2>&1 || cargo install defmt-print --locked --version 1.2.0
