@@ -12,7 +12,7 @@
 //! its crystal (the NUCLEO's ST-LINK 8 MHz MCO, OpenMV's 12 MHz...); HSI is factory-trimmed to
 //! ±1 % at 25 °C, which bounds the error of the millisecond figures.
 
-use stm32h7xx_hal::{pac, prelude::*};
+use stm32h7xx_hal::{pac, prelude::*, rcc};
 
 /// DBGMCU_IDC.REV_ID of revision V (RM0433 §60.5.8).
 const REV_V: u16 = 0x2003;
@@ -37,9 +37,12 @@ impl Board {
         } else {
             (pwr.freeze(), 400)
         };
+        // PLL1 in its wide VCO range ("Iterative": VCOH up to 960 MHz on revision V): the HAL's
+        // default ("Normal") uses the medium range, 150–420 MHz, whose assert rejects 480 MHz.
         let ccdr = dp
             .RCC
             .constrain()
+            .pll1_strategy(rcc::PllConfigStrategy::Iterative)
             .sys_ck(mhz.MHz())
             .freeze(pwrcfg, &dp.SYSCFG);
         let hz = ccdr.clocks.sys_ck().raw();
