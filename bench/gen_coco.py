@@ -5,14 +5,15 @@
 
 Writes (deterministic for a given seed):
   coco-bench.safetensors   the reference's exact state_dict: 165 keys, names, shapes and dtypes
-                           as spec §2 (38,439,424 f32 numbers, ~154 MB), state buffers included
+                           as docs/SPEC.md §3.1 (38,439,424 f32 numbers, ~154 MB), state
+                           buffers included
   coco-vocab.json          the released COCO vocabulary (copied from tests/fixtures)
   features.npy             [images, 50, 2048] f32, non-negative like ReLU'd CNN features; some
                            images have fewer valid regions followed by zero rows
   features-1.npy           [1, 50, 2048], the first image alone (for the peak-RSS run)
 
 The weights are random but shaped like a trained model's: Xavier-uniform matrices (as the
-reference's init, which also overwrites pos_emb and word_emb, spec Q1/Q2), LayerNorm gains
+reference's init, which also overwrites pos_emb and word_emb, docs/SPEC.md Q1/Q2), LayerNorm gains
 1 ± 0.1, small biases U(−0.05, 0.05), memory slots N(0, 1/d_k) and N(0, 1/m) (the attention
 class's init), and a vocabulary read-out with a Zipf-like prior and logits of std ≈ 2, so that
 beams are neither uniform noise nor collapsed onto one word (a pure Xavier read-out gives
@@ -70,7 +71,7 @@ def pwff(rng, sd, prefix):
 def state_dict(seed):
     rng = np.random.default_rng(seed)
     sd = {}
-    # ---- encoder (spec §2, state_dict order) ----
+    # ---- encoder (docs/SPEC.md §3.1, state_dict order) ----
     for i in range(N_ENC):
         p = f"encoder.layers.{i}"
         sd[p + ".mhatt.attention.m_k"] = (rng.standard_normal((1, M, D)) / np.sqrt(DK)).astype(np.float32)
@@ -84,7 +85,7 @@ def state_dict(seed):
     sd["decoder.running_mask_self_attention"] = np.zeros((1, 1, 0), dtype=np.uint8)
     sd["decoder.running_seq"] = np.zeros((1,), dtype=np.int64)
     sd["decoder.word_emb.weight"] = xavier(rng, V, D)
-    sd["decoder.pos_emb.weight"] = xavier(rng, POS, D)  # Q1: random, not sinusoidal
+    sd["decoder.pos_emb.weight"] = xavier(rng, POS, D)  # docs/SPEC.md Q1: random, not sinusoidal
     for i in range(N_DEC):
         p = f"decoder.layers.{i}"
         sd[p + ".self_att.running_keys"] = np.zeros((0, D), dtype=np.float32)

@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
-"""A straightforward PyTorch implementation of M² (spec §3 forward, §4 beam search) — the
-benchmark's baseline when torch is importable. Same weights (the checkpoint's safetensors), f32.
+"""A straightforward PyTorch implementation of M² (docs/SPEC.md §4–§6 forward, §8 beam search)
+— the benchmark's baseline when torch is importable. Same weights (the checkpoint's
+safetensors), f32.
 
     python3 bench/torch_ref.py --checkpoint bench/out/coco-bench.safetensors \
         --features bench/out/features.npy [--threads 2] [--n 2] [--warmup 1] [--vocab V.json]
 
 Written in the reference's style, not optimised: every beam step re-runs the decoder over the
 whole prefix (causal mask) and re-projects the encoder outputs into cross-attention keys and
-values for every beam (the reference recomputes those per beam per step, spec §3.6).
+values for every beam (the reference recomputes those per beam per step, docs/SPEC.md §7.2).
 Prints one JSON line: {"kind": "baseline", "what", "median_ms", "min_ms", "n", "threads",
 "tokens", "caption"}.
 """
@@ -64,7 +65,8 @@ class M2Ref:
         return self.ln(x + self.lin(F.relu(self.lin(x, p + ".fc1")), p + ".fc2"), p + ".layer_norm")
 
     def encode(self, x):
-        """x [1, R, d_in] → levels [3, 1, R, d], mask [1, 1, R] (True = masked, spec §3.2)."""
+        """x [1, R, d_in] → levels [3, 1, R, d], mask [1, 1, R] (True = masked, docs/SPEC.md
+        §5.2)."""
         out = self.ln(F.relu(self.lin(x, "encoder.fc")), "encoder.layer_norm")
         mask = (out.sum(-1) == 0).unsqueeze(1)
         levels = []

@@ -37,7 +37,7 @@ pub struct Config {
     /// `<eos>` id.
     pub eos: u32,
     /// The encoder's "padding_idx": a region is masked iff the row sum of its projected,
-    /// layer-normed features equals this value exactly (spec §3.2; 0 for COCO).
+    /// layer-normed features equals this value exactly (docs/SPEC.md §5.2; 0 for COCO).
     pub enc_pad_value: f32,
 }
 
@@ -102,7 +102,7 @@ pub const MAX_DIM: u32 = 1 << 20;
 pub const MAX_DEC_LAYERS: usize = 12;
 
 impl Config {
-    /// The released COCO model (spec §1).
+    /// The released COCO model (docs/SPEC.md §2.1).
     pub const COCO: Config = Config {
         d_in: 2048,
         d_model: 512,

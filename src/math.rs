@@ -186,7 +186,7 @@ pub fn sum(x: &[f32]) -> f32 {
 }
 
 /// In-place softmax over one row. `-inf` entries get weight 0. A row that is entirely `-inf`
-/// (impossible in M², spec §3.6) gives zeros instead of NaN.
+/// (impossible in M², docs/SPEC.md §4.3) gives zeros instead of NaN.
 #[inline(always)]
 pub fn softmax(x: &mut [f32]) {
     let max = max_of(x);

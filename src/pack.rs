@@ -1,7 +1,7 @@
 //! Checkpoint → blob conversion (std only): the library behind `m2-pack`.
 //!
-//! Input is the reference implementation's `state_dict` saved as safetensors (spec §2; see
-//! `tools/python/pth_to_safetensors.py`) and its vocabulary as a JSON list of strings
+//! Input is the reference implementation's `state_dict` saved as safetensors (docs/SPEC.md
+//! §3.1; see `tools/python/pth_to_safetensors.py`) and its vocabulary as a JSON list of strings
 //! (`tools/python/vocab_pkl_to_json.py`). Every hyper-parameter except the head count and the
 //! region count is inferred from tensor shapes.
 //!
@@ -47,7 +47,7 @@ pub struct PackOptions {
     pub bos: Option<u32>,
     /// Override the `<eos>` id.
     pub eos: Option<u32>,
-    /// The encoder's padding value (spec §3.2; 0 for COCO).
+    /// The encoder's padding value (docs/SPEC.md §5.2; 0 for COCO).
     pub enc_pad_value: f32,
 }
 
@@ -209,7 +209,7 @@ impl From<WriteError> for PackError {
     }
 }
 
-/// Reference state buffers that carry no weights and are skipped (spec §2).
+/// Reference state buffers that carry no weights and are skipped (docs/SPEC.md §3.1).
 pub const IGNORED_GLOBAL_KEYS: [&str; 2] =
     ["decoder.running_mask_self_attention", "decoder.running_seq"];
 /// Per-decoder-layer state buffers that are skipped: `decoder.layers.i` + suffix.

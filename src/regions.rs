@@ -34,7 +34,7 @@
 //!    * geometry: `x0/W, y0/H, x1/W, y1/H, bw/W, bh/H, (bw·bh)/(W·H), n_on/(bw·bh)`, each a single
 //!      f32 division of two exact integers.
 //! 7. The feature matrix is `[max_regions, D_IN]`; rows past the number of regions are zero
-//!    (the encoder's padding; spec §3.2).
+//!    (the encoder's padding; docs/SPEC.md §12.1).
 
 /// Side of the resampled pixel grid of a region.
 pub const GRID: usize = 8;

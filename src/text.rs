@@ -1,4 +1,4 @@
-//! From word ids to caption text, exactly as the reference prints it (spec §5):
+//! From word ids to caption text, exactly as the reference prints it (docs/SPEC.md §11):
 //! map ids through the vocabulary, stop at the first token whose string is `<eos>`, then
 //! (evaluation form) collapse runs of identical consecutive words, join with single spaces and
 //! strip surrounding whitespace; the raw form only joins. Nothing else is filtered: `<unk>`,

@@ -80,7 +80,7 @@ pub struct Persistent<'b> {
     pub enc_out: &'b mut [f32],
     /// Additive attention bias of each encoder row as a key `[rows]`: 0 for a region, `ln c`
     /// for the row standing for `c` padding rows, −∞ where the reference masks the region
-    /// (spec §3.2).
+    /// (docs/SPEC.md §5.2).
     pub key_bias: &'b mut [f32],
     /// Distinct encoder rows (set by the encoder).
     pub rows: &'b mut usize,
@@ -332,7 +332,8 @@ impl<'w> Workspace<'w> {
         out.get(j * d..(j + 1) * d).unwrap_or(&[])
     }
 
-    /// Whether the reference's rule (spec §3.2) masks region `i < R`, valid after encoding.
+    /// Whether the reference's rule (docs/SPEC.md §5.2) masks region `i < R`, valid after
+    /// encoding.
     pub fn region_masked(&self, i: usize) -> bool {
         let o = self.plan.enc_out_len();
         let j = i.min(self.rows.saturating_sub(1));

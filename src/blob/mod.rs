@@ -80,7 +80,7 @@ pub enum TensorKind {
     // ---- decoder ----------------------------------------------------------------------
     /// `decoder.word_emb.weight` [V, d] (a matrix: may be int8 per row)
     WordEmb = 40,
-    /// `decoder.pos_emb.weight` [pos_rows, d] (f32; random in practice, spec Q1)
+    /// `decoder.pos_emb.weight` [pos_rows, d] (f32; random in practice, docs/SPEC.md Q1)
     PosEmb = 41,
     /// `decoder.fc.weight` [V, d] (no bias)
     VocabW = 42,

@@ -1,4 +1,4 @@
-//! Multi-head scaled dot-product attention (paper §3.1, spec §3.1), post-norm:
+//! Multi-head scaled dot-product attention (paper §3.1, docs/SPEC.md §4), post-norm:
 //!
 //! ```text
 //! q = Q_in·W_qᵀ + b_q     k = KV_in·W_kᵀ + b_k     v = KV_in·W_vᵀ + b_v      (heads: feature = head·d_k + j)

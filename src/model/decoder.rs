@@ -1,4 +1,4 @@
-//! The meshed decoder (paper §3.2, spec §3.3–3.5), run incrementally: one step feeds one
+//! The meshed decoder (paper §3.2, docs/SPEC.md §6), run incrementally: one step feeds one
 //! token per beam (`n` rows) and appends each row's projected keys/values to the cache.
 //!
 //! ```text
@@ -13,7 +13,7 @@
 //! ```
 //! The cross-attention keys and values of the three encoder levels depend only on the image,
 //! so [`MeshedDecoder::precompute_cross`] computes them once per image and decoder layer; the
-//! reference recomputes them for every beam at every step (spec §3.6).
+//! reference recomputes them for every beam at every step (docs/SPEC.md §7.2).
 
 use super::attention::{attend, attend_rows, MultiHeadAttention, DECODER_CROSS, DECODER_SELF};
 use super::feed_forward::{FfKinds, PositionWiseFeedForward};
@@ -48,7 +48,7 @@ pub struct MeshedDecoderLayer<'a> {
 #[derive(Clone, Debug)]
 pub struct MeshedDecoder<'a> {
     pub word_emb: Matrix<'a>,
-    /// Learned (in practice random, spec Q1) positional table `[pos_rows, d]`.
+    /// Learned (in practice random, docs/SPEC.md Q1) positional table `[pos_rows, d]`.
     pub pos_emb: &'a [f32],
     pub layers: heapless::Vec<MeshedDecoderLayer<'a>, MAX_DEC_LAYERS>,
     /// `decoder.fc`, no bias `[V, d]`.

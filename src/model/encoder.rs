@@ -1,8 +1,8 @@
-//! The memory-augmented encoder (paper §3.1, spec §3.2).
+//! The memory-augmented encoder (paper §3.1, docs/SPEC.md §5).
 //!
 //! ```text
 //! P    = LN_in( ReLU( X·W_inᵀ + b_in ) )                       X [R, d_in] → P [R, d]
-//! mask = ( Σ_j P[r, j] == padding_value )                       quirk Q3: on P, not on X
+//! mask = ( Σ_j P[r, j] == padding_value )                       docs/SPEC.md Q3: on P, not X
 //! E_0  = P
 //! A    = MemoryAugmentedAttention(E_l, E_l, mask)               [R, d]
 //! E_l+1 = LN_ff( A + FFN(A) )                                   [R, d]
@@ -104,8 +104,9 @@ impl<'a> MemoryAugmentedEncoder<'a> {
                 crate::math::relu(p);
                 self.layer_norm.forward_rows(p);
 
-                // Key bias: −∞ where the reference masks a row (quirk Q3: row sum of P equals the
-                // padding value), ln c for the row standing for c > 1 padding rows, else 0.
+                // Key bias: −∞ where the reference masks a row (docs/SPEC.md Q3: row sum of P
+                // equals the padding value), ln c for the row standing for c > 1 padding rows
+                // (docs/SPEC.md §7.3), else 0.
                 for (j, (b, row)) in keep.key_bias[..r]
                     .iter_mut()
                     .zip(p.chunks_exact(d))

@@ -1,4 +1,4 @@
-//! Position-wise feed-forward block (spec §3.2 step 3, §3.4 step 5), post-norm:
+//! Position-wise feed-forward block (docs/SPEC.md §5.3, §6.6), post-norm:
 //! `out = LN( x + W_2·ReLU(W_1·x + b_1) + b_2 )`.
 
 use super::{LayerNorm, Linear};

@@ -1,4 +1,4 @@
-//! Beam search exactly as the reference's `BeamSearch` (spec §4):
+//! Beam search exactly as the reference's `BeamSearch` (docs/SPEC.md §8):
 //!
 //! * step 0 expands the single `<bos>` parent into the `B` best words;
 //! * at step t ≥ 1 every beam b proposes `c[b, w] = s_b + logp_b[w]`; a *finished* beam (one

@@ -121,7 +121,8 @@ def main():
         "",
         f"Test set: the {n} bundled test scenes (`assets/demo/test_features.npy`), built only from "
         "scikit-learn digits of the held-out test split; 5 reference captions each. Beam 5, 20 "
-        "steps, the reference beam rule (spec §4); captions collapsed as test.py does (§5). "
+        "steps, the reference beam rule (docs/SPEC.md §8); captions collapsed as test.py does "
+        "(docs/SPEC.md §11). "
         "BLEU-4 and CIDEr(-D) are pycocoevalcap's on whitespace-tokenised lower-case text "
         "(the captions contain no punctuation, so PTBTokenizer would not change them).",
         "",
@@ -175,8 +176,8 @@ def main():
              f"{c['blob_identical_to_bundled']}" if key == "int8" else "")
           for (key, label, dt, _), c in zip(VARIANTS, cli.values())],
         "",
-        "The PyTorch M² (`tools/python/demo/m2_torch.py`, written from the spec) against the "
-        "reference fixtures (`validate_fixtures.py`): identical best and all-5 beams, raw and "
+        "The PyTorch M² (`tools/python/demo/m2_torch.py`, written from `docs/SPEC.md`) against "
+        "the reference fixtures (`validate_fixtures.py`): identical best and all-5 beams, raw and "
         "collapsed captions on every fixture; max abs differences:",
         "",
         *[f"- {name}: {'PASS' if ok else 'FAIL'} — encoder outputs {r['enc_outputs']:.1e}, "

@@ -1,8 +1,9 @@
-"""A PyTorch M² written from docs M2-SPEC.md (the reference's test-time behaviour).
+"""A PyTorch M² written from the specification docs/SPEC.md (the reference's test-time
+behaviour).
 
-state_dict names are exactly the reference's (spec §2), without the empty `running_*` state
-buffers (m2-pack ignores them; `load_reference` drops them). `validate_fixtures.py` proves names
-and math against the reference fixtures in tests/fixtures/.
+state_dict names are exactly the reference's (docs/SPEC.md §3.1), without the empty `running_*`
+state buffers (m2-pack ignores them; `load_reference` drops them). `validate_fixtures.py` proves
+names and math against the reference fixtures in tests/fixtures/.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ class M2Config:
     unk: int = 0
     bos: int = 2
     eos: int = 3
-    enc_pad_value: float = 0.0  # encoder "padding_idx" (spec §3.2, quirk Q3)
+    enc_pad_value: float = 0.0  # encoder "padding_idx" (docs/SPEC.md §5.2, Q3)
 
     def to_dict(self):
         return asdict(self)
@@ -165,7 +166,7 @@ class Decoder(nn.Module):
         self.c = c
         self.word_emb = nn.Embedding(c.vocab, c.d_model, padding_idx=c.pad)
         self.pos_emb = nn.Embedding(c.pos_rows, c.d_model)
-        self.pos_emb.weight.requires_grad_(False)  # frozen, as the reference (Q1)
+        self.pos_emb.weight.requires_grad_(False)  # frozen, as the reference (docs/SPEC.md Q1)
         self.layers = nn.ModuleList([DecoderLayer(c) for _ in range(3)])
         self.fc = nn.Linear(c.d_model, c.vocab, bias=False)
 
@@ -196,7 +197,8 @@ class M2(nn.Module):
         self.init_weights()
 
     def init_weights(self):
-        # the reference: Xavier-uniform on every >=2-dim parameter, frozen pos_emb included (Q1)
+        # the reference: Xavier-uniform on every >=2-dim parameter, frozen pos_emb included
+        # (docs/SPEC.md Q1)
         for p in self.parameters():
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
@@ -216,7 +218,7 @@ def load_reference(model: M2, sd: dict):
 
 @torch.no_grad()
 def beam_search(model: M2, feats, beam: int = 5, max_len: int = 20):
-    """The reference beam search (spec §4), batched over independent images.
+    """The reference beam search (docs/SPEC.md §8), batched over independent images.
 
     Returns (tokens [B,max_len] i64, token_logprobs [B,max_len], all_tokens [B,beam,max_len],
     all_scores [B,beam]) — best beam first.
@@ -272,7 +274,7 @@ def caption_raw(ids, itos):
 
 
 def caption_eval(ids, itos):
-    """Spec §5: up to the first <eos>, join, collapse runs of identical words, strip."""
+    """docs/SPEC.md §11: up to the first <eos>, join, collapse runs of identical words, strip."""
     import itertools
     words = []
     for i in ids:

@@ -3,7 +3,7 @@
     python tools/python/demo/make_assets.py --run /tmp/m2-demo
 
 Regenerates the test scenes (deterministic; only test-split digits), runs the PyTorch model's
-beam search (beam 5, 20 steps, spec §4) on them, and writes:
+beam search (beam 5, 20 steps, docs/SPEC.md §8) on them, and writes:
   checkpoint.safetensors, vocab.json, config.json   the model (reference state_dict names)
   test_scenes.npy     [K,48,48] u8   the scenes' pixels (what the region extractor reads)
   test_features.npy   [K,4,72] f32   region features (regions.py == src/regions.rs)
