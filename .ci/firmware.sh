@@ -68,7 +68,7 @@ expect 1 "wrong expected caption is caught" "(deliberately wrong)" -- \
   cargo run --release --features wrong-expected
 # Without a debugger (QEMU's DHCSR reads 0) the firmware logs its verdict and sleeps: QEMU
 # must still be running when the timeout ends it (124), the log must say why.
-QEMU_TIMEOUT=15 M2_IMAGES=1 expect 124 "no debugger: verdict logged, then wfi (no lock-up)" \
+QEMU_TIMEOUT=30 M2_IMAGES=1 expect 124 "no debugger: verdict logged, then wfi (no lock-up)" \
   "no debugger attached: the verdict above stays in the log; sleeping" -- \
   cargo run --release --features board-exit
 
