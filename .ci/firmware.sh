@@ -6,7 +6,8 @@
 #   2. a wrong expected caption exits 1; the no-debugger ending sleeps instead of locking up
 #   3. on-target kernel tests (DSP int8 == scalar), M4 and M7; the ARMv6-M build on the M4
 #   4. the STM32H743 board build (flip-link, HAL clocks) and the runner's dispatch to probe-rs,
-#      checked with a stand-in `probe-rs` that records its arguments
+#      checked with a stand-in `probe-rs` that records its arguments; the same ELF run to its
+#      verdict in h7sim (Unicorn Cortex-M7 + an STM32H743 register model: the clock tree checked)
 #   5. the Pico build: UF2 written and validated, the runner's probe-rs dispatch, and the
 #      firmware run in the rp2040js emulator (captions equal the host's, cycles per caption);
 #      a wrong expected caption exits 1 there too
@@ -109,6 +110,19 @@ if [[ -x $S/llvm-nm ]]; then
     || { echo "firmware.sh: FAIL the H743 build was not linked by flip-link (stack not at the DTCM's bottom)" >&2; exit 1; }
 fi
 echo "firmware.sh: ok   probe-rs got: $(tr '\n' ' ' < "$PROBE_RS_ARGS")" >&2
+# The same ELF on an emulated Cortex-M7 with an STM32H743 register model (firmware/h7sim): the
+# HAL's clock tree checked against RM0433 (480 MHz at VOS0 on revision V, 400 MHz at VOS1 on Y),
+# caches and DWT on, six captions equal the host's, semihosting exit / no-debugger sleep.
+H7VENV=${TMPDIR:-/tmp}/m2-h7sim-venv
+[[ -x $H7VENV/bin/python ]] || python3 -m venv "$H7VENV"
+"$H7VENV/bin/pip" install -q -r h7sim/requirements.txt
+"$H7VENV/bin/python" -m unittest discover -s h7sim -p 'test_*.py'
+expect 0 "H743 ELF in h7sim, revision V (480 MHz)" "PASS: 6/6 captions equal the host's" -- \
+  "$H7VENV/bin/python" h7sim/h7sim.py "$H7_ELF"
+expect 0 "H743 ELF in h7sim, revision Y (400 MHz)" "PASS: 6/6 captions equal the host's" -- \
+  "$H7VENV/bin/python" h7sim/h7sim.py "$H7_ELF" --rev Y
+expect 0 "H743 ELF in h7sim, no debugger: verdict logged, then wfi" "no debugger attached" -- \
+  "$H7VENV/bin/python" h7sim/h7sim.py "$H7_ELF" --no-debugger
 # an ELF without a tag is refused
 expect 2 "runner refuses an untagged ELF" "carries no m2-firmware board tag" -- ./run.sh /bin/true
 
