@@ -43,6 +43,7 @@ pub struct Config {
 
 /// A contradiction inside a [`Config`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum ConfigError {
     /// A size that must be positive is zero.
     Zero(&'static str),

@@ -261,6 +261,7 @@ pub enum Event<'e> {
 
 /// Why a frame could not be captioned.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum FrameError {
     /// The frame or the scratch buffers do not suit the extractor.
     Regions(RegionError),
@@ -325,12 +326,12 @@ pub fn caption_frame(
     opts: &SearchOptions,
     mut on_event: impl FnMut(Event),
 ) -> Result<BeamOutput, FrameError> {
-    let d_in = model.cfg.d_in as usize;
+    let d_in = model.config().d_in as usize;
     if d_in != D_IN {
         return Err(EngineError::FeatureShape { len: D_IN, d_in }.into());
     }
     check_search(model, ws, opts)?;
-    let max = model.cfg.max_regions as usize;
+    let max = model.config().max_regions as usize;
     if scratch.regions.len() < max {
         return Err(RegionError::OutputTooSmall {
             needed: max,

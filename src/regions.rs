@@ -101,6 +101,7 @@ impl Region {
 
 /// Why a canvas could not be turned into regions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum RegionError {
     /// Width or height is zero.
     ZeroSize { w: usize, h: usize },

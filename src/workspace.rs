@@ -9,6 +9,7 @@ use crate::plan::{Plan, MAX_BEAM, MAX_STEPS};
 
 /// Why a workspace cannot be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum WorkspaceError {
     /// The buffer is smaller than the plan needs.
     TooSmall {

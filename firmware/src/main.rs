@@ -198,7 +198,7 @@ fn run(board: &mut Board) -> (bool, Verdict) {
         IMAGES_SOURCE
     );
     let model = M2::new(&blob, kernels());
-    defmt::info!("kernels: {}", defmt::Debug2Format(&model.kernels.isa()));
+    defmt::info!("kernels: {}", defmt::Debug2Format(&model.kernels().isa()));
     let opts = SearchOptions {
         beam: BEAM,
         max_len: MAX_LEN,

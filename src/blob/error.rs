@@ -5,6 +5,7 @@ use crate::config::ConfigError;
 
 /// Which byte range of a tensor an error is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Part {
     /// The tensor's values.
     Data,
@@ -23,6 +24,7 @@ impl core::fmt::Display for Part {
 
 /// A file section named by the header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Section {
     /// The fixed 160-byte header.
     Header,
@@ -51,6 +53,7 @@ impl core::fmt::Display for Section {
 /// Why a byte string is not a valid M2 blob. Every variant carries the numbers involved;
 /// `Display` gives a one-line explanation. Offsets are absolute byte offsets in the blob.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum BlobError {
     /// The reader only supports little-endian hosts (tensors are viewed in place).

@@ -27,6 +27,7 @@ use half::f16;
 
 /// Storage type of one tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[repr(u8)]
 pub enum DType {
     /// IEEE binary32.
@@ -40,6 +41,7 @@ pub enum DType {
 /// Which weight a tensor is. Per-layer kinds carry the layer index separately.
 /// Linear weights are `[out, in]` row-major (PyTorch layout), biases/LayerNorm/memory/positional f32.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[repr(u16)]
 pub enum TensorKind {
     // ---- encoder input projection -------------------------------------------------------

@@ -46,6 +46,7 @@ use half::f16;
 
 /// An instruction-set path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Isa {
     /// Portable Rust, the ground truth.
     Scalar,

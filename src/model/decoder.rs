@@ -126,7 +126,8 @@ impl<'a> MeshedDecoder<'a> {
 
     /// One decoder step at step `t` (0-based) for `rows.len()` rows; row `i` lives in cache slot
     /// `i`, and for earlier steps `s < t` its keys are in slot `ancestry[i][s]`. The caller has
-    /// written `key_pad[t, i]`. Leaves the log-probabilities in `st.s.logits [n, V]`.
+    /// written `key_pad[t, i]` (the engine calls this through [`M2::step`](super::M2::step),
+    /// the one place that builds the rows and writes `key_pad`). Leaves the log-probabilities in `st.s.logits [n, V]`.
     #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
     pub fn step(
         &self,

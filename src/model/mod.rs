@@ -9,6 +9,7 @@ pub mod attention;
 pub mod decoder;
 pub mod encoder;
 pub mod feed_forward;
+mod run;
 
 use crate::blob::{Blob, Matrix, TensorKind};
 use crate::config::Config;
@@ -66,11 +67,15 @@ impl<'a> LayerNorm<'a> {
 
 /// Everything that can go wrong when running the engine on user input.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum EngineError {
     /// The workspace does not fit the plan.
     Workspace(WorkspaceError),
-    /// The workspace was planned for another model, or too few regions or beams.
+    /// The workspace was planned for a model of another shape (width, FFN, memory slots,
+    /// vocabulary or decoder depth).
+    ModelMismatch,
+    /// The workspace was planned for too few regions, beams or steps.
     PlanMismatch {
         what: &'static str,
         needed: usize,
@@ -100,6 +105,14 @@ pub enum EngineError {
     /// [`M2::encode_regions`], or a decode before [`M2::encode`] (or `encode_regions` +
     /// `cross_kv`), or the image was invalidated since (a failed encode, the encoder slots taken).
     NotEncoded,
+    /// A beam wider than the vocabulary (step 0 could not fill it).
+    BeamTooWide { beam: usize, vocab: usize },
+    /// The decoder's log-probabilities at `step` held too few finite values to fill the beam
+    /// (NaN from the weights or arithmetic).
+    NonFiniteLogits { step: usize },
+    /// A decoder step's cache ancestry is missing for `row` (fewer ancestry rows than tokens
+    /// fed) or names a cache slot outside the plan's beam.
+    BadAncestry { row: usize },
 }
 
 impl From<WorkspaceError> for EngineError {
@@ -112,6 +125,9 @@ impl core::fmt::Display for EngineError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             EngineError::Workspace(e) => write!(f, "{e}"),
+            EngineError::ModelMismatch => {
+                write!(f, "the workspace was planned for a model of another shape")
+            }
             EngineError::PlanMismatch {
                 what,
                 needed,
@@ -160,6 +176,20 @@ impl core::fmt::Display for EngineError {
                 "the workspace holds no encoded image: run encode (or encode_regions, then \
                  cross_kv) first"
             ),
+            EngineError::BeamTooWide { beam, vocab } => {
+                write!(
+                    f,
+                    "beam size {beam} exceeds the vocabulary of {vocab} words"
+                )
+            }
+            EngineError::NonFiniteLogits { step } => write!(
+                f,
+                "the decoder's log-probabilities at step {step} are NaN or infinite"
+            ),
+            EngineError::BadAncestry { row } => write!(
+                f,
+                "decoder row {row} has no cache ancestry or names a slot outside the plan"
+            ),
         }
     }
 }
@@ -169,10 +199,10 @@ impl std::error::Error for EngineError {}
 
 /// The whole M² model over a validated blob: encoder, decoder and the kernels they run on.
 pub struct M2<'a> {
-    pub cfg: Config,
-    pub encoder: MemoryAugmentedEncoder<'a>,
-    pub decoder: MeshedDecoder<'a>,
-    pub kernels: Kernels,
+    cfg: Config,
+    encoder: MemoryAugmentedEncoder<'a>,
+    decoder: MeshedDecoder<'a>,
+    kernels: Kernels,
 }
 
 impl<'a> M2<'a> {
@@ -184,6 +214,16 @@ impl<'a> M2<'a> {
             decoder: MeshedDecoder::load(blob),
             kernels,
         }
+    }
+
+    /// The blob's configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The kernels the model runs on (e.g. `kernels().isa()`).
+    pub fn kernels(&self) -> &Kernels {
+        &self.kernels
     }
 
     /// The plan for `beam` beams and captions of up to `max_len` words at this model's
@@ -207,11 +247,7 @@ impl<'a> M2<'a> {
             && plan.vocab == want.vocab
             && plan.n_dec == want.n_dec;
         if !same_model {
-            return Err(EngineError::PlanMismatch {
-                what: "model config",
-                needed: 1,
-                planned: 0,
-            });
+            return Err(EngineError::ModelMismatch);
         }
         if plan.regions < want.regions {
             return Err(EngineError::PlanMismatch {

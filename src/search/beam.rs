@@ -9,7 +9,6 @@
 //!   lower index (the reference's sort is unstable; exact ties are practically absent in f32);
 //! * exactly `max_len` steps, no length normalisation; the answer is the best of the `B` beams.
 
-use super::incremental_row;
 use crate::model::{EngineError, M2};
 use crate::plan::{MAX_BEAM, MAX_STEPS};
 use crate::workspace::Workspace;
@@ -161,12 +160,11 @@ pub(crate) fn check_search(
     opts: &SearchOptions,
 ) -> Result<(), EngineError> {
     model.check_plan(ws.plan(), opts.beam, opts.max_len)?;
-    let v = model.cfg.vocab as usize;
+    let v = model.config().vocab as usize;
     if opts.beam > v {
-        return Err(EngineError::PlanMismatch {
-            what: "vocabulary (beam > V)",
-            needed: opts.beam,
-            planned: v,
+        return Err(EngineError::BeamTooWide {
+            beam: opts.beam,
+            vocab: v,
         });
     }
     Ok(())
@@ -187,37 +185,20 @@ pub fn beam_search_encoded(
         return Err(EngineError::NotEncoded);
     }
     let (bsz, steps) = (opts.beam, opts.max_len);
-    let cfg = model.cfg;
+    let cfg = *model.config();
     let v = cfg.vocab as usize;
-    let plan = *ws.plan();
-    let (mut keep, mut st) = ws.decoder_parts();
 
     let mut cur = Hyps::EMPTY;
     let mut next = Hyps::EMPTY;
 
     // ---- step 0: one parent (<bos>) -----------------------------------------------------
-    st.key_pad[0] = if cfg.bos == cfg.pad { 1.0 } else { 0.0 };
-    let row = incremental_row(cfg.bos, 0, cfg.pad);
-    model.decoder.step(
-        &model.kernels,
-        &[row],
-        0,
-        &cur.ancestry,
-        &mut keep,
-        &mut st,
-        &plan,
-    );
-    let lp0 = &st.s.logits[..v];
+    let lp0 = model.step(ws, 0, &[cfg.bos], &cur.ancestry[..1])?; //                       [1, V]
     let mut top = TopK::new(bsz);
     for (w, &lp) in lp0.iter().enumerate() {
         top.push(lp, w);
     }
     if top.len < bsz {
-        return Err(EngineError::PlanMismatch {
-            what: "finite log-probs",
-            needed: bsz,
-            planned: top.len,
-        });
+        return Err(EngineError::NonFiniteLogits { step: 0 });
     }
     for k in 0..bsz {
         let w = top.idx[k];
@@ -238,33 +219,26 @@ pub fn beam_search_encoded(
     // frozen score, and nothing ever attends to its later keys. Row j of the step is the j-th
     // unfinished beam and writes cache slot j.
     let mut row_of = [usize::MAX; MAX_BEAM];
+    let mut fed = [0u32; MAX_BEAM];
     let mut row_ancestry = [[0u8; MAX_STEPS]; MAX_BEAM];
     for t in 1..steps {
-        let mut rows = [incremental_row(0, t, cfg.pad); MAX_BEAM];
         let mut n = 0;
         for b in 0..bsz {
             row_of[b] = usize::MAX;
             if cur.finished[b] {
                 continue;
             }
-            let token = cur.tokens[b][t - 1];
-            rows[n] = incremental_row(token, t, cfg.pad);
-            st.key_pad[t * plan.beam + n] = if token == cfg.pad { 1.0 } else { 0.0 };
+            fed[n] = cur.tokens[b][t - 1];
             row_ancestry[n] = cur.ancestry[b];
             row_of[b] = n;
             n += 1;
         }
-        if n > 0 {
-            model.decoder.step(
-                &model.kernels,
-                &rows[..n],
-                t,
-                &row_ancestry[..n],
-                &mut keep,
-                &mut st,
-                &plan,
-            );
-        }
+        // row j's log-probs: lp[j·V..(j + 1)·V]                                       [n, V]
+        let lp: &[f32] = if n > 0 {
+            model.step(ws, t, &fed[..n], &row_ancestry[..n])?
+        } else {
+            &[]
+        };
 
         let mut top = TopK::new(bsz);
         for b in 0..bsz {
@@ -276,17 +250,13 @@ pub fn beam_search_encoded(
                 }
             } else {
                 let j = row_of[b];
-                for (w, &l) in st.s.logits[j * v..(j + 1) * v].iter().enumerate() {
+                for (w, &l) in lp[j * v..(j + 1) * v].iter().enumerate() {
                     top.push(s_b + l, b * v + w);
                 }
             }
         }
         if top.len < bsz {
-            return Err(EngineError::PlanMismatch {
-                what: "finite log-probs",
-                needed: bsz,
-                planned: top.len,
-            });
+            return Err(EngineError::NonFiniteLogits { step: t });
         }
         for k in 0..bsz {
             let (p, w) = (top.idx[k] / v, top.idx[k] % v);
@@ -302,7 +272,7 @@ pub fn beam_search_encoded(
                 next.logprobs[k][t] = 0.0;
             } else {
                 next.ancestry[k][t] = j as u8; // the parent's step-t keys sit in slot j
-                next.logprobs[k][t] = st.s.logits[j * v + w];
+                next.logprobs[k][t] = lp[j * v + w];
             }
         }
         core::mem::swap(&mut cur, &mut next);

@@ -2,7 +2,6 @@
 //! word (lowest id on ties) for exactly `max_len` steps — it keeps going after `<eos>`; the
 //! caption text stops at the first `<eos>`. Log-probs are zeroed from the `<eos>` step on.
 
-use super::incremental_row;
 use crate::model::{EngineError, M2};
 use crate::plan::MAX_STEPS;
 use crate::workspace::Workspace;
@@ -25,10 +24,7 @@ pub fn greedy(
 ) -> Result<GreedyOutput, EngineError> {
     model.check_plan(ws.plan(), 1, max_len)?;
     model.encode(features, ws)?;
-    let cfg = model.cfg;
-    let v = cfg.vocab as usize;
-    let plan = *ws.plan();
-    let (mut keep, mut st) = ws.decoder_parts();
+    let cfg = *model.config();
     let ancestry = [[0u8; MAX_STEPS]; 1];
     let mut out = GreedyOutput {
         tokens: heapless::Vec::new(),
@@ -37,18 +33,7 @@ pub fn greedy(
     let mut alive = true;
     let mut token = cfg.bos;
     for t in 0..max_len {
-        st.key_pad[t * plan.beam] = if token == cfg.pad { 1.0 } else { 0.0 };
-        let row = incremental_row(token, t, cfg.pad);
-        model.decoder.step(
-            &model.kernels,
-            &[row],
-            t,
-            &ancestry,
-            &mut keep,
-            &mut st,
-            &plan,
-        );
-        let lp = &st.s.logits[..v];
+        let lp = model.step(ws, t, &[token], &ancestry)?; //                               [1, V]
         let mut best = 0;
         for (w, &l) in lp.iter().enumerate() {
             if l > lp[best] {
