@@ -1,90 +1,8 @@
 //! Element-wise and row-wise f32 math shared by every block: LayerNorm, softmax, log-softmax,
-//! sigmoid, ReLU. By default all of it uses `libm` or [`expf`] (libm's `expf`, bit for bit,
-//! without branches so that loops over it vectorise), so results do not depend on the target's
-//! libc, and none of it is approximate. The one exception is opt-in: the `fast-math` feature
-//! swaps the transcendental functions in [`fast`] (and only there) for micromath's
-//! approximations; no test compares such a build to the reference.
-
-/// The one switch between exact and approximate transcendental functions.
-///
-/// Without the `fast-math` feature (the default) each function here *is* the exact one —
-/// [`exp`] is [`expf`](super::expf) (libm's, bit for bit), [`ln`] is `libm::logf`, [`sqrt`] is
-/// `libm::sqrtf` — and every result is bit-identical to a build that calls those directly.
-/// With `fast-math` they are micromath 2's `F32Ext` approximations, meant for cores without an
-/// FPU (the Pico's Cortex-M0+), where every float operation is a library call. Errors below
-/// were measured against `f64` (`cargo test --release --lib --features fast-math -- --ignored
-/// fast_math_error`: every 16th `f32` bit pattern of each range). **No test compares a
-/// fast-math build to the reference**: its captions can differ from the default build's.
-///
-/// Only the per-element and per-row calls go through here (softmax, log-softmax, sigmoid,
-/// LayerNorm); one-off constants (`√d_k`, `√3`, `ln c` of padding rows) stay exact: they cost
-/// one call per block, and micromath's `sqrt(3)` is 1.75.
-pub mod fast {
-    #[cfg(feature = "fast-math")]
-    use micromath::F32Ext;
-
-    /// Whether this build has `fast-math` (lets a build script check that its host engine
-    /// computes with the same math as the device it writes expectations for).
-    pub const ENABLED: bool = cfg!(feature = "fast-math");
-
-    /// `e^x`. Default: [`expf`](super::expf), exact (libm's, bit for bit).
-    ///
-    /// `fast-math`: micromath's `exp` (`x·log₂e` split into integer and fraction, a 4-term
-    /// series for `e^f`, the integer part added to the exponent). Max relative error
-    /// 2.4·10⁻³ (2.390e-3, at x ≈ −82.48) both on `[-87, 0]` (softmax and log-softmax take
-    /// `x − max ≤ 0`) and on `[-87, 88]` (sigmoid); libm's `expf` is within 1 ulp (6·10⁻⁸).
-    /// Results below 2⁻¹²⁶ (x below about −87.3, weights < 1.2·10⁻³⁸ beside a maximum's 1)
-    /// are 0 or a wrong subnormal where libm's are correct subnormals.
-    #[inline(always)]
-    pub fn exp(x: f32) -> f32 {
-        #[cfg(not(feature = "fast-math"))]
-        {
-            super::expf(x)
-        }
-        #[cfg(feature = "fast-math")]
-        {
-            // The trait's method by path: with `std`, `x.exp()` would be the inherent f32::exp.
-            F32Ext::exp(x)
-        }
-    }
-
-    /// `ln x`. Default: `libm::logf`, exact.
-    ///
-    /// `fast-math`: micromath's `ln` (exponent · ln 2 plus a degree-5 polynomial on the
-    /// mantissa in `[1, 2)`, `1/x` first below 1). Max absolute error 6.3·10⁻⁵ (6.225e-5) on
-    /// `[1, 2²⁰]` (log-softmax takes `ln Σ e^{x−max}`, a sum ≥ 1), so every log-probability
-    /// is shifted by at most that much on top of the `exp` errors inside the sum (relative
-    /// error is unbounded near 1, where `ln` → 0).
-    #[inline(always)]
-    pub fn ln(x: f32) -> f32 {
-        #[cfg(not(feature = "fast-math"))]
-        {
-            libm::logf(x)
-        }
-        #[cfg(feature = "fast-math")]
-        {
-            F32Ext::ln(x)
-        }
-    }
-
-    /// `√x`. Default: `libm::sqrtf`, exact (correctly rounded).
-    ///
-    /// `fast-math`: micromath's `sqrt`, the integer bit trick
-    /// `from_bits((bits + 0x3f80_0000) >> 1)` (no refinement). Max relative error 6.1·10⁻²
-    /// (6.066e-2, i.e. up to 6 %; exact at even powers of two) on `[1e-5, 1e6]` (LayerNorm
-    /// takes `σ² + 1e-5`): every LayerNorm's normalised row is off by a factor of up to 6 %.
-    #[inline(always)]
-    pub fn sqrt(x: f32) -> f32 {
-        #[cfg(not(feature = "fast-math"))]
-        {
-            libm::sqrtf(x)
-        }
-        #[cfg(feature = "fast-math")]
-        {
-            F32Ext::sqrt(x)
-        }
-    }
-}
+//! sigmoid, ReLU. All of it uses `libm` or [`expf`] (libm's `expf`, bit for bit, without
+//! branches so that loops over it vectorise), so results do not depend on the target's libc,
+//! and none of it is approximate (micromath never appears on a path that must match the
+//! reference).
 
 /// LayerNorm epsilon of every LayerNorm in M² (PyTorch default).
 pub const LN_EPS: f32 = 1e-5;
@@ -99,7 +17,7 @@ pub fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32]) {
         var += c * c;
     }
     var /= n;
-    let inv = 1.0 / fast::sqrt(var + LN_EPS);
+    let inv = 1.0 / libm::sqrtf(var + LN_EPS);
     for ((v, g), b) in x.iter_mut().zip(gamma).zip(beta) {
         *v = (*v - mean) * inv * g + b;
     }
@@ -246,7 +164,7 @@ fn layer_norm_group<const G: usize>(x: &mut [f32], gamma: &[f32], beta: &[f32]) 
         }
     }
     for t in 0..G {
-        let inv = 1.0 / fast::sqrt(var[t] / n + LN_EPS);
+        let inv = 1.0 / libm::sqrtf(var[t] / n + LN_EPS);
         let row = &mut x[t * d..(t + 1) * d];
         for ((v, gm), b) in row.iter_mut().zip(gamma).zip(beta) {
             *v = (*v - mean[t]) * inv * gm + b;
@@ -277,7 +195,7 @@ pub fn softmax(x: &mut [f32]) {
         return;
     }
     for v in x.iter_mut() {
-        *v = fast::exp(*v - max);
+        *v = expf(*v - max);
     }
     let mut total = 0.0f32;
     for v in x.iter() {
@@ -303,7 +221,7 @@ pub fn log_softmax(x: &mut [f32]) {
     for block in x.chunks(64) {
         let e = &mut e[..block.len()];
         for (ev, v) in e.iter_mut().zip(block) {
-            *ev = fast::exp(v - max);
+            *ev = expf(v - max);
         }
         let chunks = e.chunks_exact(L);
         let tail = chunks.remainder();
@@ -327,7 +245,7 @@ pub fn log_softmax(x: &mut [f32]) {
         parts[j] = s[j];
         parts[L + j] = -c[j];
     }
-    let lse = max + fast::ln(sum(&parts));
+    let lse = max + libm::logf(sum(&parts));
     for v in x.iter_mut() {
         *v -= lse;
     }
@@ -336,7 +254,7 @@ pub fn log_softmax(x: &mut [f32]) {
 /// Logistic sigmoid `1 / (1 + e^{−x})`.
 #[inline(always)]
 pub fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + fast::exp(-x))
+    1.0 / (1.0 + expf(-x))
 }
 
 /// In-place ReLU.
@@ -453,7 +371,6 @@ mod tests {
     }
 
     #[test]
-    #[cfg(not(feature = "fast-math"))]
     fn softmax_and_sigmoid_use_libm_expf() {
         let x: Vec<f32> = (0..1000).map(|i| (i as f32 * 0.37).sin() * 30.0).collect();
         let mut y = x.clone();
@@ -474,60 +391,6 @@ mod tests {
                 (1.0 / (1.0 + libm::expf(-v))).to_bits()
             );
         }
-    }
-
-    /// The errors [`fast`] documents, measured against `f64` on every 16th `f32` of each range
-    /// the engine feeds it (fast-math only: `cargo test --release --lib --features fast-math
-    /// -- --ignored fast_math_error --nocapture`).
-    #[test]
-    #[ignore]
-    #[cfg(feature = "fast-math")]
-    fn fast_math_error() {
-        /// Max of `err(x)` over every 16th `f32` bit pattern of `[lo, hi]`, and where.
-        fn worst(lo: f32, hi: f32, err: impl Fn(f32) -> f64) -> (f64, f32) {
-            // f32 bits in value order: negatives reversed.
-            let key = |x: f32| {
-                let b = x.to_bits() as i64;
-                if b >> 31 != 0 {
-                    -(b & 0x7fff_ffff)
-                } else {
-                    b
-                }
-            };
-            let unkey = |k: i64| {
-                if k < 0 {
-                    f32::from_bits((-k) as u32 | 0x8000_0000)
-                } else {
-                    f32::from_bits(k as u32)
-                }
-            };
-            let (mut w, mut at) = (0f64, lo);
-            let mut k = key(lo);
-            while k <= key(hi) {
-                let x = unkey(k);
-                let e = err(x);
-                if e > w {
-                    (w, at) = (e, x);
-                }
-                k += 16;
-            }
-            (w, at)
-        }
-        let rel = |got: f32, want: f64| ((got as f64 - want) / want).abs();
-        let exp_rel = |x: f32| rel(fast::exp(x), (x as f64).exp());
-        let (e1, a1) = worst(-87.0, 0.0, exp_rel);
-        let (e2, a2) = worst(-87.0, 88.0, exp_rel);
-        let (l1, b1) = worst(1.0, 1048576.0, |x| {
-            (fast::ln(x) as f64 - (x as f64).ln()).abs()
-        });
-        let (s1, c1) = worst(1e-5, 1e6, |x| rel(fast::sqrt(x), (x as f64).sqrt()));
-        std::println!(
-            "exp  max rel {e1:.3e} at {a1:e} on [-87, 0]; {e2:.3e} at {a2:e} on [-87, 88]"
-        );
-        std::println!("ln   max abs {l1:.3e} at {b1:e} on [1, 2^20]");
-        std::println!("sqrt max rel {s1:.3e} at {c1:e} on [1e-5, 1e6]");
-        // The figures in `fast`'s documentation (measured: 2.390e-3, 2.390e-3, 6.225e-5, 6.066e-2).
-        assert!(e1 <= 2.4e-3 && e2 <= 2.4e-3 && l1 <= 6.3e-5 && s1 <= 6.1e-2);
     }
 
     #[test]
