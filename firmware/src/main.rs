@@ -155,7 +155,7 @@ fn run(board: &mut Board) -> (bool, Verdict) {
     let blob = match m2::Blob::parse(bytes) {
         Ok(b) => b,
         Err(e) => {
-            defmt::error!("model blob rejected: {}", defmt::Display2Format(&e));
+            defmt::error!("model blob rejected: {}", e);
             return fail("model blob rejected");
         }
     };
@@ -188,7 +188,7 @@ fn run(board: &mut Board) -> (bool, Verdict) {
     let mut ws = match Workspace::new(buf, plan) {
         Ok(ws) => ws,
         Err(e) => {
-            defmt::error!("workspace: {}", defmt::Display2Format(&e));
+            defmt::error!("workspace: {}", e);
             return fail("workspace does not fit the plan");
         }
     };
@@ -198,7 +198,7 @@ fn run(board: &mut Board) -> (bool, Verdict) {
         IMAGES_SOURCE
     );
     let model = M2::new(&blob, kernels());
-    defmt::info!("kernels: {}", defmt::Debug2Format(&model.kernels().isa()));
+    defmt::info!("kernels: {}", model.kernels().isa());
     let opts = SearchOptions {
         beam: BEAM,
         max_len: MAX_LEN,
@@ -412,12 +412,7 @@ mod images {
             let frame = match Frame::new(&self.frame[..], w, h, stride) {
                 Ok(f) => f,
                 Err(e) => {
-                    defmt::error!(
-                        "image {=usize} ({=str}): {}",
-                        i,
-                        spec.name,
-                        defmt::Display2Format(&e)
-                    );
+                    defmt::error!("image {=usize} ({=str}): {}", i, spec.name, e);
                     return Err(());
                 }
             };
@@ -469,7 +464,7 @@ mod images {
                     }
                 },
                 Err(e) => {
-                    defmt::error!("image {=usize}: {}", i, defmt::Display2Format(&e));
+                    defmt::error!("image {=usize}: {}", i, e);
                     Err(())
                 }
             }
@@ -514,11 +509,7 @@ mod images {
             // pattern is a valid f32 (the engine rejects non-finite values itself).
             let f: &[f32] = unsafe { core::slice::from_raw_parts(f.as_ptr().cast(), IMAGE_FLOATS) };
             let fail = |e: m2::model::EngineError| {
-                defmt::error!(
-                    "image {=usize}: engine error {}",
-                    i,
-                    defmt::Display2Format(&e)
-                );
+                defmt::error!("image {=usize}: engine error {}", i, e);
             };
             let mut lap = Lap::new(board);
             model.encode_regions(f, ws).map_err(fail)?;
