@@ -106,7 +106,8 @@ grep -aq 'board=stm32h743 probe-rs-chip=STM32H743ZITx;' "$H7_ELF" \
 S=$(rustc --print sysroot)/lib/rustlib/x86_64-unknown-linux-gnu/bin
 if [[ -x $S/llvm-nm ]]; then
   # flip-link: the stack starts at the bottom of the DTCM, the statics sit above it
-  $S/llvm-nm "$H7_ELF" | grep -q '^20000000 A _stack_end' \
+  # (no `llvm-nm | grep -q`: grep's early exit would SIGPIPE llvm-nm and fail the pipe under pipefail)
+  grep -q '^20000000 A _stack_end' <<< "$($S/llvm-nm "$H7_ELF")" \
     || { echo "firmware.sh: FAIL the H743 build was not linked by flip-link (stack not at the DTCM's bottom)" >&2; exit 1; }
 fi
 echo "firmware.sh: ok   probe-rs got: $(tr '\n' ' ' < "$PROBE_RS_ARGS")" >&2
