@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Fuzz smoke run for CI: builds every cargo-fuzz target (libFuzzer + AddressSanitizer, pinned
+# nightly) and runs each for M2_FUZZ_SECONDS (default 20) from the checked-in seed corpus
+# (fuzz/corpus/<target>, copied: the checked-in seeds are never rewritten). A crash fails CI
+# and leaves its reproducer in fuzz/artifacts/<target>/. The long run is by hand: fuzz/README.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+NIGHTLY=nightly-2026-05-20
+CARGO_FUZZ_VERSION=0.13.2
+SECS=${M2_FUZZ_SECONDS:-20}
+
+rustup toolchain install "$NIGHTLY" --profile minimal >/dev/null 2>&1 || rustup toolchain install "$NIGHTLY" --profile minimal
+if [ "$(cargo fuzz --version 2>/dev/null | awk '{print $2}')" != "$CARGO_FUZZ_VERSION" ]; then
+    cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked
+fi
+
+targets=$(cargo +"$NIGHTLY" fuzz list)
+cargo +"$NIGHTLY" fuzz build -O
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+for t in $targets; do
+    mkdir -p "$work/$t"
+    cp fuzz/corpus/"$t"/* "$work/$t/"
+    echo "--- fuzz smoke: $t (${SECS}s)"
+    # -rss_limit_mb: a target that allocates past 2 GB is a finding (memory must be bounded);
+    # -timeout: one input running past 30 s is a finding (a hang).
+    if ! cargo +"$NIGHTLY" fuzz run -O "$t" "$work/$t" -- -max_total_time="$SECS" \
+        -rss_limit_mb=2048 -timeout=30 -print_final_stats=1 >"$work/$t.log" 2>&1; then
+        tail -n 40 "$work/$t.log" >&2
+        echo "fuzz smoke: $t failed; reproducer in fuzz/artifacts/$t/" >&2
+        exit 1
+    fi
+    grep -E 'DONE +cov:|^stat::(number_of_executed_units|peak_rss_mb)' "$work/$t.log" | tail -n 3 || true
+done
+echo "fuzz smoke: every target ran ${SECS}s with no crash"
