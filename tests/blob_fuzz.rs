@@ -6,9 +6,12 @@
 #![cfg(feature = "std")]
 
 mod blob_util;
+/// `exercise`: the accessor walk the cargo-fuzz targets run (one definition for both).
+#[path = "../fuzz/fuzz_targets/common.rs"]
+mod fuzz_common;
 
 use blob_util::*;
-use m2::blob::{hdr, AlignedBuf, DType, TensorKind, HEADER_LEN};
+use m2::blob::{hdr, AlignedBuf, DType, HEADER_LEN};
 use m2::Blob;
 use proptest::prelude::*;
 use std::sync::OnceLock;
@@ -121,33 +124,13 @@ fn apply(v: &mut Vec<u8>, m: &Mutation) {
     }
 }
 
-/// Touch everything an accepted blob exposes; any out-of-bounds would panic here.
-fn exercise(blob: &Blob<'_>) {
-    let cfg = *blob.config();
-    let mut acc = 0f32;
-    for (kind, layer) in TensorKind::required(&cfg) {
-        let m = blob.matrix(kind, layer as usize);
-        assert_eq!((m.rows as u32, m.cols as u32), kind.shape(&cfg));
-        let mut row = vec![0f32; m.cols];
-        m.row_to_f32(m.rows - 1, &mut row);
-        acc += row[0];
-        let _ = blob.vector(kind, layer as usize);
-    }
-    for t in blob.tokens() {
-        acc += t.len() as f32;
-    }
-    assert!(blob.max_token_len() <= blob.len());
-    let _ = blob.verify_checksum();
-    std::hint::black_box(acc);
-}
-
 fn check(v: &[u8]) {
     let buf = AlignedBuf::from_bytes(v);
     if let Ok(blob) = Blob::parse(&buf) {
-        exercise(&blob);
+        fuzz_common::exercise(&blob);
     }
     if let Ok(blob) = Blob::parse_skip_checksum(&buf) {
-        exercise(&blob);
+        fuzz_common::exercise(&blob);
     }
     let _ = Blob::declared_len(&buf);
     // also at a misaligned base
