@@ -107,9 +107,12 @@ pub enum EngineError {
     NotEncoded,
     /// A beam wider than the vocabulary (step 0 could not fill it).
     BeamTooWide { beam: usize, vocab: usize },
-    /// The decoder's log-probabilities at `step` held too few finite values to fill the beam
-    /// (NaN from the weights or arithmetic).
+    /// The decoder's log-probabilities at `step` hold NaN (from the weights or an overflow),
+    /// or too few finite values to fill the beam.
     NonFiniteLogits { step: usize },
+    /// The encoder's output at `level` (0..3) holds NaN or infinity although the features
+    /// were finite: values so large that the encoder overflows f32, or non-finite weights.
+    EncoderOverflow { level: usize },
     /// A decoder step's cache ancestry is missing for `row` (fewer ancestry rows than tokens
     /// fed) or names a cache slot outside the plan's beam.
     BadAncestry { row: usize },
@@ -185,6 +188,11 @@ impl core::fmt::Display for EngineError {
             EngineError::NonFiniteLogits { step } => write!(
                 f,
                 "the decoder's log-probabilities at step {step} are NaN or infinite"
+            ),
+            EngineError::EncoderOverflow { level } => write!(
+                f,
+                "the encoder's output (level {level}) is NaN or infinite: feature values too \
+                 large for f32 arithmetic, or non-finite weights"
             ),
             EngineError::BadAncestry { row } => write!(
                 f,

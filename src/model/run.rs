@@ -64,6 +64,11 @@ impl<'a> M2<'a> {
             self.encoder
                 .forward(&self.kernels, features, n, max, &mut keep, &mut s);
         }
+        // Finite inputs can still overflow (|x| near f32::MAX, or NaN/inf weights): the
+        // decoder must not run on NaN memory (every image would get the same caption).
+        if let Some(level) = (0..3).find(|&l| ws.encoder_output(l).iter().any(|v| !v.is_finite())) {
+            return Err(EngineError::EncoderOverflow { level });
+        }
         ws.mark_encoded();
         Ok(())
     }
@@ -101,8 +106,8 @@ impl<'a> M2<'a> {
     ///
     /// Errors with [`EngineError::NotEncoded`] before an encode, [`EngineError::Empty`] for no
     /// rows, [`EngineError::PlanMismatch`] / [`EngineError::TooLong`] beyond the plan,
-    /// [`EngineError::TokenOutOfRange`] (`position` is the row) and
-    /// [`EngineError::BadAncestry`].
+    /// [`EngineError::TokenOutOfRange`] (`position` is the row),
+    /// [`EngineError::BadAncestry`], and [`EngineError::NonFiniteLogits`] when a log-prob is NaN.
     pub fn step<'w>(
         &self,
         ws: &'w mut Workspace<'_>,
@@ -176,7 +181,14 @@ impl<'a> M2<'a> {
             &plan,
         );
         let logits: &'w mut [f32] = st.s.logits;
-        Ok(&logits[..n * self.cfg.vocab as usize])
+        let lp = &logits[..n * self.cfg.vocab as usize];
+        // NaN (or +inf) log-probs come from NaN/inf weights or an overflow in the step; −inf
+        // is a word of probability 0 and stays a value. One pass over [n, V]: cheap next to
+        // the read-out GEMM that produced it.
+        if lp.iter().any(|&l| l.is_nan() || l == f32::INFINITY) {
+            return Err(EngineError::NonFiniteLogits { step: t });
+        }
+        Ok(lp)
     }
 
     /// Teacher-forced log-probabilities of `tokens` (`<bos>` first, `<pad>` after the caption)

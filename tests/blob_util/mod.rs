@@ -146,15 +146,21 @@ pub fn micro_config() -> m2::Config {
 
 /// A micro blob; `mixed` cycles weights through f32/f16/int8.
 pub fn micro(mixed: bool) -> Vec<u8> {
+    micro_with(mixed, |_, _, _| {})
+}
+
+/// A micro blob whose tensor values `edit(kind, layer, values)` may change before packing.
+pub fn micro_with(mixed: bool, edit: impl Fn(TensorKind, u16, &mut [f32])) -> Vec<u8> {
     use m2::blob::{BlobWriter, Class, TensorData};
     let cfg = micro_config();
     let mut w = BlobWriter::new(cfg);
     for (i, (kind, layer)) in TensorKind::required(&cfg).enumerate() {
         let (r, c) = kind.shape(&cfg);
         let n = r as usize * c as usize;
-        let vals: Vec<f32> = (0..n)
+        let mut vals: Vec<f32> = (0..n)
             .map(|j| ((j * 5 + i) % 11) as f32 * 0.25 - 1.0)
             .collect();
+        edit(kind, layer, &mut vals);
         let dtype = if mixed && kind.class() == Class::Weight {
             DTYPES[i % 3]
         } else {
