@@ -175,7 +175,7 @@ impl<'a> M2<'a> {
             &mut st,
             &plan,
         );
-        let logits: &'w mut [f32] = st.s.logits;
+        let logits: &'w mut [f32] = st.logits;
         Ok(&logits[..n * self.cfg.vocab as usize])
     }
 
