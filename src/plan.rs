@@ -3,22 +3,27 @@
 //!
 //! Everything the engine writes — activations, the per-beam self-attention K/V caches, the
 //! per-image cross-attention K/V of the three encoder levels, logits, the int8 activation
-//! scratch — lives in one `[f32]` buffer carved into fixed slots by this plan
-//! ([`crate::workspace::Workspace`]). The same function is printed by `m2-pack inspect` and
-//! `m2 info`, and sizes the firmware's `static` workspace at build time.
+//! scratch — lives in one `[f32]` buffer carved into fixed slots
+//! ([`crate::workspace::Workspace`]). The slots are declared once, below, each with its length:
+//! the plan sums those lengths and the workspace carves the buffer from the same table, in the
+//! same order, so the two cannot disagree. The same function is printed by `m2-pack inspect`
+//! and `m2 info`, and sizes the firmware's `static` workspace at build time.
 //!
 //! Layout (all lengths in f32 elements; `d` = d_model, `R` = regions, `B` = beam,
-//! `L` = max caption length, `N` = decoder layers, `F` = d_ff, `V` = vocab):
+//! `L` = max caption length, `N` = decoder layers, `F` = d_ff, `m` = memory slots,
+//! `V` = vocab):
 //! ```text
-//! persistent   enc_out [3, R, d] · key_bias [R] · int8 scratch   (R rows at most: see Persistent)
+//! persistent   enc_out [3, R, d] · key_bias [R] · quant, scales   (int8 scratch, see quant_bytes)
 //! phase area   = max(encoder scratch, decoder state)
-//!   encoder    p, q, k, v, att, a [R, d] · hidden [R, F] · scores [R + m]
+//!   encoder    p, q, k, v, att, a [R, d] · hidden [max(R·F, R + m)]
 //!   decoder    cross_k, cross_v [N, 3, R, d] · self_k, self_v [N, L, B, d] · key_pad [L, B]
-//!              x, q, k, v, att, s, cq, g, f, alpha [B, d] · att3, c3 [3B, d] · cat [B, 2d]
-//!              hidden [B, F] · logits [B, V] · scores [max(L, R)]
+//!              x, q, att, s, cq, g, f, alpha [B, d] · att3, c3 [3B, d] · cat [B, 2d]
+//!              hidden [max(B·F, R)] · logits [B, V] · scores [L]
 //! ```
 //! The encoder's scratch is dead once `enc_out` is complete, so it shares memory with the
 //! decoder's caches: for COCO at beam 5 and 20 words this keeps the workspace under 4 MB.
+//! The attention scores of several query rows at once go into the FFN's `hidden` slot, dead
+//! until the FFN runs (hence its floor: one row of `R + m` encoder keys, or `R` cross keys).
 
 use crate::config::Config;
 
@@ -32,7 +37,9 @@ pub const MAX_BEAM: usize = 8;
 /// Longest caption the engine supports (positions 1..=MAX_STEPS).
 pub const MAX_STEPS: usize = 64;
 
-/// Sizes and offsets of every workspace slot, in f32 elements.
+/// What a workspace is planned for: the model's shape and the run's size. The slot tables
+/// ([`Plan::persistent`], [`Plan::encoder`], [`Plan::decoder`]) give every slot's length and
+/// offset in f32 elements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Plan {
     pub d: usize,
@@ -85,59 +92,176 @@ impl Plan {
         3 * max(self.regions, self.beam)
     }
 
-    // ---- persistent slots ---------------------------------------------------------------
-    pub const fn enc_out_len(&self) -> usize {
-        3 * self.regions * self.d
-    }
-    pub const fn mask_len(&self) -> usize {
-        self.regions
-    }
-    pub const fn quant_len(&self) -> usize {
-        self.quant_bytes().div_ceil(4) + self.quant_rows()
+    /// Slots that live for the whole caption.
+    pub const fn persistent(&self) -> PersistentSlots<usize> {
+        PersistentSlots::new(self)
     }
 
-    // ---- phase area -------------------------------------------------------------------
-    /// Encoder scratch: six `[R, d]` buffers, the FFN hidden `[R, F]`, one score row.
-    pub const fn encoder_scratch_len(&self) -> usize {
-        6 * self.regions * self.d + self.regions * self.d_ff + self.regions + self.m
+    /// The encoder's scratch, after the persistent slots.
+    pub const fn encoder(&self) -> EncoderSlots<usize> {
+        EncoderSlots::new(self)
     }
-    pub const fn cross_kv_len(&self) -> usize {
-        self.n_dec * 3 * self.regions * self.d
+
+    /// The decoder's caches and per-step scratch, after the persistent slots.
+    pub const fn decoder(&self) -> DecoderSlots<usize> {
+        DecoderSlots::new(self)
     }
-    pub const fn self_kv_len(&self) -> usize {
-        self.n_dec * self.max_len * self.beam * self.d
-    }
-    pub const fn key_pad_len(&self) -> usize {
-        self.max_len * self.beam
-    }
-    /// Decoder per-step scratch.
-    pub const fn decoder_scratch_len(&self) -> usize {
-        let (b, d) = (self.beam, self.d);
-        10 * b * d
-            + 2 * 3 * b * d
-            + b * 2 * d
-            + b * self.d_ff
-            + b * self.vocab
-            + max(self.max_len, self.regions)
-    }
-    pub const fn decoder_state_len(&self) -> usize {
-        2 * self.cross_kv_len()
-            + 2 * self.self_kv_len()
-            + self.key_pad_len()
-            + self.decoder_scratch_len()
-    }
+
+    /// The phase area: the encoder scratch and the decoder state share it.
     pub const fn phase_len(&self) -> usize {
-        max(self.encoder_scratch_len(), self.decoder_state_len())
+        max(self.encoder().total(), self.decoder().total())
     }
 
     /// Total workspace length in f32 elements.
     pub const fn total_floats(&self) -> usize {
-        self.enc_out_len() + self.mask_len() + self.quant_len() + self.phase_len()
+        self.persistent().total() + self.phase_len()
     }
 
     /// Total workspace size in bytes.
     pub const fn total_bytes(&self) -> usize {
         4 * self.total_floats()
+    }
+}
+
+/// Declares one group of consecutive workspace slots, each slot's name and length (in f32
+/// elements, a `const` expression of the plan `$p` and the `let`s) written once. Generates
+/// `$name<T>` with one `T` per slot — `usize` lengths (`$name::new(&plan)`) or offsets, and
+/// the carved `&mut [f32]` slices — its `total`, `offsets` and `carve`.
+macro_rules! slots {
+    (
+        $(#[$doc:meta])*
+        $name:ident($p:ident $(, $v:ident = $e:expr)*) {
+            $($(#[$fdoc:meta])* $field:ident: $len:expr,)*
+        }
+    ) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct $name<T> {
+            $($(#[$fdoc])* pub $field: T,)*
+        }
+
+        impl $name<usize> {
+            /// The slot lengths of `plan`, in f32 elements.
+            pub const fn new($p: &Plan) -> Self {
+                $(let $v = $e;)*
+                $name { $($field: $len,)* }
+            }
+
+            /// The slots' summed length in f32 elements.
+            pub const fn total(&self) -> usize {
+                0 $(+ self.$field)*
+            }
+
+            /// Where each slot starts when the group starts at `start`.
+            #[allow(unused_assignments)]
+            pub const fn offsets(&self, start: usize) -> Self {
+                let mut at = start;
+                $name {
+                    $($field: {
+                        let o = at;
+                        at += self.$field;
+                        o
+                    },)*
+                }
+            }
+
+            /// Cut the slots off the front of `buf` in declaration order; returns them and the
+            /// rest of `buf`. `buf` holds at least [`Self::total`] floats (checked in debug
+            /// builds; the workspace checks its buffer against the plan once, when built).
+            pub fn carve<'b>(&self, buf: &'b mut [f32]) -> ($name<&'b mut [f32]>, &'b mut [f32]) {
+                $(let ($field, buf) = take(buf, self.$field);)*
+                ($name { $($field,)* }, buf)
+            }
+        }
+    };
+}
+
+/// The first `n` floats of `buf` and the rest.
+fn take(buf: &mut [f32], n: usize) -> (&mut [f32], &mut [f32]) {
+    debug_assert!(
+        n <= buf.len(),
+        "workspace slot of {n} floats, {} left: buffer and plan disagree",
+        buf.len()
+    );
+    buf.split_at_mut(n.min(buf.len()))
+}
+
+slots! {
+    /// Slots that live for the whole caption, at the start of the workspace.
+    PersistentSlots(p, r = p.regions) {
+        /// Encoder outputs of the three levels `[3, R, d]`.
+        enc_out: 3 * r * p.d,
+        /// Additive attention bias of each encoder row as a key `[R]`.
+        key_bias: r,
+        /// int8 activations ([`Plan::quant_bytes`] bytes).
+        quant: p.quant_bytes().div_ceil(4),
+        /// int8 per-row scales `[3·max(R, B)]`.
+        scales: p.quant_rows(),
+    }
+}
+
+slots! {
+    /// The encoder's scratch `[R, ·]` (shares memory with the decoder's slots).
+    EncoderSlots(p, rd = p.regions * p.d) {
+        /// Projected input `P [R, d]`.
+        p: rd,
+        /// Queries `[R, d]`.
+        q: rd,
+        /// Keys `[R, d]`.
+        k: rd,
+        /// Values `[R, d]`.
+        v: rd,
+        /// Concatenated head outputs `[R, d]`.
+        att: rd,
+        /// Attention sub-layer output `A [R, d]`.
+        a: rd,
+        /// FFN hidden `[R, F]`; before the FFN, attention scores (a row of `R + m` keys at least).
+        hidden: max(p.regions * p.d_ff, p.regions + p.m),
+    }
+}
+
+slots! {
+    /// The decoder's caches, then its per-step activations for `n ≤ B` rows.
+    DecoderSlots(p, b = p.beam, d = p.d) {
+        /// Cross-attention keys of each decoder layer and encoder level `[N, 3, R, d]`.
+        cross_k: p.n_dec * 3 * p.regions * d,
+        /// Cross-attention values `[N, 3, R, d]`.
+        cross_v: p.n_dec * 3 * p.regions * d,
+        /// Self-attention keys `[N, L, B, d]`: step `t`, slot `b`.
+        self_k: p.n_dec * p.max_len * b * d,
+        /// Self-attention values `[N, L, B, d]`.
+        self_v: p.n_dec * p.max_len * b * d,
+        /// 1.0 where the token fed at step `t` in slot `b` was `<pad>` (a masked key) `[L, B]`.
+        key_pad: p.max_len * b,
+        /// Layer input `[B, d]`.
+        x: b * d,
+        /// Self-attention queries `[B, d]` (its keys and values go straight to the cache).
+        q: b * d,
+        /// Self-attention head outputs `[B, d]`.
+        att: b * d,
+        /// Masked self-attention output `S [B, d]`.
+        s: b * d,
+        /// Cross-attention query `Linear_q(S)`, shared by the three levels `[B, d]`.
+        cq: b * d,
+        /// Gated mix `G [B, d]`.
+        g: b * d,
+        /// FFN output `[B, d]`.
+        f: b * d,
+        /// One gate `α_i [B, d]`.
+        alpha: b * d,
+        /// Cross-attention head outputs of the 3 levels `[3, B, d]`.
+        att3: 3 * b * d,
+        /// `C_1..C_3 [3, B, d]`.
+        c3: 3 * b * d,
+        /// `[S; C_i]` `[B, 2d]`.
+        cat: b * 2 * d,
+        /// FFN hidden `[B, F]`; before the FFN, cross-attention scores (a row of `R` keys at
+        /// least).
+        hidden: max(b * p.d_ff, p.regions),
+        /// Log-probabilities `[B, V]`.
+        logits: b * p.vocab,
+        /// One row of self-attention scores `[L]`.
+        scores: p.max_len,
     }
 }
 
@@ -181,5 +305,31 @@ mod tests {
         const N: usize = workspace_floats(&Config::TINY, 5, 10);
         static WS: [f32; N] = [0.0; N];
         assert_eq!(WS.len() * 4, workspace_bytes(&Config::TINY, 5, 10));
+    }
+
+    #[test]
+    fn slots_tile_the_workspace() {
+        for (cfg, beam, regions) in [(Config::COCO, 5, 50), (Config::TINY, 3, 10)] {
+            let p = Plan::new(&cfg, beam, regions, DEFAULT_MAX_LEN);
+            let mut buf = vec![0f32; p.total_floats()];
+            let (keep, rest) = p.persistent().carve(&mut buf);
+            assert_eq!(keep.scales.len(), p.quant_rows());
+            assert_eq!(rest.len(), p.phase_len());
+            let (dec, left) = p.decoder().carve(rest);
+            assert_eq!(dec.scores.len(), p.max_len);
+            assert_eq!(left.len(), p.phase_len() - p.decoder().total());
+            let keep = p.persistent();
+            assert_eq!(keep.offsets(0).key_bias, keep.enc_out);
+            assert_eq!(keep.offsets(0).scales + keep.scales, keep.total());
+        }
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "buffer and plan disagree")]
+    fn carving_a_short_buffer_fails() {
+        let p = Plan::new(&Config::TINY, 2, 10, 20);
+        let mut buf = vec![0f32; p.decoder().total() - 1];
+        let _ = p.decoder().carve(&mut buf);
     }
 }

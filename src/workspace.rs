@@ -5,7 +5,7 @@
 //! against the plan once, in [`Workspace::new`]; afterwards carving cannot fail.
 
 use crate::kernels::QuantScratch;
-use crate::plan::{Plan, MAX_BEAM, MAX_STEPS};
+use crate::plan::{DecoderSlots, EncoderSlots, Plan, MAX_BEAM, MAX_STEPS};
 
 /// Why a workspace cannot be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,82 +89,12 @@ pub struct Persistent<'b> {
     pub qs: QuantScratch<'b>,
 }
 
-/// Encoder scratch (shares memory with the decoder state).
-pub struct EncoderScratch<'b> {
-    /// Projected input `P [R, d]`.
-    pub p: &'b mut [f32],
-    pub q: &'b mut [f32],
-    pub k: &'b mut [f32],
-    pub v: &'b mut [f32],
-    /// Concatenated head outputs `[R, d]`.
-    pub att: &'b mut [f32],
-    /// Attention sub-layer output `A [R, d]`.
-    pub a: &'b mut [f32],
-    /// FFN hidden `[R, d_ff]`.
-    pub hidden: &'b mut [f32],
-    /// One row of attention scores `[R + m]`.
-    pub scores: &'b mut [f32],
-}
+/// The encoder's scratch slots (shares memory with the decoder state; see
+/// [`EncoderSlots`]).
+pub type EncoderScratch<'b> = EncoderSlots<&'b mut [f32]>;
 
-/// Decoder caches and per-step scratch.
-pub struct DecoderState<'b> {
-    /// Cross-attention keys of each decoder layer and encoder level `[N, 3, R, d]`.
-    pub cross_k: &'b mut [f32],
-    /// Cross-attention values `[N, 3, R, d]`.
-    pub cross_v: &'b mut [f32],
-    /// Self-attention keys `[N, L, B, d]`: step `t`, slot `b`.
-    pub self_k: &'b mut [f32],
-    /// Self-attention values `[N, L, B, d]`.
-    pub self_v: &'b mut [f32],
-    /// 1.0 where the token fed at step `t` in slot `b` was `<pad>` (a masked key) `[L, B]`.
-    pub key_pad: &'b mut [f32],
-    pub s: DecoderScratch<'b>,
-}
-
-/// Per-step decoder activations for `n ≤ B` rows.
-pub struct DecoderScratch<'b> {
-    /// Layer input `[B, d]`.
-    pub x: &'b mut [f32],
-    pub q: &'b mut [f32],
-    pub k: &'b mut [f32],
-    pub v: &'b mut [f32],
-    pub att: &'b mut [f32],
-    /// Masked self-attention output `S [B, d]`.
-    pub s: &'b mut [f32],
-    /// Cross-attention query `Linear_q(S)`, shared by the three levels `[B, d]`.
-    pub cq: &'b mut [f32],
-    /// Gated mix `G [B, d]`.
-    pub g: &'b mut [f32],
-    /// FFN output `[B, d]`.
-    pub f: &'b mut [f32],
-    /// One gate `α_i [B, d]`.
-    pub alpha: &'b mut [f32],
-    /// Cross-attention head outputs of the 3 levels `[3, B, d]`.
-    pub att3: &'b mut [f32],
-    /// `C_1..C_3 [3, B, d]`.
-    pub c3: &'b mut [f32],
-    /// `[S; C_i]` `[B, 2d]`.
-    pub cat: &'b mut [f32],
-    /// FFN hidden `[B, d_ff]`.
-    pub hidden: &'b mut [f32],
-    /// Log-probabilities `[B, V]`.
-    pub logits: &'b mut [f32],
-    /// One row of attention scores `[max(L, R)]`.
-    pub scores: &'b mut [f32],
-}
-
-/// Cuts consecutive slots off the front of a buffer.
-struct Carver<'b>(&'b mut [f32]);
-
-impl<'b> Carver<'b> {
-    fn take(&mut self, n: usize) -> &'b mut [f32] {
-        let buf = core::mem::take(&mut self.0);
-        let n = n.min(buf.len());
-        let (head, tail) = buf.split_at_mut(n);
-        self.0 = tail;
-        head
-    }
-}
+/// The decoder's caches and per-step scratch slots (see [`DecoderSlots`]).
+pub type DecoderState<'b> = DecoderSlots<&'b mut [f32]>;
 
 impl<'w> Workspace<'w> {
     /// Check `buf` against `plan`.
@@ -200,17 +130,27 @@ impl<'w> Workspace<'w> {
         &self.plan
     }
 
-    fn persistent<'b>(c: &mut Carver<'b>, p: &Plan, rows: &'b mut usize) -> Persistent<'b> {
-        let enc_out = c.take(p.enc_out_len());
-        let key_bias = c.take(p.mask_len());
-        let q = bytemuck::cast_slice_mut::<f32, i8>(c.take(p.quant_bytes().div_ceil(4)));
-        let scales = c.take(p.quant_rows());
-        Persistent {
-            enc_out,
-            key_bias,
+    /// The persistent slots, and the phase area after them.
+    fn persistent<'b>(
+        buf: &'b mut [f32],
+        p: &Plan,
+        rows: &'b mut usize,
+    ) -> (Persistent<'b>, &'b mut [f32]) {
+        debug_assert!(
+            buf.len() >= p.total_floats(),
+            "workspace shorter than its plan"
+        );
+        let (s, phase) = p.persistent().carve(buf);
+        let keep = Persistent {
+            enc_out: s.enc_out,
+            key_bias: s.key_bias,
             rows,
-            qs: QuantScratch { q, scales },
-        }
+            qs: QuantScratch {
+                q: bytemuck::cast_slice_mut::<f32, i8>(s.quant),
+                scales: s.scales,
+            },
+        };
+        (keep, phase)
     }
 
     /// Whether the workspace holds the encoder's output for the current image: set by
@@ -252,19 +192,8 @@ impl<'w> Workspace<'w> {
     pub fn encoder_parts(&mut self) -> (Persistent<'_>, EncoderScratch<'_>) {
         self.stage = Stage::Empty;
         let p = self.plan;
-        let mut c = Carver(&mut *self.buf);
-        let keep = Self::persistent(&mut c, &p, &mut self.rows);
-        let (rd, r) = (p.regions * p.d, p.regions);
-        let s = EncoderScratch {
-            p: c.take(rd),
-            q: c.take(rd),
-            k: c.take(rd),
-            v: c.take(rd),
-            att: c.take(rd),
-            a: c.take(rd),
-            hidden: c.take(r * p.d_ff),
-            scores: c.take(r + p.m),
-        };
+        let (keep, phase) = Self::persistent(&mut *self.buf, &p, &mut self.rows);
+        let (s, _) = p.encoder().carve(phase);
         (keep, s)
     }
 
@@ -274,43 +203,8 @@ impl<'w> Workspace<'w> {
     /// itself should call [`Workspace::invalidate`].
     pub fn decoder_parts(&mut self) -> (Persistent<'_>, DecoderState<'_>) {
         let p = self.plan;
-        let mut c = Carver(&mut *self.buf);
-        let keep = Self::persistent(&mut c, &p, &mut self.rows);
-        let (b, d) = (p.beam, p.d);
-        let cross_k = c.take(p.cross_kv_len());
-        let cross_v = c.take(p.cross_kv_len());
-        let self_k = c.take(p.self_kv_len());
-        let self_v = c.take(p.self_kv_len());
-        let key_pad = c.take(p.key_pad_len());
-        let s = DecoderScratch {
-            x: c.take(b * d),
-            q: c.take(b * d),
-            k: c.take(b * d),
-            v: c.take(b * d),
-            att: c.take(b * d),
-            s: c.take(b * d),
-            cq: c.take(b * d),
-            g: c.take(b * d),
-            f: c.take(b * d),
-            alpha: c.take(b * d),
-            att3: c.take(3 * b * d),
-            c3: c.take(3 * b * d),
-            cat: c.take(2 * b * d),
-            hidden: c.take(b * p.d_ff),
-            logits: c.take(b * p.vocab),
-            scores: c.take(p.max_len.max(p.regions)),
-        };
-        (
-            keep,
-            DecoderState {
-                cross_k,
-                cross_v,
-                self_k,
-                self_v,
-                key_pad,
-                s,
-            },
-        )
+        let (keep, phase) = Self::persistent(&mut *self.buf, &p, &mut self.rows);
+        (keep, p.decoder().carve(phase).0)
     }
 
     /// Distinct rows the encoder computed for the last image (see [`Persistent`]).
@@ -321,7 +215,8 @@ impl<'w> Workspace<'w> {
     /// The encoder's distinct rows of `level` (0..3) `[rows, d]`, valid after encoding.
     pub fn encoder_output(&self, level: usize) -> &[f32] {
         let n = self.rows * self.plan.d;
-        self.buf.get(level * n..(level + 1) * n).unwrap_or(&[])
+        let o = self.plan.persistent().offsets(0).enc_out + level * n;
+        self.buf.get(o..o + n).unwrap_or(&[])
     }
 
     /// Row `i < R` of encoder level `level` as the reference lays it out (`[R, d]` with the
@@ -336,7 +231,7 @@ impl<'w> Workspace<'w> {
     /// Whether the reference's rule (docs/SPEC.md §5.2) masks region `i < R`, valid after
     /// encoding.
     pub fn region_masked(&self, i: usize) -> bool {
-        let o = self.plan.enc_out_len();
+        let o = self.plan.persistent().offsets(0).key_bias;
         let j = i.min(self.rows.saturating_sub(1));
         self.buf.get(o + j).is_some_and(|&b| b == f32::NEG_INFINITY)
     }

@@ -127,7 +127,8 @@ impl<'a> MeshedDecoder<'a> {
     /// One decoder step at step `t` (0-based) for `rows.len()` rows; row `i` lives in cache slot
     /// `i`, and for earlier steps `s < t` its keys are in slot `ancestry[i][s]`. The caller has
     /// written `key_pad[t, i]` (the engine calls this through [`M2::step`](super::M2::step),
-    /// the one place that builds the rows and writes `key_pad`). Leaves the log-probabilities in `st.s.logits [n, V]`.
+    /// the one place that builds the rows and writes `key_pad`). Leaves the log-probabilities
+    /// in `st.logits [n, V]`.
     #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
     pub fn step(
         &self,
@@ -145,7 +146,7 @@ impl<'a> MeshedDecoder<'a> {
                 let (n, d, bw, l_max, r) =
                     (rows.len(), plan.d, plan.beam, plan.max_len, *keep.rows);
                 let nd = n * d;
-                let s = &mut st.s;
+                let s = &mut *st;
 
                 // x = word_emb[w] + pos_emb[pos]                                          [n, d]
                 for (i, row) in rows.iter().enumerate() {
@@ -166,10 +167,10 @@ impl<'a> MeshedDecoder<'a> {
                     let at = |step: usize| ((l * l_max + step) * bw) * d;
                     sa.fc_q.forward(k, s.x, n, s.q, &mut keep.qs); //                              [n, d]
                     sa.fc_k
-                        .forward(k, s.x, n, &mut st.self_k[at(t)..at(t) + nd], &mut keep.qs); // cache[l, t]
+                        .forward(k, s.x, n, &mut s.self_k[at(t)..at(t) + nd], &mut keep.qs); // cache[l, t]
                     sa.fc_v
-                        .forward(k, s.x, n, &mut st.self_v[at(t)..at(t) + nd], &mut keep.qs);
-                    let (ck, cv, pad) = (&*st.self_k, &*st.self_v, &*st.key_pad);
+                        .forward(k, s.x, n, &mut s.self_v[at(t)..at(t) + nd], &mut keep.qs);
+                    let (ck, cv, pad) = (&*s.self_k, &*s.self_v, &*s.key_pad);
                     for i in 0..n {
                         let slot = |step: usize| {
                             if step == t {
@@ -203,7 +204,7 @@ impl<'a> MeshedDecoder<'a> {
                     // ---- cross-attention to the three encoder levels ------------------------------
                     let ca = &layer.enc_att;
                     ca.fc_q.forward(k, s.s, n, s.cq, &mut keep.qs); //  one query for all levels   [n, d]
-                    let (xk, xv, bias) = (&*st.cross_k, &*st.cross_v, &keep.key_bias[..r]);
+                    let (xk, xv, bias) = (&*s.cross_k, &*s.cross_v, &keep.key_bias[..r]);
                     for lvl in 0..3 {
                         let base = ((l * 3 + lvl) * r) * d;
                         attend_rows(

@@ -180,7 +180,7 @@ impl<'a> M2<'a> {
             &mut st,
             &plan,
         );
-        let logits: &'w mut [f32] = st.s.logits;
+        let logits: &'w mut [f32] = st.logits;
         let lp = &logits[..n * self.cfg.vocab as usize];
         // NaN (or +inf) log-probs come from NaN/inf weights or an overflow in the step; −inf
         // is a word of probability 0 and stays a value. One pass over [n, V]: cheap next to
