@@ -80,16 +80,12 @@ impl Plan {
 
     /// Largest `n × in` product of any linear layer: the int8 activation scratch in bytes.
     pub const fn quant_bytes(&self) -> usize {
-        let (r, b, d) = (self.regions, self.beam, self.d);
-        // encoder linears over R rows; cross-attention K/V over the 3 levels at once (3R rows)
-        let enc = max(r * max(self.d_in, max(d, self.d_ff)), 3 * r * d);
-        let dec = max(3 * b * d, b * max(2 * d, self.d_ff));
-        max(enc, dec)
+        quant_bytes!(self, usize)
     }
 
     /// Rows of the int8 per-row scale array.
     pub const fn quant_rows(&self) -> usize {
-        3 * max(self.regions, self.beam)
+        quant_rows!(self)
     }
 
     /// Slots that live for the whole caption.
@@ -121,6 +117,100 @@ impl Plan {
     pub const fn total_bytes(&self) -> usize {
         4 * self.total_floats()
     }
+
+    /// [`Plan::total_bytes`] if every slot length, offset and sum of this plan fits in `usize`
+    /// on this target, else `None`. Plans built from untrusted sizes (a blob's config, a
+    /// command line's `--regions`) go through this before anything is allocated or carved:
+    /// the `usize` arithmetic of [`Plan::total_floats`] would wrap silently in release builds.
+    /// Also `None` beyond [`MAX_BEAM`], [`MAX_STEPS`] or 2³² regions, which bounds every
+    /// slot in `u128`: the largest, `N·3·R·d`, stays below 2¹⁰⁰.
+    pub const fn checked_total_bytes(&self) -> Option<usize> {
+        if self.beam > MAX_BEAM || self.max_len > MAX_STEPS || self.regions as u64 > u32::MAX as u64
+        {
+            return None;
+        }
+        let w = Wide::of(self);
+        let enc = EncoderSlots::wide_total(&w);
+        let dec = DecoderSlots::wide_total(&w);
+        let phase = if enc > dec { enc } else { dec };
+        let bytes = 4 * (PersistentSlots::wide_total(&w) + phase);
+        if bytes <= usize::MAX as u128 {
+            Some(bytes as usize)
+        } else {
+            None
+        }
+    }
+}
+
+/// The int8 scratch's size (one body for [`Plan`] in `usize` and [`Wide`] in `u128`).
+macro_rules! quant_bytes {
+    ($p:expr, $t:ty) => {{
+        const fn max(a: $t, b: $t) -> $t {
+            if a > b {
+                a
+            } else {
+                b
+            }
+        }
+        let (r, b, d) = ($p.regions, $p.beam, $p.d);
+        // encoder linears over R rows; cross-attention K/V over the 3 levels at once (3R rows)
+        let enc = max(r * max($p.d_in, max(d, $p.d_ff)), 3 * r * d);
+        let dec = max(3 * b * d, b * max(2 * d, $p.d_ff));
+        max(enc, dec)
+    }};
+}
+use quant_bytes;
+
+/// Rows of the int8 per-row scale array (one body for [`Plan`] and [`Wide`]).
+macro_rules! quant_rows {
+    ($p:expr) => {
+        3 * if $p.regions > $p.beam {
+            $p.regions
+        } else {
+            $p.beam
+        }
+    };
+}
+use quant_rows;
+
+/// A plan's dimensions in `u128`, where [`Plan::checked_total_bytes`] evaluates the slot tables
+/// (the config's fields are `u32`; beam, caption length and regions are bounded first), so it
+/// knows whether the `usize` sums are exact on this target.
+#[derive(Clone, Copy, Debug)]
+pub struct Wide {
+    pub d: u128,
+    pub d_in: u128,
+    pub d_ff: u128,
+    pub m: u128,
+    pub vocab: u128,
+    pub n_dec: u128,
+    pub regions: u128,
+    pub beam: u128,
+    pub max_len: u128,
+}
+
+impl Wide {
+    const fn of(p: &Plan) -> Wide {
+        Wide {
+            d: p.d as u128,
+            d_in: p.d_in as u128,
+            d_ff: p.d_ff as u128,
+            m: p.m as u128,
+            vocab: p.vocab as u128,
+            n_dec: p.n_dec as u128,
+            regions: p.regions as u128,
+            beam: p.beam as u128,
+            max_len: p.max_len as u128,
+        }
+    }
+
+    const fn quant_bytes(&self) -> u128 {
+        quant_bytes!(self, u128)
+    }
+
+    const fn quant_rows(&self) -> u128 {
+        quant_rows!(self)
+    }
 }
 
 /// Declares one group of consecutive workspace slots, each slot's name and length (in f32
@@ -145,6 +235,21 @@ macro_rules! slots {
             pub const fn new($p: &Plan) -> Self {
                 $(let $v = $e;)*
                 $name { $($field: $len,)* }
+            }
+
+            /// The summed length of the same slots in `u128` (exact for any plan).
+            #[allow(clippy::identity_op)]
+            pub const fn wide_total($p: &Wide) -> u128 {
+                #[allow(dead_code)]
+                const fn max(a: u128, b: u128) -> u128 {
+                    if a > b {
+                        a
+                    } else {
+                        b
+                    }
+                }
+                $(let $v = $e;)*
+                0 $(+ $len)*
             }
 
             /// The slots' summed length in f32 elements.
@@ -298,6 +403,32 @@ mod tests {
         // Beam 1 needs less than beam 5; more regions need more.
         assert!(workspace_bytes(&Config::COCO, 1, 50) < b);
         assert!(workspace_bytes(&Config::COCO, 5, 100) > b);
+    }
+
+    #[test]
+    fn checked_totals_agree_and_refuse_what_would_wrap() {
+        for (cfg, beam, regions) in [(Config::COCO, 5, 50), (Config::TINY, 3, 10)] {
+            let p = Plan::new(&cfg, beam, regions, DEFAULT_MAX_LEN);
+            assert_eq!(p.checked_total_bytes(), Some(p.total_bytes()));
+        }
+        // 2^62 regions, a beam or a caption length past the engine's arrays: refused, not wrapped.
+        let huge = Plan::new(&Config::COCO, 5, 1 << 62, DEFAULT_MAX_LEN);
+        assert_eq!(huge.checked_total_bytes(), None);
+        assert_eq!(
+            Plan::new(&Config::COCO, MAX_BEAM + 1, 50, 20).checked_total_bytes(),
+            None
+        );
+        assert_eq!(
+            Plan::new(&Config::COCO, 5, 50, MAX_STEPS + 1).checked_total_bytes(),
+            None
+        );
+        // Within the bounds but past usize on 64-bit: u32::MAX everywhere.
+        let mut big = Config::COCO;
+        big.d_model = u32::MAX;
+        big.vocab = u32::MAX;
+        big.n_dec = u32::MAX;
+        let p = Plan::new(&big, MAX_BEAM, u32::MAX as usize, MAX_STEPS);
+        assert_eq!(p.checked_total_bytes(), None);
     }
 
     #[test]

@@ -20,6 +20,9 @@ pub enum WorkspaceError {
     BeamTooLarge { beam: usize, max: usize },
     /// The plan's caption length exceeds [`MAX_STEPS`].
     TooLong { max_len: usize, max: usize },
+    /// The plan's size does not fit this target's address space
+    /// ([`Plan::checked_total_bytes`]): a config or region count that no buffer can hold.
+    PlanTooLarge { regions: usize },
 }
 
 impl core::fmt::Display for WorkspaceError {
@@ -41,6 +44,11 @@ impl core::fmt::Display for WorkspaceError {
                     "caption length {max_len} exceeds the engine's maximum of {max}"
                 )
             }
+            WorkspaceError::PlanTooLarge { regions } => write!(
+                f,
+                "the memory plan for {regions} regions does not fit in this machine's address \
+                 space"
+            ),
         }
     }
 }
@@ -111,10 +119,15 @@ impl<'w> Workspace<'w> {
                 max: MAX_STEPS,
             });
         }
-        if buf.len() < plan.total_floats() {
+        let Some(needed_bytes) = plan.checked_total_bytes() else {
+            return Err(WorkspaceError::PlanTooLarge {
+                regions: plan.regions,
+            });
+        };
+        if buf.len() < needed_bytes / 4 {
             return Err(WorkspaceError::TooSmall {
-                needed_bytes: plan.total_bytes(),
-                given_bytes: buf.len() * 4,
+                needed_bytes,
+                given_bytes: buf.len().saturating_mul(4),
             });
         }
         Ok(Workspace {

@@ -81,3 +81,18 @@ fn class3_nan_readout_weights_are_an_error_in_beam_greedy_and_score() {
         assert!(err.to_string().contains("NaN"), "{err}");
     });
 }
+
+// ---- class 1: sizes multiplied without checks -------------------------------------------------
+
+#[test]
+fn class1_a_plan_that_would_wrap_is_refused_before_allocation() {
+    use m2::plan::Plan;
+    use m2::workspace::WorkspaceError;
+    let cfg = micro_config();
+    // 2^62 regions: the usize product wraps; the workspace refuses the plan with no buffer.
+    let plan = Plan::new(&cfg, 2, 1 << 62, 3);
+    assert_eq!(plan.checked_total_bytes(), None);
+    let err = Workspace::new(&mut [], plan).err().unwrap();
+    assert_eq!(err, WorkspaceError::PlanTooLarge { regions: 1 << 62 });
+    assert!(err.to_string().contains("address space"), "{err}");
+}
