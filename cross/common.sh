@@ -1,0 +1,34 @@
+# Shared by cross/test-aarch64.sh and cross/test-armv7.sh (sourced, not run).
+#
+# cross_setup TARGET GCC SYSROOT LOADER PACKAGES...: installs the cross gcc, its libc and
+# qemu-user when missing (needs root and apt-get, as in CI) and the rustup target.
+# cross_select: fills SELECT with --lib --bins and every tests/*.rs that can run under
+# qemu-user. Tests that exec the `m2` binary (CARGO_BIN_EXE_m2) cannot run there: without
+# binfmt_misc the host kernel cannot start a foreign ELF that a test spawns. A test file that
+# prefixes its commands with $M2_TEST_RUNNER (set by the caller) is kept.
+
+cross_setup() {
+    local target=$1 gcc=$2 loader=$3
+    shift 3
+    if ! command -v "${QEMU_BIN}" >/dev/null || ! command -v "$gcc" >/dev/null || [ ! -e "$loader" ]; then
+        echo "cross: installing $* qemu-user" >&2
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" qemu-user >/dev/null
+    fi
+    if ! rustup target list --installed | grep -qx "$target"; then
+        rustup target add "$target"
+    fi
+}
+
+cross_select() {
+    SELECT=(--lib --bins)
+    local f name
+    for f in tests/*.rs; do
+        name=$(basename "$f" .rs)
+        if grep -q CARGO_BIN_EXE "$f" && ! grep -q M2_TEST_RUNNER "$f"; then
+            echo "cross: skipping tests/$name.rs (spawns the m2 binary)" >&2
+        else
+            SELECT+=(--test "$name")
+        fi
+    done
+}

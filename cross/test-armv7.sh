@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The root package's test suite (lib, bin, integration and doc tests) cross-built for 32-bit
+# Raspberry Pi OS (armv7-unknown-linux-gnueabihf, cortex-a7 code: NEON auto-vectorised scalar
+# kernels) and run under qemu-arm as a Cortex-A7 (the Pi 2's core; QEMU_CPU=cortex-a15 models
+# the same ISA). Kernel detection must pick `scalar` (M2_EXPECT_ISA).
+#
+#   cross/test-armv7.sh                 # = cross/test-armv7.sh --release
+#   cross/test-armv7.sh --profile dev   # arguments replace --release and go to `cargo test`
+#
+# tests/demo_fidelity.rs is left out (M2_ARMV7_FIDELITY=1 runs it too): it checks the
+# int8/f16 captions of the scalar kernels, which are the same source and the same bits on every
+# target (no fast-math: the compiler may not reorder float sums) and which the host suite and
+# tests/kernels_props.rs already check here.
+#
+# Installs the cross toolchain and qemu-user when missing (needs root and apt-get, as in CI).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TARGET=armv7-unknown-linux-gnueabihf
+QEMU_BIN=qemu-arm
+. cross/common.sh
+cross_setup "$TARGET" arm-linux-gnueabihf-gcc /usr/arm-linux-gnueabihf/lib/ld-linux-armhf.so.3 \
+    gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
+
+[ "$#" -gt 0 ] || set -- --release
+CARGO=(cargo test -p m2 --target "$TARGET" --config cross/armv7-qemu.toml "$@")
+
+export M2_TEST_RUNNER="qemu-arm -L /usr/arm-linux-gnueabihf"
+cross_select
+if [ -z "${M2_ARMV7_FIDELITY:-}" ]; then
+    sel=()
+    for t in "${SELECT[@]}"; do [ "$t" = demo_fidelity ] && unset 'sel[-1]' || sel+=("$t"); done
+    SELECT=("${sel[@]}")
+fi
+
+echo "=== armv7 (32-bit Raspberry Pi OS) under qemu-arm: QEMU_CPU=cortex-a7 (expect kernel path scalar)"
+QEMU_CPU=cortex-a7 M2_EXPECT_ISA=scalar "${CARGO[@]}" "${SELECT[@]}"
+QEMU_CPU=cortex-a7 M2_EXPECT_ISA=scalar "${CARGO[@]}" --doc
+echo "=== armv7: passed"
