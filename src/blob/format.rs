@@ -6,7 +6,7 @@
 //! definitions; `docs/FORMAT.md` is their prose form.
 
 use super::DType;
-use crate::config::Config;
+use crate::config::{Config, N_FIELDS};
 
 /// The 8 magic bytes at offset 0: `0x7F 'M' '2' 'B' 'L' 'O' 'B' '\n'`.
 pub const MAGIC: [u8; 8] = *b"\x7fM2BLOB\n";
@@ -39,8 +39,8 @@ pub mod hdr {
     pub const CHECKSUM: usize = 24;
     /// `u32` flags, must be 0.
     pub const FLAGS: usize = 28;
-    /// 17 `u32` config fields, in [`super::CONFIG_FIELDS`] order (the last is `enc_pad_value`
-    /// as f32 bits).
+    /// 17 `u32` config fields, in [`Config::FIELDS`](crate::config::Config::FIELDS) order
+    /// (`enc_pad_value` as f32 bits).
     pub const CONFIG: usize = 32;
     /// `u32` number of tensor-table entries.
     pub const N_TENSORS: usize = 100;
@@ -86,80 +86,27 @@ pub mod entry {
     pub const SCALES_LEN: usize = 40;
 }
 
-/// Names of the config fields in header order (for diagnostics and documentation).
-pub const CONFIG_FIELDS: [&str; 17] = [
-    "d_in",
-    "d_model",
-    "h",
-    "d_k",
-    "d_v",
-    "d_ff",
-    "n_enc",
-    "n_dec",
-    "m",
-    "vocab",
-    "pos_rows",
-    "max_regions",
-    "pad",
-    "unk",
-    "bos",
-    "eos",
-    "enc_pad_value",
-];
+/// Bytes of the config in the header: one `u32` per [`Config::FIELDS`] entry.
+pub const CONFIG_LEN: usize = 4 * N_FIELDS;
 
-/// Serialise a config into its 68 header bytes.
-pub fn config_to_bytes(c: &Config) -> [u8; 68] {
-    let v: [u32; 17] = [
-        c.d_in,
-        c.d_model,
-        c.h,
-        c.d_k,
-        c.d_v,
-        c.d_ff,
-        c.n_enc,
-        c.n_dec,
-        c.m,
-        c.vocab,
-        c.pos_rows,
-        c.max_regions,
-        c.pad,
-        c.unk,
-        c.bos,
-        c.eos,
-        c.enc_pad_value.to_bits(),
-    ];
-    let mut out = [0u8; 68];
-    for (chunk, x) in out.chunks_exact_mut(4).zip(v.iter()) {
+const _: () = assert!(hdr::CONFIG + CONFIG_LEN == hdr::N_TENSORS);
+
+/// Serialise a config into its header bytes.
+pub fn config_to_bytes(c: &Config) -> [u8; CONFIG_LEN] {
+    let mut out = [0u8; CONFIG_LEN];
+    for (chunk, x) in out.chunks_exact_mut(4).zip(c.to_words()) {
         chunk.copy_from_slice(&x.to_le_bytes());
     }
     out
 }
 
-/// Read a config from its 68 header bytes (no validation).
-pub fn config_from_bytes(b: &[u8; 68]) -> Config {
-    let mut v = [0u32; 17];
-    for (x, chunk) in v.iter_mut().zip(b.chunks_exact(4)) {
+/// Read a config from its header bytes (no validation).
+pub fn config_from_bytes(b: &[u8; CONFIG_LEN]) -> Config {
+    let mut w = [0u32; N_FIELDS];
+    for (x, chunk) in w.iter_mut().zip(b.chunks_exact(4)) {
         *x = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
     }
-    Config {
-        d_in: v[0],
-        d_model: v[1],
-        h: v[2],
-        d_k: v[3],
-        d_v: v[4],
-        d_ff: v[5],
-        n_enc: v[6],
-        n_dec: v[7],
-        m: v[8],
-        vocab: v[9],
-        pos_rows: v[10],
-        max_regions: v[11],
-        pad: v[12],
-        unk: v[13],
-        bos: v[14],
-        eos: v[15],
-        enc_pad_value: f32::from_bits(v[16]),
-    }
+    Config::from_words(w)
 }
 
 /// CRC-32 of `bytes[CHECKSUM_START..]` — the value a valid blob stores at [`hdr::CHECKSUM`].

@@ -242,8 +242,8 @@ impl<'a> Blob<'a> {
         }
 
         // ---- config ------------------------------------------------------------------
-        let mut cb = [0u8; 68];
-        if let Some(s) = bytes.get(hdr::CONFIG..hdr::CONFIG + 68) {
+        let mut cb = [0u8; format::CONFIG_LEN];
+        if let Some(s) = bytes.get(hdr::CONFIG..hdr::CONFIG + format::CONFIG_LEN) {
             cb.copy_from_slice(s);
         }
         let config = format::config_from_bytes(&cb);

@@ -266,7 +266,8 @@ impl BlobWriter {
         put_u32(&mut out, hdr::VERSION, VERSION);
         put_u32(&mut out, hdr::HEADER_LEN, HEADER_LEN as u32);
         put_u64(&mut out, hdr::TOTAL_LEN, total as u64);
-        out[hdr::CONFIG..hdr::CONFIG + 68].copy_from_slice(&format::config_to_bytes(cfg));
+        out[hdr::CONFIG..hdr::CONFIG + format::CONFIG_LEN]
+            .copy_from_slice(&format::config_to_bytes(cfg));
         put_u32(&mut out, hdr::N_TENSORS, required as u32);
         put_u64(&mut out, hdr::TABLE_OFF, table_off as u64);
         put_u32(&mut out, hdr::N_TOKENS, self.vocab.len() as u32);
