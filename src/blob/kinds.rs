@@ -355,16 +355,28 @@ impl TensorKind {
         (r.of(cfg), c.of(cfg))
     }
 
-    /// The shape of this kind in the reference checkpoint (PyTorch state_dict): weights and
-    /// tables `[rows, cols]`, vectors `[cols]`, memory slots `[1, m, d]`.
+    /// The rank of this kind in the reference checkpoint: memory slots 3 (`[1, m, d]`),
+    /// vectors 1, weights and tables 2.
+    pub const fn checkpoint_rank(self) -> usize {
+        match (self, self.class()) {
+            (TensorKind::EncMemK | TensorKind::EncMemV, _) => 3,
+            (_, Class::Vector) => 1,
+            _ => 2,
+        }
+    }
+
+    /// The shape of this kind in the reference checkpoint (PyTorch state_dict), padded with
+    /// zeros, and its rank (see [`TensorKind::checkpoint_rank`]).
     pub fn checkpoint_shape(self, cfg: &Config) -> ([usize; 3], usize) {
         let (r, c) = self.shape(cfg);
         let (r, c) = (r as usize, c as usize);
-        match (self, self.class()) {
-            (TensorKind::EncMemK | TensorKind::EncMemV, _) => ([1, r, c], 3),
-            (_, Class::Vector) => ([c, 0, 0], 1),
-            _ => ([r, c, 0], 2),
-        }
+        let rank = self.checkpoint_rank();
+        let dims = match rank {
+            3 => [1, r, c],
+            1 => [c, 0, 0],
+            _ => [r, c, 0],
+        };
+        (dims, rank)
     }
 
     /// [`TensorKind::checkpoint_shape`] by name, e.g. `[1, m, d_model]`.
@@ -476,8 +488,7 @@ pub struct Names(TensorKind);
 impl core::fmt::Display for Names {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let [r, c] = self.0.info().shape;
-        let (_, rank) = self.0.checkpoint_shape(&Config::COCO);
-        match rank {
+        match self.0.checkpoint_rank() {
             3 => write!(f, "[1, {}, {}]", r.name(), c.name()),
             1 => write!(f, "[{}]", c.name()),
             _ => write!(f, "[{}, {}]", r.name(), c.name()),
