@@ -14,14 +14,15 @@
 mod error;
 mod format;
 mod kinds;
-mod parse;
+mod validate;
+mod view;
 #[cfg(feature = "std")]
 mod write;
 
 pub use error::{BlobError, Part, Section};
 pub use format::*;
 pub use kinds::*;
-pub use parse::*;
+pub use view::{Blob, TensorInfo};
 #[cfg(feature = "std")]
 pub use write::*;
 
