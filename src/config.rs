@@ -356,4 +356,26 @@ mod tests {
         assert_eq!(c.d_in, 100);
         assert_eq!(c.eos, 115);
     }
+
+    /// `docs/FORMAT.md` §4 lists the same fields at the same header offsets.
+    #[test]
+    fn format_md_lists_the_fields() {
+        let doc = include_str!("../docs/FORMAT.md");
+        let section = doc
+            .split("\n## ")
+            .find(|s| s.starts_with("4. Config"))
+            .unwrap();
+        let rows: std::vec::Vec<(usize, usize, &str)> = section
+            .lines()
+            .filter_map(|l| {
+                let cells: std::vec::Vec<&str> = l.split('|').map(str::trim).collect();
+                let (i, off) = (cells.get(1)?.parse().ok()?, cells.get(2)?.parse().ok()?);
+                Some((i, off, *cells.get(3)?))
+            })
+            .collect();
+        assert_eq!(rows.len(), N_FIELDS);
+        for (i, (f, (n, off, name))) in Config::FIELDS.iter().zip(rows).enumerate() {
+            assert_eq!((n, off, name), (i, 32 + 4 * i, f.name));
+        }
+    }
 }
