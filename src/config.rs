@@ -1,4 +1,10 @@
 //! Hyper-parameters of an M² model, as stored in a blob header.
+//!
+//! Each field is declared once, in the `config_fields!` list below (name, type, doc, and what
+//! it holds: [`FieldKind`]). From that list come the [`Config`] struct, [`Config::FIELDS`]
+//! (names in header order) and the header words ([`Config::to_words`] /
+//! [`Config::from_words`]); the blob parser and writer, [`Config::validate`], `m2 info`,
+//! `m2-pack inspect` and `firmware/build.rs` all read those.
 
 /// What a config field holds, and so how [`Config::validate`] checks it and how it is stored
 /// and printed.

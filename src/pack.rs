@@ -161,7 +161,8 @@ impl fmt::Display for PackError {
             }
             PackError::VocabSize { tokens, word_emb_rows } => write!(
                 f,
-                "vocabulary has {tokens} tokens but decoder.word_emb.weight has {word_emb_rows} rows"
+                "vocabulary has {tokens} tokens but {} has {word_emb_rows} rows",
+                TensorKind::WordEmb.key(0)
             ),
             PackError::VocabJson(e) => write!(f, "vocabulary is not a JSON list of strings: {e}"),
             PackError::MissingSpecial { name, token } => write!(
