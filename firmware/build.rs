@@ -616,28 +616,15 @@ fn caption_text(blob: &m2::Blob, ids: &[u32]) -> String {
         .unwrap_or_else(|e| panic!("caption text of {ids:?}: {e:?}"))
 }
 
-/// A `Config` as a Rust expression (the `enc_pad_value` by its bits, so it round-trips exactly).
+/// A `Config` as a Rust expression, field by field from `Config::fields` (the `enc_pad_value`
+/// by its bits, so it round-trips exactly).
 fn config_literal(c: &m2::Config) -> String {
-    format!(
-        "m2::Config {{ d_in: {}, d_model: {}, h: {}, d_k: {}, d_v: {}, d_ff: {}, n_enc: {}, \
-         n_dec: {}, m: {}, vocab: {}, pos_rows: {}, max_regions: {}, pad: {}, unk: {}, bos: {}, \
-         eos: {}, enc_pad_value: f32::from_bits({:#x}) }}",
-        c.d_in,
-        c.d_model,
-        c.h,
-        c.d_k,
-        c.d_v,
-        c.d_ff,
-        c.n_enc,
-        c.n_dec,
-        c.m,
-        c.vocab,
-        c.pos_rows,
-        c.max_regions,
-        c.pad,
-        c.unk,
-        c.bos,
-        c.eos,
-        c.enc_pad_value.to_bits()
-    )
+    let fields: Vec<String> = c
+        .fields()
+        .map(|(name, value)| match value {
+            m2::config::FieldValue::U32(v) => format!("{name}: {v}"),
+            m2::config::FieldValue::F32(v) => format!("{name}: f32::from_bits({:#x})", v.to_bits()),
+        })
+        .collect();
+    format!("m2::Config {{ {} }}", fields.join(", "))
 }

@@ -1,44 +1,185 @@
 //! Hyper-parameters of an M² model, as stored in a blob header.
+//!
+//! Each field is declared once, in the `config_fields!` list below (name, type, doc, and what
+//! it holds: [`FieldKind`]). From that list come the [`Config`] struct, [`Config::FIELDS`]
+//! (names in header order) and the header words ([`Config::to_words`] /
+//! [`Config::from_words`]); the blob parser and writer, [`Config::validate`], `m2 info`,
+//! `m2-pack inspect` and `firmware/build.rs` all read those.
 
-/// Everything about a model's shape that the engine needs. All fields are stored in the blob
-/// header (see `docs/FORMAT.md`); relations between them are checked by [`Config::validate`].
+/// What a config field holds, and so how [`Config::validate`] checks it and how it is stored
+/// and printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldKind {
+    /// A size: in `1..=MAX_DIM`.
+    Size,
+    /// A special token id: below `vocab`.
+    TokenId,
+    /// An f32, stored as its IEEE bits.
+    F32,
+}
+
+/// One field of [`Config`]: a row of [`Config::FIELDS`]. Its position there is its index in
+/// [`Config::to_words`] and so its place in the blob header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Field {
+    /// The field's name, as in the struct, `docs/FORMAT.md` and diagnostics.
+    pub name: &'static str,
+    /// What it holds.
+    pub kind: FieldKind,
+}
+
+/// Number of config fields (17).
+pub const N_FIELDS: usize = Config::FIELDS.len();
+
+/// A field's value as [`Config::to_words`] stores it, converted back for printing.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Config {
+pub enum FieldValue {
+    /// A size or a token id.
+    U32(u32),
+    /// An f32 field.
+    F32(f32),
+}
+
+impl core::fmt::Display for FieldValue {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            FieldValue::U32(v) => write!(f, "{v}"),
+            FieldValue::F32(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// The stored `u32` of a field's value (an f32 by its bits).
+macro_rules! word {
+    (F32, $v:expr) => {
+        $v.to_bits()
+    };
+    ($kind:ident, $v:expr) => {
+        $v
+    };
+}
+
+/// A field's value from its stored `u32`.
+macro_rules! from_word {
+    (F32, $w:expr) => {
+        f32::from_bits($w)
+    };
+    ($kind:ident, $w:expr) => {
+        $w
+    };
+}
+
+/// Declares [`Config`], [`Config::FIELDS`], [`Config::to_words`] and [`Config::from_words`]
+/// from one list: `name: type, kind;` per field, in header order.
+macro_rules! config_fields {
+    ($( $(#[$doc:meta])* $name:ident: $ty:ty, $kind:ident; )*) => {
+        /// Everything about a model's shape that the engine needs. All fields are stored in the
+        /// blob header (see `docs/FORMAT.md`); relations between them are checked by
+        /// [`Config::validate`].
+        #[derive(Clone, Copy, Debug, PartialEq)]
+        pub struct Config {
+            $( $(#[$doc])* pub $name: $ty, )*
+        }
+
+        impl Config {
+            /// Every field, in header order.
+            pub const FIELDS: [Field; 0 $(+ { let _ = stringify!($name); 1 })*] = [
+                $( Field { name: stringify!($name), kind: FieldKind::$kind }, )*
+            ];
+
+            /// The fields as stored, in [`Config::FIELDS`] order (f32 fields by their bits).
+            pub const fn to_words(&self) -> [u32; N_FIELDS] {
+                [$( word!($kind, self.$name), )*]
+            }
+
+            /// The config whose [`Config::to_words`] is `w` (no validation).
+            pub const fn from_words(w: [u32; N_FIELDS]) -> Config {
+                let mut i = 0;
+                $(
+                    let $name = from_word!($kind, w[i]);
+                    i += 1;
+                )*
+                let _ = i;
+                Config { $($name,)* }
+            }
+        }
+    };
+}
+
+config_fields! {
     /// Region feature size (2048 for COCO bottom-up features).
-    pub d_in: u32,
+    d_in: u32, Size;
     /// Model width d.
-    pub d_model: u32,
+    d_model: u32, Size;
     /// Attention heads h.
-    pub h: u32,
+    h: u32, Size;
     /// Per-head key size d_k.
-    pub d_k: u32,
+    d_k: u32, Size;
     /// Per-head value size d_v.
-    pub d_v: u32,
+    d_v: u32, Size;
     /// Feed-forward inner size.
-    pub d_ff: u32,
+    d_ff: u32, Size;
     /// Encoder layers (must be 3: the meshed decoder has exactly three gates).
-    pub n_enc: u32,
+    n_enc: u32, Size;
     /// Decoder layers.
-    pub n_dec: u32,
+    n_dec: u32, Size;
     /// Memory slots m per encoder layer.
-    pub m: u32,
+    m: u32, Size;
     /// Vocabulary size V.
-    pub vocab: u32,
+    vocab: u32, Size;
     /// Rows of the learned positional table (max_len + 1; 55 for COCO).
-    pub pos_rows: u32,
+    pos_rows: u32, Size;
     /// Every image is zero-padded or truncated to this many regions (50 for COCO).
-    pub max_regions: u32,
+    max_regions: u32, Size;
     /// `<pad>` id (decoder padding_idx).
-    pub pad: u32,
+    pad: u32, TokenId;
     /// `<unk>` id.
-    pub unk: u32,
+    unk: u32, TokenId;
     /// `<bos>` id.
-    pub bos: u32,
+    bos: u32, TokenId;
     /// `<eos>` id.
-    pub eos: u32,
+    eos: u32, TokenId;
     /// The encoder's "padding_idx": a region is masked iff the row sum of its projected,
     /// layer-normed features equals this value exactly (docs/SPEC.md §5.2; 0 for COCO).
-    pub enc_pad_value: f32,
+    enc_pad_value: f32, F32;
+}
+
+impl Config {
+    /// Every field's name and value, in header order.
+    pub fn fields(&self) -> impl Iterator<Item = (&'static str, FieldValue)> {
+        let words = self.to_words();
+        Config::FIELDS.into_iter().zip(words).map(|(f, w)| {
+            let v = match f.kind {
+                FieldKind::F32 => FieldValue::F32(f32::from_bits(w)),
+                _ => FieldValue::U32(w),
+            };
+            (f.name, v)
+        })
+    }
+
+    /// Every field as `name value`, six to a line, each line indented by two spaces (no final
+    /// newline): how `m2 info` and `m2-pack inspect` print a config.
+    pub fn field_lines(&self) -> FieldLines<'_> {
+        FieldLines(self)
+    }
+}
+
+/// See [`Config::field_lines`].
+#[derive(Clone, Copy, Debug)]
+pub struct FieldLines<'a>(&'a Config);
+
+impl core::fmt::Display for FieldLines<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, (name, value)) in self.0.fields().enumerate() {
+            let sep = match i {
+                0 => "  ",
+                _ if i % 6 == 0 => "\n  ",
+                _ => "  ",
+            };
+            write!(f, "{sep}{name} {value}")?;
+        }
+        Ok(())
+    }
 }
 
 /// A contradiction inside a [`Config`].
@@ -147,27 +288,17 @@ impl Config {
 
     /// Check every relation the engine relies on.
     pub const fn validate(&self) -> Result<(), ConfigError> {
-        let fields: [(&'static str, u32); 12] = [
-            ("d_in", self.d_in),
-            ("d_model", self.d_model),
-            ("h", self.h),
-            ("d_k", self.d_k),
-            ("d_v", self.d_v),
-            ("d_ff", self.d_ff),
-            ("n_enc", self.n_enc),
-            ("n_dec", self.n_dec),
-            ("m", self.m),
-            ("vocab", self.vocab),
-            ("pos_rows", self.pos_rows),
-            ("max_regions", self.max_regions),
-        ];
+        let words = self.to_words();
         let mut i = 0;
-        while i < fields.len() {
-            if fields[i].1 == 0 {
-                return Err(ConfigError::Zero(fields[i].0));
-            }
-            if fields[i].1 > MAX_DIM {
-                return Err(ConfigError::TooLarge(fields[i].0, fields[i].1));
+        while i < N_FIELDS {
+            let (field, v) = (Config::FIELDS[i], words[i]);
+            if matches!(field.kind, FieldKind::Size) {
+                if v == 0 {
+                    return Err(ConfigError::Zero(field.name));
+                }
+                if v > MAX_DIM {
+                    return Err(ConfigError::TooLarge(field.name, v));
+                }
             }
             i += 1;
         }
@@ -185,18 +316,13 @@ impl Config {
         if self.n_dec as usize > MAX_DEC_LAYERS {
             return Err(ConfigError::TooLarge("n_dec", self.n_dec));
         }
-        let specials: [(&'static str, u32); 4] = [
-            ("pad", self.pad),
-            ("unk", self.unk),
-            ("bos", self.bos),
-            ("eos", self.eos),
-        ];
         let mut j = 0;
-        while j < specials.len() {
-            if specials[j].1 >= self.vocab {
+        while j < N_FIELDS {
+            let (field, id) = (Config::FIELDS[j], words[j]);
+            if matches!(field.kind, FieldKind::TokenId) && id >= self.vocab {
                 return Err(ConfigError::SpecialId {
-                    which: specials[j].0,
-                    id: specials[j].1,
+                    which: field.name,
+                    id,
                     vocab: self.vocab,
                 });
             }
@@ -208,5 +334,54 @@ impl Config {
     /// Longest decodable sequence (positions 1..=max_len): `pos_rows - 1`.
     pub const fn max_len(&self) -> usize {
         self.pos_rows as usize - 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::format;
+
+    /// `FIELDS` follows the struct's declaration order, and `from_words` undoes `to_words`
+    /// field by field (distinct values catch a swapped pair).
+    #[test]
+    fn fields_are_the_struct_s_in_order() {
+        let mut w = [0u32; N_FIELDS];
+        for (i, x) in w.iter_mut().enumerate() {
+            *x = 100 + i as u32;
+        }
+        let c = Config::from_words(w);
+        assert_eq!(c.to_words(), w);
+        let debug = format!("{c:?}");
+        let mut at = 0;
+        for f in Config::FIELDS {
+            let pos = debug[at..].find(&format!(" {}: ", f.name));
+            at += pos.unwrap_or_else(|| panic!("{} out of order in {debug}", f.name)) + 1;
+        }
+        assert_eq!(c.enc_pad_value.to_bits(), 116);
+        assert_eq!(c.d_in, 100);
+        assert_eq!(c.eos, 115);
+    }
+
+    /// `docs/FORMAT.md` §4 lists the same fields at the same header offsets.
+    #[test]
+    fn format_md_lists_the_fields() {
+        let doc = include_str!("../docs/FORMAT.md");
+        let section = doc
+            .split("\n## ")
+            .find(|s| s.starts_with("4. Config"))
+            .unwrap();
+        let rows: std::vec::Vec<(usize, usize, &str)> = section
+            .lines()
+            .filter_map(|l| {
+                let cells: std::vec::Vec<&str> = l.split('|').map(str::trim).collect();
+                let (i, off) = (cells.get(1)?.parse().ok()?, cells.get(2)?.parse().ok()?);
+                Some((i, off, *cells.get(3)?))
+            })
+            .collect();
+        assert_eq!(rows.len(), N_FIELDS);
+        for (i, (f, (n, off, name))) in Config::FIELDS.iter().zip(rows).enumerate() {
+            assert_eq!((n, off, name), (i, 32 + 4 * i, f.name));
+        }
     }
 }

@@ -161,7 +161,8 @@ impl fmt::Display for PackError {
             }
             PackError::VocabSize { tokens, word_emb_rows } => write!(
                 f,
-                "vocabulary has {tokens} tokens but decoder.word_emb.weight has {word_emb_rows} rows"
+                "vocabulary has {tokens} tokens but {} has {word_emb_rows} rows",
+                TensorKind::WordEmb.key(0)
             ),
             PackError::VocabJson(e) => write!(f, "vocabulary is not a JSON list of strings: {e}"),
             PackError::MissingSpecial { name, token } => write!(
@@ -235,12 +236,10 @@ fn fmt_shape(s: &[usize]) -> String {
 
 /// If `key` is `<prefix><digits><suffix>` with a known per-layer suffix of `scope`, the index.
 fn layer_index(key: &str, scope: Scope) -> Option<u32> {
-    let prefix = match scope {
-        Scope::EncoderLayer => "encoder.layers.",
-        Scope::DecoderLayer => "decoder.layers.",
-        Scope::Global => return None,
-    };
-    let rest = key.strip_prefix(prefix)?;
+    if scope == Scope::Global {
+        return None;
+    }
+    let rest = key.strip_prefix(scope.key_prefix())?;
     let dot = rest.find('.')?;
     let (digits, suffix) = rest.split_at(dot);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.len() > 6 {
@@ -270,45 +269,31 @@ pub fn infer_config(
     vocab: &[Vec<u8>],
     opts: &PackOptions,
 ) -> Result<Config, PackError> {
-    let rank = |key: &str, shape: &[usize], want: usize, desc: &str| {
-        if shape.len() == want && shape.iter().all(|&d| d > 0) {
-            Ok(())
-        } else {
-            Err(PackError::Shape {
-                key: key.to_string(),
-                expected: desc.to_string(),
-                found: shape.to_vec(),
-            })
-        }
-    };
     let to_u32 = |name: &'static str, v: usize| {
         u32::try_from(v).map_err(|_| PackError::Config(ConfigError::TooLarge(name, u32::MAX)))
     };
 
-    let k = "encoder.fc.weight";
-    let s = shape_of(st, k)?;
-    rank(k, &s, 2, "[d_model, d_in]")?;
+    // the shape-defining tensors (layer 0), by rank and by name for the error message
+    let dims = |kind: TensorKind| {
+        let key = state_dict_key(kind, 0);
+        let s = shape_of(st, &key)?;
+        let rank = kind.checkpoint_rank();
+        if s.len() == rank && s.iter().all(|&d| d > 0) {
+            Ok(s)
+        } else {
+            Err(PackError::Shape {
+                key,
+                expected: kind.checkpoint_shape_names().to_string(),
+                found: s,
+            })
+        }
+    };
+    let s = dims(TensorKind::EncInW)?;
     let (d_model, d_in) = (s[0], s[1]);
-
-    let k = "encoder.layers.0.pwff.fc1.weight";
-    let s = shape_of(st, k)?;
-    rank(k, &s, 2, "[d_ff, d_model]")?;
-    let d_ff = s[0];
-
-    let k = "encoder.layers.0.mhatt.attention.m_k";
-    let s = shape_of(st, k)?;
-    rank(k, &s, 3, "[1, m, d_model]")?;
-    let m = s[1];
-
-    let k = "decoder.word_emb.weight";
-    let s = shape_of(st, k)?;
-    rank(k, &s, 2, "[vocab, d_model]")?;
-    let v = s[0];
-
-    let k = "decoder.pos_emb.weight";
-    let s = shape_of(st, k)?;
-    rank(k, &s, 2, "[pos_rows, d_model]")?;
-    let pos_rows = s[0];
+    let d_ff = dims(TensorKind::EncFf1W)?[0];
+    let m = dims(TensorKind::EncMemK)?[1];
+    let v = dims(TensorKind::WordEmb)?[0];
+    let pos_rows = dims(TensorKind::PosEmb)?[0];
 
     let mut n_enc = 0u32;
     let mut n_dec = 0u32;
@@ -442,7 +427,7 @@ pub fn pack_with_progress(
         .flat_map(|i| {
             IGNORED_LAYER_SUFFIXES
                 .iter()
-                .map(move |s| format!("decoder.layers.{i}{s}"))
+                .map(move |s| format!("{}{i}{s}", Scope::DecoderLayer.key_prefix()))
         })
         .collect();
     for k in IGNORED_GLOBAL_KEYS

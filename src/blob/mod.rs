@@ -13,13 +13,16 @@
 
 mod error;
 mod format;
-mod parse;
+mod kinds;
+mod validate;
+mod view;
 #[cfg(feature = "std")]
 mod write;
 
 pub use error::{BlobError, Part, Section};
 pub use format::*;
-pub use parse::*;
+pub use kinds::*;
+pub use view::{Blob, TensorInfo};
 #[cfg(feature = "std")]
 pub use write::*;
 
@@ -36,95 +39,6 @@ pub enum DType {
     F16 = 1,
     /// Symmetric int8, one f32 scale per row (output channel), zero point 0, values in [-127, 127].
     I8 = 2,
-}
-
-/// Which weight a tensor is. Per-layer kinds carry the layer index separately.
-/// Linear weights are `[out, in]` row-major (PyTorch layout), biases/LayerNorm/memory/positional f32.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-#[repr(u16)]
-pub enum TensorKind {
-    // ---- encoder input projection -------------------------------------------------------
-    /// `encoder.fc.weight` [d, d_in]
-    EncInW = 1,
-    /// `encoder.fc.bias` [d]
-    EncInB = 2,
-    /// `encoder.layer_norm.weight` [d]
-    EncInLnG = 3,
-    /// `encoder.layer_norm.bias` [d]
-    EncInLnB = 4,
-    // ---- encoder layer l: memory-augmented self-attention + FFN -------------------------
-    /// `encoder.layers.l.mhatt.attention.m_k` [m, d], stored pre-multiplied by √d_k (f32)
-    EncMemK = 10,
-    /// `encoder.layers.l.mhatt.attention.m_v` [m, d], stored pre-multiplied by √m (f32)
-    EncMemV = 11,
-    /// `encoder.layers.l.mhatt.attention.fc_q.weight` [d, d] (and so on for k, v, o)
-    EncQW = 12,
-    EncQB = 13,
-    EncKW = 14,
-    EncKB = 15,
-    EncVW = 16,
-    EncVB = 17,
-    EncOW = 18,
-    EncOB = 19,
-    /// `encoder.layers.l.mhatt.layer_norm.{weight,bias}` [d]
-    EncAttLnG = 20,
-    EncAttLnB = 21,
-    /// `encoder.layers.l.pwff.fc1.weight` [d_ff, d], `.bias` [d_ff]
-    EncFf1W = 22,
-    EncFf1B = 23,
-    /// `encoder.layers.l.pwff.fc2.weight` [d, d_ff], `.bias` [d]
-    EncFf2W = 24,
-    EncFf2B = 25,
-    /// `encoder.layers.l.pwff.layer_norm.{weight,bias}` [d]
-    EncFfLnG = 26,
-    EncFfLnB = 27,
-    // ---- decoder ----------------------------------------------------------------------
-    /// `decoder.word_emb.weight` [V, d] (a matrix: may be int8 per row)
-    WordEmb = 40,
-    /// `decoder.pos_emb.weight` [pos_rows, d] (f32; random in practice, docs/SPEC.md Q1)
-    PosEmb = 41,
-    /// `decoder.fc.weight` [V, d] (no bias)
-    VocabW = 42,
-    // ---- decoder layer l ----------------------------------------------------------------
-    /// `decoder.layers.l.self_att.attention.fc_{q,k,v,o}.{weight,bias}`
-    SelfQW = 50,
-    SelfQB = 51,
-    SelfKW = 52,
-    SelfKB = 53,
-    SelfVW = 54,
-    SelfVB = 55,
-    SelfOW = 56,
-    SelfOB = 57,
-    /// `decoder.layers.l.self_att.layer_norm.{weight,bias}`
-    SelfLnG = 58,
-    SelfLnB = 59,
-    /// `decoder.layers.l.enc_att.attention.fc_{q,k,v,o}.{weight,bias}`
-    CrossQW = 60,
-    CrossQB = 61,
-    CrossKW = 62,
-    CrossKB = 63,
-    CrossVW = 64,
-    CrossVB = 65,
-    CrossOW = 66,
-    CrossOB = 67,
-    /// `decoder.layers.l.enc_att.layer_norm.{weight,bias}`
-    CrossLnG = 68,
-    CrossLnB = 69,
-    /// `decoder.layers.l.fc_alpha{1,2,3}.weight` [d, 2d], `.bias` [d]
-    Alpha1W = 70,
-    Alpha1B = 71,
-    Alpha2W = 72,
-    Alpha2B = 73,
-    Alpha3W = 74,
-    Alpha3B = 75,
-    /// `decoder.layers.l.pwff.fc1/fc2/layer_norm`
-    DecFf1W = 76,
-    DecFf1B = 77,
-    DecFf2W = 78,
-    DecFf2B = 79,
-    DecFfLnG = 80,
-    DecFfLnB = 81,
 }
 
 /// The values of a weight matrix, in the dtype the blob stores.

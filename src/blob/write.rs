@@ -4,6 +4,7 @@ use super::format::{self, entry, hdr, ALIGN, ENTRY_LEN, HEADER_LEN, MAGIC, VERSI
 use super::{Blob, BlobError, DType, TensorKind};
 use crate::config::{Config, ConfigError};
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 use std::fmt;
 use std::path::Path;
 use std::vec::Vec;
@@ -266,7 +267,8 @@ impl BlobWriter {
         put_u32(&mut out, hdr::VERSION, VERSION);
         put_u32(&mut out, hdr::HEADER_LEN, HEADER_LEN as u32);
         put_u64(&mut out, hdr::TOTAL_LEN, total as u64);
-        out[hdr::CONFIG..hdr::CONFIG + 68].copy_from_slice(&format::config_to_bytes(cfg));
+        out[hdr::CONFIG..hdr::CONFIG + format::CONFIG_LEN]
+            .copy_from_slice(&format::config_to_bytes(cfg));
         put_u32(&mut out, hdr::N_TENSORS, required as u32);
         put_u64(&mut out, hdr::TABLE_OFF, table_off as u64);
         put_u32(&mut out, hdr::N_TOKENS, self.vocab.len() as u32);
@@ -292,25 +294,17 @@ impl BlobWriter {
             put_u64(&mut out, e + entry::DATA_LEN, n as u64);
             put_u64(&mut out, e + entry::SCALES_OFF, soff as u64);
             put_u64(&mut out, e + entry::SCALES_LEN, slen as u64);
+            // native-order bytes are the little-endian ones: the self-check below refuses
+            // big-endian hosts, as the reader does
             let dst = &mut out[off..off + n];
             match data {
-                TensorData::F32(v) => {
-                    for (d, x) in dst.chunks_exact_mut(4).zip(v) {
-                        d.copy_from_slice(&x.to_le_bytes());
-                    }
-                }
+                TensorData::F32(v) => dst.copy_from_slice(bytemuck::cast_slice(v)),
                 TensorData::F16(v) => {
-                    for (d, x) in dst.chunks_exact_mut(2).zip(v) {
-                        d.copy_from_slice(&x.to_le_bytes());
-                    }
+                    dst.copy_from_slice(bytemuck::cast_slice(v.reinterpret_cast()))
                 }
                 TensorData::I8 { q, scales } => {
-                    for (d, x) in dst.iter_mut().zip(q) {
-                        *d = *x as u8;
-                    }
-                    for (d, x) in out[soff..soff + slen].chunks_exact_mut(4).zip(scales) {
-                        d.copy_from_slice(&x.to_le_bytes());
-                    }
+                    dst.copy_from_slice(bytemuck::cast_slice(q));
+                    out[soff..soff + slen].copy_from_slice(bytemuck::cast_slice(scales));
                 }
             }
         }

@@ -383,36 +383,8 @@ pub fn info(a: &InfoArgs) -> Result<()> {
     let c = blob.config();
     outln!("model {}", a.model.display());
     outln!("  checksum            {:#010x} (verified)", blob.checksum());
-    outln!(
-        "  d_in {}  d_model {}  heads {} (d_k {}, d_v {})  d_ff {}",
-        c.d_in,
-        c.d_model,
-        c.h,
-        c.d_k,
-        c.d_v,
-        c.d_ff
-    );
-    outln!(
-        "  layers: encoder {}, decoder {}  memory slots {}",
-        c.n_enc,
-        c.n_dec,
-        c.m
-    );
-    outln!(
-        "  vocab {}  positions {} (captions ≤ {} words)  max_regions {}",
-        c.vocab,
-        c.pos_rows,
-        c.max_len(),
-        c.max_regions
-    );
-    outln!(
-        "  special ids: pad {} unk {} bos {} eos {}  encoder padding value {}",
-        c.pad,
-        c.unk,
-        c.bos,
-        c.eos,
-        c.enc_pad_value
-    );
+    outln!("{}", c.field_lines());
+    outln!("  captions ≤ {} words", c.max_len());
     let mut by_dtype = [
         (DType::F32, 0usize, 0u64),
         (DType::F16, 0, 0),

@@ -389,26 +389,8 @@ fn inspect(path: &Path, beam: usize, regions: Option<usize>) -> Result<ExitCode>
         }
     );
     let _ = writeln!(o, "config");
-    let _ = writeln!(
-        o,
-        "  d_in {}  d_model {}  h {}  d_k {}  d_v {}  d_ff {}  m {}",
-        c.d_in, c.d_model, c.h, c.d_k, c.d_v, c.d_ff, c.m
-    );
-    let _ = writeln!(
-        o,
-        "  n_enc {}  n_dec {}  vocab {}  pos_rows {} (max caption {})  max_regions {}",
-        c.n_enc,
-        c.n_dec,
-        c.vocab,
-        c.pos_rows,
-        c.max_len(),
-        c.max_regions
-    );
-    let _ = writeln!(
-        o,
-        "  pad {}  unk {}  bos {}  eos {}  enc_pad_value {}",
-        c.pad, c.unk, c.bos, c.eos, c.enc_pad_value
-    );
+    let _ = writeln!(o, "{}", c.field_lines());
+    let _ = writeln!(o, "  max caption {} words", c.max_len());
     let vocab_bytes: usize = blob.tokens().map(<[u8]>::len).sum();
     let _ = writeln!(
         o,
