@@ -312,7 +312,8 @@ impl Kernels {
 
     /// `y[n, out] = x[n, in] · Wᵀ (+ bias)`, with `W = [out, in]`. All `n` rows are processed
     /// together so that each weight byte is read once. Slices longer than needed are fine;
-    /// shorter ones are a caller bug (the engine sizes them from the plan) and leave `y` untouched.
+    /// shorter ones are a caller bug (the engine sizes them from the plan, and the blob's shapes
+    /// are checked at load): a debug build panics, a release build returns leaving `y` as it was.
     pub fn linear(
         &self,
         x: &[f32],
@@ -324,6 +325,16 @@ impl Kernels {
     ) {
         let (k, m) = (w.cols, w.rows);
         let fits = fits(x, n, w, bias, y, qs);
+        debug_assert!(
+            fits,
+            "Kernels::linear: slices too short: x {} (n {n}), W [{m}, {k}], y {}, bias {:?}, \
+             scratch {} / {}",
+            x.len(),
+            y.len(),
+            bias.map(<[f32]>::len),
+            qs.q.len(),
+            qs.scales.len(),
+        );
         if !fits {
             return;
         }
