@@ -29,6 +29,9 @@ pub(crate) trait Tiles {
 /// Runs every tile of `m` weight rows × `n` activation rows, at most `R × N` each (`R <= 4`,
 /// `N <= 8`), weight blocks outermost, in ascending order.
 ///
+/// The activation remainder `n % N` is turned into a const once, outside the loops, so that
+/// each weight block runs straight-line tiles with no dispatch per block.
+///
 /// # Safety
 /// As for [`Tiles::tile`]: `m` and `n` are within the operands `t` holds.
 #[inline(always)]
@@ -38,46 +41,67 @@ pub(crate) unsafe fn for_each_tile<T: Tiles, const R: usize, const N: usize>(
     n: usize,
 ) {
     const { assert!(1 <= R && R <= 4 && 1 <= N && N <= 8) };
+    // SAFETY (all arms): forwarded; `n % N` is the arm's remainder. The guards are constants.
+    unsafe {
+        match n % N {
+            1 if N > 1 => blocks::<T, R, N, 1>(t, m, n),
+            2 if N > 2 => blocks::<T, R, N, 2>(t, m, n),
+            3 if N > 3 => blocks::<T, R, N, 3>(t, m, n),
+            4 if N > 4 => blocks::<T, R, N, 4>(t, m, n),
+            5 if N > 5 => blocks::<T, R, N, 5>(t, m, n),
+            6 if N > 6 => blocks::<T, R, N, 6>(t, m, n),
+            7 if N > 7 => blocks::<T, R, N, 7>(t, m, n),
+            _ => blocks::<T, R, N, 0>(t, m, n),
+        }
+    }
+}
+
+/// [`for_each_tile`] with `n % N == NR`.
+///
+/// # Safety
+/// As for [`for_each_tile`].
+#[inline(always)]
+unsafe fn blocks<T: Tiles, const R: usize, const N: usize, const NR: usize>(
+    t: &T,
+    m: usize,
+    n: usize,
+) {
     let mut r = 0;
     while r + R <= m {
         // SAFETY: rows r..r+R <= m; forwarded.
-        unsafe { block::<T, R, N>(t, r, n) };
+        unsafe { block::<T, R, N, NR>(t, r, n) };
         r += R;
     }
     // SAFETY (all arms): rows r..m, fewer than R; forwarded. The guards are constants.
     unsafe {
         match m - r {
-            1 if R > 1 => block::<T, 1, N>(t, r, n),
-            2 if R > 2 => block::<T, 2, N>(t, r, n),
-            3 if R > 3 => block::<T, 3, N>(t, r, n),
+            1 if R > 1 => block::<T, 1, N, NR>(t, r, n),
+            2 if R > 2 => block::<T, 2, N, NR>(t, r, n),
+            3 if R > 3 => block::<T, 3, N, NR>(t, r, n),
             _ => {}
         }
     }
 }
 
-/// Weight rows `r..r + R` against every activation row, `N` at a time.
+/// Weight rows `r..r + R` against every activation row: `N` at a time, then the last `NR`.
 ///
 /// # Safety
-/// As for [`for_each_tile`], with `r + R <= m`.
+/// As for [`for_each_tile`], with `r + R <= m` and `n % N == NR`.
 #[inline(always)]
-unsafe fn block<T: Tiles, const R: usize, const N: usize>(t: &T, r: usize, n: usize) {
+unsafe fn block<T: Tiles, const R: usize, const N: usize, const NR: usize>(
+    t: &T,
+    r: usize,
+    n: usize,
+) {
+    let full = n - NR;
     let mut i = 0;
-    while i + N <= n {
-        // SAFETY: rows i..i+N <= n; forwarded.
+    while i < full {
+        // SAFETY: rows i..i+N <= full <= n; forwarded.
         unsafe { t.tile::<R, N>(r, i) };
         i += N;
     }
-    // SAFETY (all arms): rows i..n, fewer than N; forwarded. The guards are constants.
-    unsafe {
-        match n - i {
-            1 if N > 1 => t.tile::<R, 1>(r, i),
-            2 if N > 2 => t.tile::<R, 2>(r, i),
-            3 if N > 3 => t.tile::<R, 3>(r, i),
-            4 if N > 4 => t.tile::<R, 4>(r, i),
-            5 if N > 5 => t.tile::<R, 5>(r, i),
-            6 if N > 6 => t.tile::<R, 6>(r, i),
-            7 if N > 7 => t.tile::<R, 7>(r, i),
-            _ => {}
-        }
+    if NR > 0 {
+        // SAFETY: rows full..n; forwarded.
+        unsafe { t.tile::<R, NR>(r, full) };
     }
 }
