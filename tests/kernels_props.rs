@@ -5,7 +5,7 @@
 
 use half::f16;
 use m2::blob::{Matrix, WeightData};
-use m2::kernels::{dsp, scalar, Isa, Kernels, QuantScratch};
+use m2::kernels::{dsp, scalar, Isa, Kernels, QRows, QuantScratch};
 use proptest::prelude::*;
 
 /// Lengths that hit every tail of every tile width (4, 8, 16, 32) and a few long ones.
@@ -46,6 +46,11 @@ fn quantise_weights(w: &[f32], m: usize, k: usize) -> (Vec<i8>, Vec<f32>) {
     let mut s = vec![0f32; m];
     scalar::quantize_rows(w, m, k, &mut q, &mut s);
     (q, s)
+}
+
+/// Int8 rows with their scales.
+fn qrows<'a>(q: &'a [i8], scales: &'a [f32]) -> QRows<'a> {
+    QRows { q, scales }
 }
 
 /// An int8 weight matrix `[m, k]`.
@@ -106,7 +111,7 @@ fn check_all(x: &[f32], n: usize, k: usize, wf: &[f32], m: usize, bias: Option<&
     // The scalar path through `linear` is scalar.rs itself.
     let mut yq = vec![0f32; n * m];
     let (ref q, ref s) = (refs[2].1.clone(), refs[2].2.clone());
-    scalar::gemm_i8(q, s, n, k, &wq, &ws, m, &mut yq);
+    scalar::gemm_i8(qrows(q, s), n, k, qrows(&wq, &ws), m, &mut yq);
     if let Some(b) = bias {
         yq.chunks_exact_mut(m.max(1))
             .for_each(|row| row.iter_mut().zip(b).for_each(|(o, bv)| *o += bv));
@@ -148,9 +153,23 @@ fn check_all(x: &[f32], n: usize, k: usize, wf: &[f32], m: usize, bias: Option<&
     }
     // The DSP packing scheme, emulated.
     let mut yd = vec![f32::NAN; n * m];
-    dsp::emulated_gemm_i8(&refs[2].1, &refs[2].2, n, k, &wq, &ws, m, &mut yd);
+    dsp::emulated_gemm_i8(
+        qrows(&refs[2].1, &refs[2].2),
+        n,
+        k,
+        qrows(&wq, &ws),
+        m,
+        &mut yd,
+    );
     let mut ys = vec![f32::NAN; n * m];
-    scalar::gemm_i8(&refs[2].1, &refs[2].2, n, k, &wq, &ws, m, &mut ys);
+    scalar::gemm_i8(
+        qrows(&refs[2].1, &refs[2].2),
+        n,
+        k,
+        qrows(&wq, &ws),
+        m,
+        &mut ys,
+    );
     assert_eq!(
         bits(&yd),
         bits(&ys),
@@ -268,7 +287,7 @@ fn int8_extremes_exact() {
                 wq[k - 1] = if wv == 0 { 5 } else { -wv.max(-127) }; // one odd byte in row 0
                 let ws = vec![1.0f32; m];
                 let mut want = vec![0f32; n * m];
-                scalar::gemm_i8(&xq, &xs, n, k, &wq, &ws, m, &mut want);
+                scalar::gemm_i8(qrows(&xq, &xs), n, k, qrows(&wq, &ws), m, &mut want);
                 // through linear: x rows whose quantisation is exactly xv
                 let x: Vec<f32> = xq.iter().map(|v| *v as f32).collect();
                 let mat = int8_matrix(m, k, &wq, &ws);
@@ -291,7 +310,7 @@ fn int8_extremes_exact() {
                     );
                 }
                 let mut yd = vec![0f32; n * m];
-                dsp::emulated_gemm_i8(&xq, &xs, n, k, &wq, &ws, m, &mut yd);
+                dsp::emulated_gemm_i8(qrows(&xq, &xs), n, k, qrows(&wq, &ws), m, &mut yd);
                 assert_eq!(bits(&yd), bits(&want), "dsp emulated, w {wv} x {xv} k {k}");
             }
         }
@@ -377,9 +396,10 @@ fn threads_match_single() {
     }
 }
 
-/// Short slices are a caller bug: `linear` returns without touching `y`.
+/// Short slices are a caller bug: a debug build panics (`debug_assert!`), a release build
+/// returns without touching `y`.
 #[test]
-fn short_slices_leave_y_untouched() {
+fn short_slices_are_caught() {
     let (n, k, m) = (3, 20, 4);
     let w = vec![0.5f32; m * k];
     let wq = vec![1i8; m * k];
@@ -402,8 +422,13 @@ fn short_slices_leave_y_untouched() {
                 data,
             };
             let x = vec![1.0f32; if short_w { n * k } else { n * k - 1 }];
-            let (y, _, _) = run(&kern, &x, n, &mat, None);
-            assert!(y.iter().all(|v| v.is_nan()), "{}: y written", kern.isa());
+            let got = std::panic::catch_unwind(|| run(&kern, &x, n, &mat, None));
+            if cfg!(debug_assertions) {
+                assert!(got.is_err(), "{}: no panic on short slices", kern.isa());
+            } else {
+                let (y, _, _) = got.unwrap();
+                assert!(y.iter().all(|v| v.is_nan()), "{}: y written", kern.isa());
+            }
         }
     }
 }

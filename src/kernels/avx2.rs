@@ -13,7 +13,8 @@
 //! f32 / f16 (`gemm_f32`, `gemm_f16`): 2 weight rows × up to 4 activation rows, 8 lanes, FMA;
 //! f16 weights are widened with `vcvtph2ps`.
 
-use super::{dequant, Out};
+use super::operand::{dequant, FloatGemm, Gemm, Int8Gemm};
+use super::tiles::{for_each_tile, Tiles};
 use core::arch::x86_64::*;
 use half::f16;
 
@@ -77,188 +78,119 @@ unsafe fn hsum4_f32(a: __m256, b: __m256, c: __m256, d: __m256) -> [f32; 4] {
     }
 }
 
-/// `y = dequant(xq[n, k] · wq[m, k]ᵀ)`; see the module doc.
+/// `y = dequant(x.q[n, k] · w.q[m, k]ᵀ)`; see the module doc.
 ///
 /// # Safety
-/// AVX2 is available; `xq` holds `n * k`, `xs` `n`, `wq` `m * k`, `ws` `m` elements; `out`
-/// addresses `n` rows of `m` columns that only this call writes.
-#[allow(clippy::too_many_arguments)]
+/// AVX2 is available; `g` keeps the kernel contract ([`super::operand`]).
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn gemm_i8(
-    xq: &[i8],
-    xs: &[f32],
-    n: usize,
-    k: usize,
-    wq: &[i8],
-    ws: &[f32],
-    m: usize,
-    out: Out,
-) {
-    if (XR + 1..=XR1_MAX).contains(&n) {
+pub(crate) unsafe fn gemm_i8(g: Int8Gemm<'_>) {
+    let tiles = I8Tiles(g);
+    // SAFETY (both): forwarded.
+    if (XR + 1..=XR1_MAX).contains(&g.n) {
         // 5..=8 activation rows (a decode step's beams): one weight row at a time against all
         // of them, a single pass over the weights (n accumulators + |w|, w, x, ones fit in 16
         // registers; a 2 × n tile would not).
-        for r in 0..m {
-            // SAFETY: row r < m, rows 0..n < n; forwarded.
-            unsafe {
-                match n {
-                    5 => tile_i8::<1, 5>(xq, xs, k, wq, ws, r, 0, out),
-                    6 => tile_i8::<1, 6>(xq, xs, k, wq, ws, r, 0, out),
-                    7 => tile_i8::<1, 7>(xq, xs, k, wq, ws, r, 0, out),
-                    _ => tile_i8::<1, 8>(xq, xs, k, wq, ws, r, 0, out),
-                }
-            }
-        }
-        return;
-    }
-    let mut r = 0;
-    while r + 2 <= m {
-        // SAFETY: rows r, r+1 < m; forwarded.
-        unsafe { rows_i8::<2>(xq, xs, n, k, wq, ws, r, out) };
-        r += 2;
-    }
-    if r < m {
-        // SAFETY: row r < m; forwarded.
-        unsafe { rows_i8::<1>(xq, xs, n, k, wq, ws, r, out) };
+        unsafe { for_each_tile::<_, 1, XR1_MAX>(&tiles, g.m, g.n) }
+    } else {
+        unsafe { for_each_tile::<_, 2, XR>(&tiles, g.m, g.n) }
     }
 }
 
-/// Weight rows `r..r+R` against every activation row, `XR` activation rows at a time.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-unsafe fn rows_i8<const R: usize>(
-    xq: &[i8],
-    xs: &[f32],
-    n: usize,
-    k: usize,
-    wq: &[i8],
-    ws: &[f32],
-    r: usize,
-    out: Out,
-) {
-    let mut i = 0;
-    while i < n {
-        // SAFETY: rows i..i+N < n and r..r+R < m; forwarded.
+/// The int8 tile: `R` weight rows × `N` activation rows, 32 bytes per step.
+struct I8Tiles<'a>(Int8Gemm<'a>);
+
+impl Tiles for I8Tiles<'_> {
+    #[inline(always)]
+    unsafe fn tile<const R: usize, const N: usize>(&self, r: usize, i: usize) {
+        let Gemm { x, w, k, out, .. } = self.0;
+        let (xq, xs, wq, ws) = (x.q, x.scales, w.q, w.scales);
+        // SAFETY: inlined only into `gemm_i8` (`#[target_feature]`), which runs after
+        // detection; pointer accesses as stated below.
         unsafe {
-            match n - i {
-                1 => tile_i8::<R, 1>(xq, xs, k, wq, ws, r, i, out),
-                2 => tile_i8::<R, 2>(xq, xs, k, wq, ws, r, i, out),
-                3 => tile_i8::<R, 3>(xq, xs, k, wq, ws, r, i, out),
-                _ => tile_i8::<R, XR>(xq, xs, k, wq, ws, r, i, out),
-            }
-        }
-        i += XR;
-    }
-}
-
-/// One `R × N` tile: weight rows `r..r+R`, activation rows `i..i+N`, over all of `k`.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-unsafe fn tile_i8<const R: usize, const N: usize>(
-    xq: &[i8],
-    xs: &[f32],
-    k: usize,
-    wq: &[i8],
-    ws: &[f32],
-    r: usize,
-    i: usize,
-    out: Out,
-) {
-    // SAFETY: inlined only into the `#[target_feature]` entry points below, which run after
-    // detection; pointer accesses as stated below.
-    unsafe {
-        let k32 = k & !31;
-        // SAFETY (whole function): rows r..r+R of `wq` and i..i+N of `xq` exist (callers), each
-        // `k` bytes, and every load below reads 32 bytes at an offset c + 32 <= k32 <= k.
-        let wp: [*const i8; R] = core::array::from_fn(|j| wq.as_ptr().add((r + j) * k));
-        let xp: [*const i8; N] = core::array::from_fn(|t| xq.as_ptr().add((i + t) * k));
-        let ones = _mm256_set1_epi16(1);
-        let mut acc = [[_mm256_setzero_si256(); N]; R];
-        let mut c = 0;
-        while c < k32 {
-            // Weights are streamed once: fetch the ones a few tiles ahead (a prefetch never
-            // faults, so running past the end of the matrix is harmless).
-            for p in wp {
-                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(c + PREFETCH));
-            }
-            let w: [__m256i; R] =
-                core::array::from_fn(|j| _mm256_loadu_si256(wp[j].add(c) as *const __m256i));
-            let aw: [__m256i; R] = core::array::from_fn(|j| _mm256_abs_epi8(w[j]));
-            for t in 0..N {
-                let xv = _mm256_loadu_si256(xp[t].add(c) as *const __m256i);
-                for j in 0..R {
-                    let p = _mm256_maddubs_epi16(aw[j], _mm256_sign_epi8(xv, w[j]));
-                    acc[j][t] = _mm256_add_epi32(acc[j][t], _mm256_madd_epi16(p, ones));
+            let k32 = k & !31;
+            // SAFETY (whole function): rows r..r+R of `wq` and i..i+N of `xq` exist (callers), each
+            // `k` bytes, and every load below reads 32 bytes at an offset c + 32 <= k32 <= k.
+            let wp: [*const i8; R] = core::array::from_fn(|j| wq.as_ptr().add((r + j) * k));
+            let xp: [*const i8; N] = core::array::from_fn(|t| xq.as_ptr().add((i + t) * k));
+            let ones = _mm256_set1_epi16(1);
+            let mut acc = [[_mm256_setzero_si256(); N]; R];
+            let mut c = 0;
+            while c < k32 {
+                // Weights are streamed once: fetch the ones a few tiles ahead (a prefetch never
+                // faults, so running past the end of the matrix is harmless).
+                for p in wp {
+                    _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(c + PREFETCH));
                 }
-            }
-            c += 32;
-        }
-        let z = _mm256_setzero_si256();
-        for j in 0..R {
-            let mut a = [z; 8];
-            a[..N].copy_from_slice(&acc[j]);
-            let (lo, hi) = (
-                hsum4_i32(a[0], a[1], a[2], a[3]),
-                hsum4_i32(a[4], a[5], a[6], a[7]),
-            );
-            let mut s = [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]];
-            for (t, st) in s.iter_mut().enumerate().take(N) {
-                for c in k32..k {
-                    // SAFETY: c < k.
-                    *st += *xp[t].add(c) as i32 * *wp[j].add(c) as i32;
+                let w: [__m256i; R] =
+                    core::array::from_fn(|j| _mm256_loadu_si256(wp[j].add(c) as *const __m256i));
+                let aw: [__m256i; R] = core::array::from_fn(|j| _mm256_abs_epi8(w[j]));
+                for t in 0..N {
+                    let xv = _mm256_loadu_si256(xp[t].add(c) as *const __m256i);
+                    for j in 0..R {
+                        let p = _mm256_maddubs_epi16(aw[j], _mm256_sign_epi8(xv, w[j]));
+                        acc[j][t] = _mm256_add_epi32(acc[j][t], _mm256_madd_epi16(p, ones));
+                    }
                 }
-                // SAFETY: i + t < n, r + j < m (callers); xs, ws hold n and m elements.
-                {
-                    let v = dequant(*st, *xs.get_unchecked(i + t), *ws.get_unchecked(r + j));
-                    out.set(i + t, r + j, v);
+                c += 32;
+            }
+            let z = _mm256_setzero_si256();
+            for j in 0..R {
+                let mut a = [z; 8];
+                a[..N].copy_from_slice(&acc[j]);
+                let (lo, hi) = (
+                    hsum4_i32(a[0], a[1], a[2], a[3]),
+                    hsum4_i32(a[4], a[5], a[6], a[7]),
+                );
+                let mut s = [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]];
+                for (t, st) in s.iter_mut().enumerate().take(N) {
+                    for c in k32..k {
+                        // SAFETY: c < k.
+                        *st += *xp[t].add(c) as i32 * *wp[j].add(c) as i32;
+                    }
+                    // SAFETY: i + t < n, r + j < m (callers); xs, ws hold n and m elements.
+                    {
+                        let v = dequant(*st, *xs.get_unchecked(i + t), *ws.get_unchecked(r + j));
+                        out.set(i + t, r + j, v);
+                    }
                 }
             }
         }
     }
 }
 
-/// A weight source for the float tiles: 8 lanes at an element offset.
-trait Load8 {
-    type T;
-    unsafe fn load8(p: *const Self::T) -> __m256;
-    fn get(v: &Self::T) -> f32;
+/// A weight element type of the float tiles: f32, or f16 widened with F16C.
+trait Load8: Copy + Into<f32> {
+    /// Eight elements from `p`, as f32 lanes.
+    ///
+    /// # Safety
+    /// Eight elements are readable at `p`; AVX2 and F16C are enabled in the caller.
+    unsafe fn load8(p: *const Self) -> __m256;
 }
-struct F32W;
-struct F16W;
-impl Load8 for F32W {
-    type T = f32;
+
+impl Load8 for f32 {
     #[inline(always)]
     unsafe fn load8(p: *const f32) -> __m256 {
-        // SAFETY: the caller guarantees 8 readable elements.
+        // SAFETY: forwarded to the caller.
         unsafe { _mm256_loadu_ps(p) }
     }
-    #[inline(always)]
-    fn get(v: &f32) -> f32 {
-        *v
-    }
 }
-impl Load8 for F16W {
-    type T = f16;
+
+impl Load8 for f16 {
     #[inline(always)]
     unsafe fn load8(p: *const f16) -> __m256 {
-        // SAFETY: the caller guarantees 8 readable elements; F16C is enabled by the callers.
+        // SAFETY: forwarded to the caller (16 bytes of f16 bit patterns).
         unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)) }
-    }
-    #[inline(always)]
-    fn get(v: &f16) -> f32 {
-        v.to_f32()
     }
 }
 
 /// `y = x[n, k] · w[m, k]ᵀ` in f32 with FMA.
 ///
 /// # Safety
-/// AVX2 and FMA are available; `x` holds `n * k`, `w` `m * k` elements; `out` addresses `n`
-/// rows of `m` columns that only this call writes.
+/// AVX2 and FMA are available; `g` keeps the kernel contract ([`super::operand`]).
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn gemm_f32(x: &[f32], n: usize, k: usize, w: &[f32], m: usize, out: Out) {
+pub(crate) unsafe fn gemm_f32(g: FloatGemm<'_, f32>) {
     // SAFETY: forwarded.
-    unsafe { gemm_float::<F32W>(x, n, k, w, m, out) }
+    unsafe { for_each_tile::<_, 2, XF>(&FloatTiles(g), g.m, g.n) }
 }
 
 /// `y = x[n, k] · w[m, k]ᵀ` with f16 weights widened to f32, FMA.
@@ -266,100 +198,59 @@ pub(crate) unsafe fn gemm_f32(x: &[f32], n: usize, k: usize, w: &[f32], m: usize
 /// # Safety
 /// As for [`gemm_f32`], with F16C available.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn gemm_f16(x: &[f32], n: usize, k: usize, w: &[f16], m: usize, out: Out) {
+pub(crate) unsafe fn gemm_f16(g: FloatGemm<'_, f16>) {
     // SAFETY: forwarded.
-    unsafe { gemm_float::<F16W>(x, n, k, w, m, out) }
+    unsafe { for_each_tile::<_, 2, XF>(&FloatTiles(g), g.m, g.n) }
 }
 
-#[inline(always)]
-unsafe fn gemm_float<L: Load8>(x: &[f32], n: usize, k: usize, w: &[L::T], m: usize, out: Out) {
-    let mut r = 0;
-    while r + 2 <= m {
-        // SAFETY: rows r, r+1 < m; forwarded.
-        unsafe { rows_float::<L, 2>(x, n, k, w, r, out) };
-        r += 2;
-    }
-    if r < m {
-        // SAFETY: row r < m; forwarded.
-        unsafe { rows_float::<L, 1>(x, n, k, w, r, out) };
-    }
-}
+/// The float tile: `R` weight rows × `N` activation rows, 8 lanes per step.
+struct FloatTiles<'a, W>(FloatGemm<'a, W>);
 
-#[inline(always)]
-unsafe fn rows_float<L: Load8, const R: usize>(
-    x: &[f32],
-    n: usize,
-    k: usize,
-    w: &[L::T],
-    r: usize,
-    out: Out,
-) {
-    let mut i = 0;
-    while i < n {
-        // SAFETY: rows i..i+N < n and r..r+R < m; forwarded.
+impl<W: Load8> Tiles for FloatTiles<'_, W> {
+    #[inline(always)]
+    unsafe fn tile<const R: usize, const N: usize>(&self, r: usize, i: usize) {
+        let Gemm { x, w, k, out, .. } = self.0;
+        // SAFETY: inlined only into `gemm_f32` / `gemm_f16` (`#[target_feature]`), which run
+        // after detection; pointer accesses as stated below.
         unsafe {
-            match n - i {
-                1 => tile_float::<L, R, 1>(x, k, w, r, i, out),
-                2 => tile_float::<L, R, 2>(x, k, w, r, i, out),
-                3 => tile_float::<L, R, 3>(x, k, w, r, i, out),
-                4 => tile_float::<L, R, 4>(x, k, w, r, i, out),
-                5 => tile_float::<L, R, 5>(x, k, w, r, i, out),
-                _ => tile_float::<L, R, XF>(x, k, w, r, i, out),
-            }
-        }
-        i += XF;
-    }
-}
-
-#[inline(always)]
-unsafe fn tile_float<L: Load8, const R: usize, const N: usize>(
-    x: &[f32],
-    k: usize,
-    w: &[L::T],
-    r: usize,
-    i: usize,
-    out: Out,
-) {
-    // SAFETY: inlined only into the `#[target_feature]` entry points below, which run after
-    // detection; pointer accesses as stated below.
-    unsafe {
-        let k8 = k & !7;
-        // SAFETY (whole function): rows r..r+R of `w` and i..i+N of `x` exist (callers), each `k`
-        // elements, and every load reads 8 elements at an offset c + 8 <= k8 <= k.
-        let wp: [*const L::T; R] = core::array::from_fn(|j| w.as_ptr().add((r + j) * k));
-        let xp: [*const f32; N] = core::array::from_fn(|t| x.as_ptr().add((i + t) * k));
-        let mut acc = [[_mm256_setzero_ps(); N]; R];
-        let mut c = 0;
-        while c < k8 {
-            for p in wp {
-                let ahead = p.wrapping_add(c) as *const i8;
-                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(PREFETCH));
-            }
-            let wv: [__m256; R] = core::array::from_fn(|j| L::load8(wp[j].add(c)));
-            for t in 0..N {
-                let xv = _mm256_loadu_ps(xp[t].add(c));
-                for j in 0..R {
-                    acc[j][t] = _mm256_fmadd_ps(xv, wv[j], acc[j][t]);
+            let k8 = k & !7;
+            // SAFETY (whole function): rows r..r+R of `w` and i..i+N of `x` exist (callers),
+            // each `k` elements, and every load reads 8 elements at an offset c + 8 <= k8 <= k.
+            let wp: [*const W; R] = core::array::from_fn(|j| w.as_ptr().add((r + j) * k));
+            let xp: [*const f32; N] = core::array::from_fn(|t| x.as_ptr().add((i + t) * k));
+            let mut acc = [[_mm256_setzero_ps(); N]; R];
+            let mut c = 0;
+            while c < k8 {
+                for p in wp {
+                    let ahead = p.wrapping_add(c) as *const i8;
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(PREFETCH));
                 }
-            }
-            c += 8;
-        }
-        let z = _mm256_setzero_ps();
-        for j in 0..R {
-            let mut a = [z; 8];
-            a[..N].copy_from_slice(&acc[j]);
-            let (lo, hi) = (
-                hsum4_f32(a[0], a[1], a[2], a[3]),
-                hsum4_f32(a[4], a[5], a[6], a[7]),
-            );
-            let mut s = [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]];
-            for (t, st) in s.iter_mut().enumerate().take(N) {
-                for c in k8..k {
-                    // SAFETY: c < k.
-                    *st += *xp[t].add(c) * L::get(&*wp[j].add(c));
+                let wv: [__m256; R] = core::array::from_fn(|j| W::load8(wp[j].add(c)));
+                for t in 0..N {
+                    let xv = _mm256_loadu_ps(xp[t].add(c));
+                    for j in 0..R {
+                        acc[j][t] = _mm256_fmadd_ps(xv, wv[j], acc[j][t]);
+                    }
                 }
-                // SAFETY: i + t < n, r + j < m (callers).
-                out.set(i + t, r + j, *st);
+                c += 8;
+            }
+            let z = _mm256_setzero_ps();
+            for j in 0..R {
+                let mut a = [z; 8];
+                a[..N].copy_from_slice(&acc[j]);
+                let (lo, hi) = (
+                    hsum4_f32(a[0], a[1], a[2], a[3]),
+                    hsum4_f32(a[4], a[5], a[6], a[7]),
+                );
+                let mut s = [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]];
+                for (t, st) in s.iter_mut().enumerate().take(N) {
+                    for c in k8..k {
+                        // SAFETY: c < k.
+                        *st += *xp[t].add(c) * (*wp[j].add(c)).into();
+                    }
+                    // SAFETY: i + t < n, r + j < m (callers).
+                    out.set(i + t, r + j, *st);
+                }
             }
         }
     }

@@ -27,12 +27,13 @@
 //! are streamed once — 4 × 1, 4 × 2, 3 × 3, 3 × 4, 2 × 5 (a decode step's beams), 2 × 6: 8 to 12
 //! independent accumulators where the 16 registers allow (`vpdpbusd` has a latency of 4 cycles
 //! and a throughput of 2 per cycle on Zen 5; an 8 × 1 tile spills). More rows run as 3 × 4
-//! tiles (and a narrower last one) over blocks of 256 rows (`BLOCK`); leftover weight rows run
-//! one at a time. The epilogue reduces four accumulators at a time and dequantises four outputs
+//! tiles (and a narrower last one) over blocks of 256 rows (`BLOCK`); the leftover weight rows
+//! (fewer than a tile's) form one shorter tile ([`super::tiles`]). The epilogue reduces four accumulators at a time and dequantises four outputs
 //! per instruction (`cvtdq2ps`, then `× xs`, then `× ws`: scalar's order, so the same bits).
 
 use super::avx2::{hsum4_epi32, PREFETCH};
-use super::Out;
+use super::operand::{Gemm, Int8Gemm};
+use super::tiles::{for_each_tile, Tiles};
 use core::arch::x86_64::*;
 
 /// Weight rows per tile when there are more than 6 activation rows.
@@ -46,23 +47,13 @@ const BLOCK: usize = 256;
 /// lanes from any row of the block.
 const PAD: usize = 3;
 
-/// `y = dequant(xq[n, k] · wq[m, k]ᵀ)`; see the module doc.
+/// `y = dequant(x.q[n, k] · w.q[m, k]ᵀ)`; see the module doc.
 ///
 /// # Safety
-/// AVX2 and AVX-VNNI are available; `xq` holds `n * k`, `xs` `n`, `wq` `m * k`, `ws` `m`
-/// elements; `out` addresses `n` rows of `m` columns that only this call writes.
-#[allow(clippy::too_many_arguments)]
+/// AVX2 and AVX-VNNI are available; `g` keeps the kernel contract ([`super::operand`]).
 #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-pub(crate) unsafe fn gemm_i8(
-    xq: &[i8],
-    xs: &[f32],
-    n: usize,
-    k: usize,
-    wq: &[i8],
-    ws: &[f32],
-    m: usize,
-    out: Out,
-) {
+pub(crate) unsafe fn gemm_i8(g: Int8Gemm<'_>) {
+    let Gemm { x, n, k, m, .. } = g;
     let k32 = k & !31;
     let b80 = _mm256_set1_epi8(-128);
     let z = _mm256_setzero_si256();
@@ -71,14 +62,14 @@ pub(crate) unsafe fn gemm_i8(
         let nb = (n - i0).min(BLOCK);
         let mut corr = [0i32; BLOCK + PAD];
         let mut scale = [0f32; BLOCK + PAD];
-        scale[..nb].copy_from_slice(&xs[i0..i0 + nb]);
+        scale[..nb].copy_from_slice(&x.scales[i0..i0 + nb]);
         for (t, ct) in corr.iter_mut().enumerate().take(nb) {
             let mut a = z;
             let mut c = 0;
             while c < k32 {
                 // SAFETY: row i0 + t < n, c + 32 <= k32 <= k.
                 let xv = unsafe {
-                    _mm256_loadu_si256(xq.as_ptr().add((i0 + t) * k + c) as *const __m256i)
+                    _mm256_loadu_si256(x.q.as_ptr().add((i0 + t) * k + c) as *const __m256i)
                 };
                 a = _mm256_dpbusd_avx_epi32(a, b80, xv);
                 c += 32;
@@ -87,25 +78,21 @@ pub(crate) unsafe fn gemm_i8(
             *ct = _mm_cvtsi128_si32(unsafe { hsum4_epi32(a, z, z, z) });
         }
         let blk = Block {
-            xq,
-            k,
-            wq,
-            ws,
+            g,
             corr: &corr,
             scale: &scale,
             i0,
-            out,
         };
-        // SAFETY: rows i0..i0+nb < n; forwarded.
+        // SAFETY: block rows 0..nb are rows i0..i0+nb < n; forwarded.
         unsafe {
             match nb {
-                1 => blk.rows::<4, 1>(m, 0),
-                2 => blk.rows::<4, 2>(m, 0),
-                3 => blk.rows::<3, 3>(m, 0),
-                4 => blk.rows::<3, 4>(m, 0),
-                5 => blk.rows::<2, 5>(m, 0),
-                6 => blk.rows::<2, 6>(m, 0),
-                _ => blk.many(m, nb),
+                1 => for_each_tile::<_, 4, 1>(&blk, m, nb),
+                2 => for_each_tile::<_, 4, 2>(&blk, m, nb),
+                3 => for_each_tile::<_, 3, 3>(&blk, m, nb),
+                4 => for_each_tile::<_, 3, 4>(&blk, m, nb),
+                5 => for_each_tile::<_, 2, 5>(&blk, m, nb),
+                6 => for_each_tile::<_, 2, 6>(&blk, m, nb),
+                _ => for_each_tile::<_, WR, XR>(&blk, m, nb),
             }
         }
         i0 += nb;
@@ -114,85 +101,31 @@ pub(crate) unsafe fn gemm_i8(
 
 /// One block of activation rows `i0..i0+nb`, with `corr[t] = 128 · Σ_{c < k32} xq[i0 + t, c]`
 /// and `scale[t] = xs[i0 + t]`.
-#[derive(Clone, Copy)]
 struct Block<'a> {
-    xq: &'a [i8],
-    k: usize,
-    wq: &'a [i8],
-    ws: &'a [f32],
+    g: Int8Gemm<'a>,
     corr: &'a [i32; BLOCK + PAD],
     scale: &'a [f32; BLOCK + PAD],
     i0: usize,
-    out: Out,
 }
 
-impl Block<'_> {
-    /// More than 6 activation rows: for each [`WR`] weight rows, tiles of [`XR`] activation
-    /// rows.
-    ///
-    /// # Safety
-    /// The block's rows `i0..i0+nb` exist, `m` weight rows exist; as for [`gemm_i8`].
-    #[inline(always)]
-    unsafe fn many(&self, m: usize, nb: usize) {
-        let mut r = 0;
-        while r < m {
-            let full = r + WR <= m;
-            let mut t = 0;
-            while t < nb {
-                // SAFETY: rows r..r+WR (or r) < m, block rows t..t+N < nb; forwarded.
-                unsafe {
-                    match (full, nb - t) {
-                        (true, 1) => self.tile::<WR, 1>(r, t),
-                        (true, 2) => self.tile::<WR, 2>(r, t),
-                        (true, 3) => self.tile::<WR, 3>(r, t),
-                        (true, _) => self.tile::<WR, XR>(r, t),
-                        (false, 1) => self.tile::<1, 1>(r, t),
-                        (false, 2) => self.tile::<1, 2>(r, t),
-                        (false, 3) => self.tile::<1, 3>(r, t),
-                        (false, _) => self.tile::<1, XR>(r, t),
-                    }
-                }
-                t += XR;
-            }
-            r += if full { WR } else { 1 };
-        }
-    }
-
-    /// All `N` rows of the block as one tile, `R` weight rows at a time, then one at a time.
-    ///
-    /// # Safety
-    /// As for [`Block::many`] with `nb = N`.
-    #[inline(always)]
-    unsafe fn rows<const R: usize, const N: usize>(&self, m: usize, t: usize) {
-        let mut r = 0;
-        while r + R <= m {
-            // SAFETY: rows r..r+R < m; forwarded.
-            unsafe { self.tile::<R, N>(r, t) };
-            r += R;
-        }
-        while r < m {
-            // SAFETY: row r < m; forwarded.
-            unsafe { self.tile::<1, N>(r, t) };
-            r += 1;
-        }
-    }
-
+impl Tiles for Block<'_> {
     /// One `R × N` tile: weight rows `r..r+R`, block rows `t..t+N`, over all of `k`.
     ///
     /// # Safety
-    /// Weight rows `r..r+R` and block rows `t..t+N` exist, `N <= 8`, and AVX2 + AVX-VNNI are
-    /// enabled in the caller (it is inlined into [`gemm_i8`]).
+    /// Weight rows `r..r+R` and block rows `t..t+N` exist (`N <= 8`: [`for_each_tile`]), and
+    /// AVX2 + AVX-VNNI are enabled in the caller (it is inlined into [`gemm_i8`]).
     #[inline(always)]
     unsafe fn tile<const R: usize, const N: usize>(&self, r: usize, t: usize) {
-        let (k, i) = (self.k, self.i0 + t);
+        let Gemm { x, w, k, out, .. } = self.g;
+        let i = self.i0 + t;
         // SAFETY: inlined only into `gemm_i8`, which runs after detection; pointer accesses as
         // stated below.
         unsafe {
             let k32 = k & !31;
             // SAFETY (whole function): rows r..r+R of `wq` and i..i+N of `xq` exist (callers),
             // each `k` bytes, and every load below reads 32 bytes at an offset c + 32 <= k32.
-            let wp: [*const i8; R] = core::array::from_fn(|j| self.wq.as_ptr().add((r + j) * k));
-            let xp: [*const i8; N] = core::array::from_fn(|u| self.xq.as_ptr().add((i + u) * k));
+            let wp: [*const i8; R] = core::array::from_fn(|j| w.q.as_ptr().add((r + j) * k));
+            let xp: [*const i8; N] = core::array::from_fn(|u| x.q.as_ptr().add((i + u) * k));
             let flip = _mm256_set1_epi8(-128);
             let mut acc = [[_mm256_setzero_si256(); N]; R];
             let mut c = 0;
@@ -220,7 +153,7 @@ impl Block<'_> {
             for j in 0..R {
                 let mut a = [z; 8];
                 a[..N].copy_from_slice(&acc[j]);
-                let wsv = _mm_set1_ps(*self.ws.get_unchecked(r + j));
+                let wsv = _mm_set1_ps(*w.scales.get_unchecked(r + j));
                 for g in 0..N.div_ceil(4) {
                     let u0 = 4 * g;
                     let mut s = hsum4_epi32(a[u0], a[u0 + 1], a[u0 + 2], a[u0 + 3]);
@@ -243,7 +176,7 @@ impl Block<'_> {
                     _mm_storeu_ps(o.as_mut_ptr(), y);
                     for (v, ov) in o.iter().enumerate().take(N - u0) {
                         // SAFETY: i + u0 + v < n, r + j < m (callers).
-                        self.out.set(i + u0 + v, r + j, *ov);
+                        out.set(i + u0 + v, r + j, *ov);
                     }
                 }
             }

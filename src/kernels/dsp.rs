@@ -11,7 +11,9 @@
 //! Rust so that the host test suite checks the scheme against scalar ([`emulated_gemm_i8`]).
 //! The instructions themselves only run on target (the firmware's on-target tests under QEMU).
 
-use super::{dequant, Out};
+use super::operand::{dequant, Gemm, Int8Gemm, Out, QRows};
+use super::tiles::{for_each_tile, Tiles};
+use core::marker::PhantomData;
 
 /// The two DSP primitives the kernel is built from.
 pub trait Mac {
@@ -74,112 +76,75 @@ impl Mac for Smlad {
     }
 }
 
-/// [`super::scalar::gemm_i8`] through the DSP packing scheme of `M`, into `y[n, m]`.
+/// [`super::scalar::gemm_i8`] through the DSP packing scheme of [`Emulated`], into `y[n, m]`.
 /// Returns without writing if a slice is too short.
-#[allow(clippy::too_many_arguments)]
-pub fn emulated_gemm_i8(
-    xq: &[i8],
-    xs: &[f32],
-    n: usize,
-    k: usize,
-    wq: &[i8],
-    ws: &[f32],
-    m: usize,
-    y: &mut [f32],
-) {
-    if xq.len() < n * k || xs.len() < n || wq.len() < m * k || ws.len() < m || y.len() < n * m {
+pub fn emulated_gemm_i8(x: QRows<'_>, n: usize, k: usize, w: QRows<'_>, m: usize, y: &mut [f32]) {
+    let short = |v: QRows<'_>, rows: usize| v.q.len() < rows * k || v.scales.len() < rows;
+    if short(x, n) || short(w, m) || y.len() < n * m {
         return;
     }
     let out = Out {
         ptr: y.as_mut_ptr(),
         ld: m,
     };
+    let g = Gemm { x, w, n, k, m, out };
     // SAFETY: lengths checked above; `out` addresses y, borrowed mutably here.
-    unsafe { gemm_i8::<Emulated>(xq, xs, n, k, wq, ws, m, out) }
+    unsafe { gemm_i8::<Emulated>(g) }
 }
 
-/// `y = dequant(xq[n, k] · wq[m, k]ᵀ)` with `M`'s instructions.
+/// `y = dequant(x.q[n, k] · w.q[m, k]ᵀ)` with `M`'s instructions.
 ///
 /// # Safety
-/// `xq` holds `n * k`, `xs` `n`, `wq` `m * k`, `ws` `m` elements; `out` addresses `n` rows of
-/// `m` columns that only this call writes.
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn gemm_i8<M: Mac>(
-    xq: &[i8],
-    xs: &[f32],
-    n: usize,
-    k: usize,
-    wq: &[i8],
-    ws: &[f32],
-    m: usize,
-    out: Out,
-) {
-    let mut r = 0;
-    while r < m {
-        let mut i = 0;
-        while i < n {
-            // SAFETY: rows r..r+R < m and i..i+N < n; forwarded.
-            unsafe {
-                match (m - r >= 2, n - i >= 2) {
-                    (true, true) => tile::<M, 2, 2>(xq, xs, k, wq, ws, r, i, out),
-                    (true, false) => tile::<M, 2, 1>(xq, xs, k, wq, ws, r, i, out),
-                    (false, true) => tile::<M, 1, 2>(xq, xs, k, wq, ws, r, i, out),
-                    (false, false) => tile::<M, 1, 1>(xq, xs, k, wq, ws, r, i, out),
-                }
-            }
-            i += 2;
-        }
-        r += 2;
-    }
+/// `g` keeps the kernel contract ([`super::operand`]).
+pub(crate) unsafe fn gemm_i8<M: Mac>(g: Int8Gemm<'_>) {
+    // SAFETY: forwarded.
+    unsafe { for_each_tile::<_, 2, 2>(&I8Tiles::<M>(g, PhantomData), g.m, g.n) }
 }
 
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-unsafe fn tile<M: Mac, const R: usize, const N: usize>(
-    xq: &[i8],
-    xs: &[f32],
-    k: usize,
-    wq: &[i8],
-    ws: &[f32],
-    r: usize,
-    i: usize,
-    out: Out,
-) {
-    let k4 = k & !3;
-    // SAFETY (whole function): rows r..r+R of `wq` and i..i+N of `xq` exist (callers), each `k`
-    // bytes; every word read covers c..c+4 <= k4 <= k (unaligned reads are fine on v7-M).
-    let wp: [*const i8; R] = core::array::from_fn(|j| unsafe { wq.as_ptr().add((r + j) * k) });
-    let xp: [*const i8; N] = core::array::from_fn(|t| unsafe { xq.as_ptr().add((i + t) * k) });
-    let mut acc = [[0i32; N]; R];
-    let mut c = 0;
-    while c < k4 {
-        let w: [u32; R] =
-            core::array::from_fn(|j| unsafe { (wp[j].add(c) as *const u32).read_unaligned() });
-        let x: [u32; N] =
-            core::array::from_fn(|t| unsafe { (xp[t].add(c) as *const u32).read_unaligned() });
-        let (w02, w13): ([u32; R], [u32; R]) = (
-            core::array::from_fn(|j| M::sxtb16::<false>(w[j])),
-            core::array::from_fn(|j| M::sxtb16::<true>(w[j])),
-        );
-        for t in 0..N {
-            let (x02, x13) = (M::sxtb16::<false>(x[t]), M::sxtb16::<true>(x[t]));
-            for j in 0..R {
-                acc[j][t] = M::smlad(x13, w13[j], M::smlad(x02, w02[j], acc[j][t]));
+/// The 2 × 2 tile, 4 bytes per step.
+struct I8Tiles<'a, M>(Int8Gemm<'a>, PhantomData<M>);
+
+impl<M: Mac> Tiles for I8Tiles<'_, M> {
+    #[inline(always)]
+    unsafe fn tile<const R: usize, const N: usize>(&self, r: usize, i: usize) {
+        let Gemm { x, w, k, out, .. } = self.0;
+        let (xq, xs, wq, ws) = (x.q, x.scales, w.q, w.scales);
+        let k4 = k & !3;
+        // SAFETY (whole function): rows r..r+R of `wq` and i..i+N of `xq` exist (callers), each `k`
+        // bytes; every word read covers c..c+4 <= k4 <= k (unaligned reads are fine on v7-M).
+        let wp: [*const i8; R] = core::array::from_fn(|j| unsafe { wq.as_ptr().add((r + j) * k) });
+        let xp: [*const i8; N] = core::array::from_fn(|t| unsafe { xq.as_ptr().add((i + t) * k) });
+        let mut acc = [[0i32; N]; R];
+        let mut c = 0;
+        while c < k4 {
+            let w: [u32; R] =
+                core::array::from_fn(|j| unsafe { (wp[j].add(c) as *const u32).read_unaligned() });
+            let x: [u32; N] =
+                core::array::from_fn(|t| unsafe { (xp[t].add(c) as *const u32).read_unaligned() });
+            let (w02, w13): ([u32; R], [u32; R]) = (
+                core::array::from_fn(|j| M::sxtb16::<false>(w[j])),
+                core::array::from_fn(|j| M::sxtb16::<true>(w[j])),
+            );
+            for t in 0..N {
+                let (x02, x13) = (M::sxtb16::<false>(x[t]), M::sxtb16::<true>(x[t]));
+                for j in 0..R {
+                    acc[j][t] = M::smlad(x13, w13[j], M::smlad(x02, w02[j], acc[j][t]));
+                }
             }
+            c += 4;
         }
-        c += 4;
-    }
-    for j in 0..R {
-        for t in 0..N {
-            let mut s = acc[j][t];
-            for c in k4..k {
-                // SAFETY: c < k.
-                unsafe { s += *xp[t].add(c) as i32 * *wp[j].add(c) as i32 };
-            }
-            // SAFETY: i + t < n, r + j < m (callers); xs, ws hold n and m elements.
-            unsafe {
-                let v = dequant(s, *xs.get_unchecked(i + t), *ws.get_unchecked(r + j));
-                out.set(i + t, r + j, v);
+        for j in 0..R {
+            for t in 0..N {
+                let mut s = acc[j][t];
+                for c in k4..k {
+                    // SAFETY: c < k.
+                    unsafe { s += *xp[t].add(c) as i32 * *wp[j].add(c) as i32 };
+                }
+                // SAFETY: i + t < n, r + j < m (callers); xs, ws hold n and m elements.
+                unsafe {
+                    let v = dequant(s, *xs.get_unchecked(i + t), *ws.get_unchecked(r + j));
+                    out.set(i + t, r + j, v);
+                }
             }
         }
     }

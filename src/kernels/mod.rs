@@ -1,7 +1,17 @@
-//! Linear-layer kernels, one file per ISA, one dispatch point.
+//! Linear-layer kernels, one file per ISA, one dispatch point (this file).
 //!
 //! `scalar` is the portable ground truth; every SIMD path is tested against it.
 //! The engine calls only [`Kernels::linear`] (and [`dot_f32`] for attention scores).
+//!
+//! | file | what |
+//! |---|---|
+//! | `mod.rs` | [`Isa`] detection and selection, the [`Kernels`] API, dispatch to a path |
+//! | `operand.rs` | what a kernel is handed (one `Gemm`: operands, shapes, output); its contract |
+//! | `tiles.rs` | the tile loop the paths share; each path supplies its tile body |
+//! | `scalar.rs` | the ground truth, and the scalar path's tiles |
+//! | `avx2.rs`, `avx_vnni.rs`, `neon.rs`, `dsp.rs` | the SIMD paths |
+//! | `simd.rs` | [`dot_f32`], and non-GEMM code compiled for the path's vector unit |
+//! | `pool.rs`, `trace.rs` | worker threads; watching linears for calibration (std) |
 //!
 //! int8 path: activations are quantised dynamically per row (per token) to int8 with one f32
 //! scale (`absmax / 127`), multiplied with the per-output-channel int8 weights accumulating in
@@ -26,10 +36,12 @@
 //! targets, at compile time on no_std), [`Kernels::from_env`] honours `M2_KERNEL`, so
 //! `M2_KERNEL=avx2` still runs the plain AVX2 path on a VNNI machine.
 
+mod operand;
 #[cfg(feature = "std")]
 mod pool;
 pub mod scalar;
 mod simd;
+mod tiles;
 #[cfg(feature = "std")]
 pub mod trace;
 
@@ -41,8 +53,11 @@ pub mod dsp;
 #[cfg(target_arch = "aarch64")]
 pub mod neon;
 
+pub use operand::QRows;
+pub use simd::dot_f32;
+
 use crate::blob::{Matrix, WeightData};
-use half::f16;
+use operand::{Job, Out, Part, Weights};
 
 /// An instruction-set path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -223,30 +238,6 @@ impl Default for Kernels {
     }
 }
 
-/// Output of a kernel: `y[i * ld + r]` for activation row `i`, output channel `r` of the
-/// kernel's range. A raw pointer so that threads can own disjoint column ranges of one `y`.
-#[derive(Clone, Copy)]
-pub(crate) struct Out {
-    pub ptr: *mut f32,
-    pub ld: usize,
-}
-
-// SAFETY: an `Out` is only handed to workers that write disjoint output-channel ranges of a
-// `y` borrowed mutably for the whole scope (see `Kernels::linear`).
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
-
-impl Out {
-    /// # Safety
-    /// `i * ld + r` must lie inside the `y` this `Out` was made from, and no other thread may
-    /// write that element.
-    #[inline(always)]
-    pub unsafe fn set(self, i: usize, r: usize, v: f32) {
-        // SAFETY: forwarded to the caller.
-        unsafe { *self.ptr.add(i * self.ld + r) = v }
-    }
-}
-
 /// Minimum multiply-adds per worker before `linear` spreads a layer over threads: handing a
 /// part to a spinning pool worker costs about a microsecond; a COCO decode-step linear of
 /// 5 × 512 × 512 (1.3 M multiply-adds) takes ~7 µs at int8 on one core.
@@ -321,7 +312,8 @@ impl Kernels {
 
     /// `y[n, out] = x[n, in] · Wᵀ (+ bias)`, with `W = [out, in]`. All `n` rows are processed
     /// together so that each weight byte is read once. Slices longer than needed are fine;
-    /// shorter ones are a caller bug (the engine sizes them from the plan) and leave `y` untouched.
+    /// shorter ones are a caller bug (the engine sizes them from the plan, and the blob's shapes
+    /// are checked at load): a debug build panics, a release build returns leaving `y` as it was.
     pub fn linear(
         &self,
         x: &[f32],
@@ -332,24 +324,22 @@ impl Kernels {
         qs: &mut QuantScratch<'_>,
     ) {
         let (k, m) = (w.cols, w.rows);
-        let Some(mk) = m.checked_mul(k) else { return };
-        let (Some(nk), Some(nm)) = (n.checked_mul(k), n.checked_mul(m)) else {
-            return;
-        };
-        if x.len() < nk || y.len() < nm || bias.is_some_and(|b| b.len() < m) {
-            return;
-        }
-        let weights_ok = match w.data {
-            WeightData::F32(wd) => wd.len() >= mk,
-            WeightData::F16(wd) => wd.len() >= mk,
-            WeightData::I8 { q, scales } => {
-                q.len() >= mk && scales.len() >= m && qs.q.len() >= nk && qs.scales.len() >= n
-            }
-        };
-        if !weights_ok {
+        let fits = fits(x, n, w, bias, y, qs);
+        debug_assert!(
+            fits,
+            "Kernels::linear: slices too short: x {} (n {n}), W [{m}, {k}], y {}, bias {:?}, \
+             scratch {} / {}",
+            x.len(),
+            y.len(),
+            bias.map(<[f32]>::len),
+            qs.q.len(),
+            qs.scales.len(),
+        );
+        if !fits {
             return;
         }
-        // The checks above are the only ones: every kernel below relies on them.
+        // `fits` is the only check: every kernel relies on it.
+        let (nk, nm, mk) = (n * k, n * m, m * k);
         let (x, y) = (&x[..nk], &mut y[..nm]);
         #[cfg(feature = "std")]
         trace::observe(w, x, n);
@@ -358,17 +348,18 @@ impl Kernels {
         } else {
             Isa::Scalar
         };
-        let data = match w.data {
-            WeightData::F32(wd) => Data::F32(&wd[..mk]),
-            WeightData::F16(wd) => Data::F16(&wd[..mk]),
+        let weights = match w.data {
+            WeightData::F32(wd) => Weights::F32(&wd[..mk]),
+            WeightData::F16(wd) => Weights::F16(&wd[..mk]),
             WeightData::I8 { q, scales } => {
                 let (xq, xs) = (&mut qs.q[..nk], &mut qs.scales[..n]);
                 quantize(isa, x, n, k, xq, xs);
-                Data::I8 {
-                    xq,
-                    xs,
-                    wq: &q[..mk],
-                    ws: &scales[..m],
+                Weights::I8 {
+                    x: QRows { q: xq, scales: xs },
+                    w: QRows {
+                        q: &q[..mk],
+                        scales: &scales[..m],
+                    },
                 }
             }
         };
@@ -376,11 +367,17 @@ impl Kernels {
             ptr: y.as_mut_ptr(),
             ld: m,
         };
-        let job = Job { isa, x, n, k, data };
-        // SAFETY: x, the weights and the quantised activations hold n*k, m*k and n*k elements,
-        // and `out` addresses `y`, which holds n*m (checked above). `run` writes every output
-        // channel in 0..m exactly once.
-        unsafe { self.run(&job, m, out) };
+        let job = Job {
+            x,
+            n,
+            k,
+            m,
+            weights,
+            out,
+        };
+        // SAFETY: `job` keeps the kernel contract (its slices are cut to the checked lengths,
+        // `out` addresses `y`, borrowed mutably here); `isa` is available.
+        unsafe { self.run(isa, &job) };
         if let (Some(b), true) = (bias, m > 0) {
             for row in y.chunks_exact_mut(m) {
                 for (o, bv) in row.iter_mut().zip(b) {
@@ -393,10 +390,12 @@ impl Kernels {
     /// Splits the output channels `0..m` over workers when that pays.
     ///
     /// # Safety
-    /// As for [`Job::run_range`] with the range `0..m`.
-    unsafe fn run(&self, job: &Job<'_>, m: usize, out: Out) {
+    /// `job` keeps the kernel contract and nobody else writes its `y` meanwhile; `isa` is
+    /// available.
+    unsafe fn run(&self, isa: Isa, job: &Job<'_>) {
         #[cfg(feature = "std")]
         {
+            let m = job.m;
             let macs = job.n * job.k * m;
             let t = self.threads.min(macs / PAR_MIN_MACS).min(m / 16);
             if t > 1 {
@@ -404,107 +403,91 @@ impl Kernels {
                 let chunk = m.div_ceil(t).div_ceil(16) * 16;
                 pool::run(m.div_ceil(chunk), &|part| {
                     let (r0, r1) = (part * chunk, ((part + 1) * chunk).min(m));
-                    // SAFETY: each part runs once (pool::run), parts' ranges are disjoint and
-                    // inside 0..m; the rest is forwarded from the caller.
-                    unsafe { job.run_range(r0, r1, out) }
+                    // SAFETY: each part runs once (pool::run), parts' channel ranges are
+                    // disjoint and inside 0..m; the rest is forwarded from the caller.
+                    unsafe { kernel(isa, job.part(r0, r1)) }
                 });
                 return;
             }
         }
         // SAFETY: forwarded to the caller.
-        unsafe { job.run_range(0, m, out) }
+        unsafe { kernel(isa, job.part(0, job.m)) }
     }
 }
 
-/// The weights (and, for int8, the quantised activations) of one `linear` call.
-#[derive(Clone, Copy)]
-enum Data<'a> {
-    F32(&'a [f32]),
-    F16(&'a [f16]),
-    I8 {
-        xq: &'a [i8],
-        xs: &'a [f32],
-        wq: &'a [i8],
-        ws: &'a [f32],
-    },
-}
-
-/// One `linear` call, validated: `x` is `[n, k]`, the weights `[m, k]`.
-#[derive(Clone, Copy)]
-struct Job<'a> {
-    isa: Isa,
-    x: &'a [f32],
+/// Whether the slices hold what `linear` needs: `x [n, k]`, the weights `[m, k]` (and `m`
+/// scales), `y [n, m]`, `bias [m]`, and for int8 the scratch `[n, k]` and `n` scales.
+fn fits(
+    x: &[f32],
     n: usize,
-    k: usize,
-    data: Data<'a>,
-}
-
-impl Job<'_> {
-    /// Output channels `r0..r1` into `out` (channel `r` at column `r`).
-    ///
-    /// # Safety
-    /// `r0 <= r1 <= m`, the slices hold what `Kernels::linear` checked, `out` addresses an
-    /// `[n, m]` buffer and nobody else writes columns `r0..r1` meanwhile. `isa` is available.
-    unsafe fn run_range(&self, r0: usize, r1: usize, out: Out) {
-        let (n, k, mr) = (self.n, self.k, r1 - r0);
-        let x = self.x;
-        // SAFETY: shifting by r0 < m columns stays inside y; the kernel writes columns 0..mr.
-        let out = Out {
-            ptr: unsafe { out.ptr.add(r0) },
-            ld: out.ld,
-        };
-        match self.data {
-            Data::F32(w) => {
-                let w = &w[r0 * k..r1 * k];
-                match self.isa {
-                    // SAFETY: AVX2/FMA/F16C detected (isa is available), shapes as documented.
-                    #[cfg(target_arch = "x86_64")]
-                    Isa::Avx2 | Isa::AvxVnni => unsafe { avx2::gemm_f32(x, n, k, w, mr, out) },
-                    // SAFETY: NEON is baseline on aarch64; shapes as documented.
-                    #[cfg(target_arch = "aarch64")]
-                    Isa::Neon | Isa::NeonDot => unsafe { neon::gemm_f32(x, n, k, w, mr, out) },
-                    // SAFETY: shapes as documented.
-                    _ => unsafe { scalar_f32(x, n, k, w, mr, out) },
-                }
-            }
-            Data::F16(w) => {
-                let w = &w[r0 * k..r1 * k];
-                match self.isa {
-                    // SAFETY: as above.
-                    #[cfg(target_arch = "x86_64")]
-                    Isa::Avx2 | Isa::AvxVnni => unsafe { avx2::gemm_f16(x, n, k, w, mr, out) },
-                    // SAFETY: as above.
-                    #[cfg(target_arch = "aarch64")]
-                    Isa::Neon | Isa::NeonDot => unsafe { neon::gemm_f16(x, n, k, w, mr, out) },
-                    // SAFETY: as above.
-                    _ => unsafe { scalar_f16(x, n, k, w, mr, out) },
-                }
-            }
-            Data::I8 { xq, xs, wq, ws } => {
-                let (wq, ws) = (&wq[r0 * k..r1 * k], &ws[r0..r1]);
-                match self.isa {
-                    // SAFETY: as above.
-                    #[cfg(target_arch = "x86_64")]
-                    Isa::Avx2 => unsafe { avx2::gemm_i8(xq, xs, n, k, wq, ws, mr, out) },
-                    // SAFETY: AVX2 and AVX-VNNI detected (isa is available); shapes as documented.
-                    #[cfg(target_arch = "x86_64")]
-                    Isa::AvxVnni => unsafe { avx_vnni::gemm_i8(xq, xs, n, k, wq, ws, mr, out) },
-                    // SAFETY: as above.
-                    #[cfg(target_arch = "aarch64")]
-                    Isa::Neon => unsafe { neon::gemm_i8(xq, xs, n, k, wq, ws, mr, out) },
-                    // SAFETY: dotprod detected (isa is available); shapes as documented.
-                    #[cfg(target_arch = "aarch64")]
-                    Isa::NeonDot => unsafe { neon::gemm_i8_dot(xq, xs, n, k, wq, ws, mr, out) },
-                    // SAFETY: SMLAD exists on bare-metal Arm eabihf targets (thumbv7em); shapes as documented.
-                    #[cfg(all(target_arch = "arm", target_os = "none", target_abi = "eabihf"))]
-                    Isa::Dsp => unsafe {
-                        dsp::gemm_i8::<dsp::Smlad>(xq, xs, n, k, wq, ws, mr, out)
-                    },
-                    // SAFETY: shapes as documented.
-                    _ => unsafe { scalar_i8(xq, xs, n, k, wq, ws, mr, out) },
-                }
+    w: &Matrix<'_>,
+    bias: Option<&[f32]>,
+    y: &[f32],
+    qs: &QuantScratch<'_>,
+) -> bool {
+    let (k, m) = (w.cols, w.rows);
+    let (Some(mk), Some(nk), Some(nm)) = (m.checked_mul(k), n.checked_mul(k), n.checked_mul(m))
+    else {
+        return false;
+    };
+    x.len() >= nk
+        && y.len() >= nm
+        && bias.is_none_or(|b| b.len() >= m)
+        && match w.data {
+            WeightData::F32(wd) => wd.len() >= mk,
+            WeightData::F16(wd) => wd.len() >= mk,
+            WeightData::I8 { q, scales } => {
+                q.len() >= mk && scales.len() >= m && qs.q.len() >= nk && qs.scales.len() >= n
             }
         }
+}
+
+/// One kernel call on `isa`'s path.
+///
+/// # Safety
+/// `part` keeps the kernel contract ([`operand`]); `isa` is available.
+unsafe fn kernel(isa: Isa, part: Part<'_>) {
+    match part {
+        Part::F32(g) => match isa {
+            // SAFETY: AVX2/FMA/F16C detected (isa is available); the contract is forwarded.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 | Isa::AvxVnni => unsafe { avx2::gemm_f32(g) },
+            // SAFETY: NEON is baseline on aarch64; the contract is forwarded.
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon | Isa::NeonDot => unsafe { neon::gemm_f32(g) },
+            // SAFETY: the contract is forwarded.
+            _ => unsafe { scalar::linear_f32(g) },
+        },
+        Part::F16(g) => match isa {
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 | Isa::AvxVnni => unsafe { avx2::gemm_f16(g) },
+            // SAFETY: as above.
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon | Isa::NeonDot => unsafe { neon::gemm_f16(g) },
+            // SAFETY: as above.
+            _ => unsafe { scalar::linear_f16(g) },
+        },
+        Part::I8(g) => match isa {
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { avx2::gemm_i8(g) },
+            // SAFETY: AVX2 and AVX-VNNI detected (isa is available); the contract is forwarded.
+            #[cfg(target_arch = "x86_64")]
+            Isa::AvxVnni => unsafe { avx_vnni::gemm_i8(g) },
+            // SAFETY: as above.
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => unsafe { neon::gemm_i8(g) },
+            // SAFETY: dotprod detected (isa is available); the contract is forwarded.
+            #[cfg(target_arch = "aarch64")]
+            Isa::NeonDot => unsafe { neon::gemm_i8_dot(g) },
+            // SAFETY: SMLAD exists on bare-metal Arm eabihf targets (thumbv7em); the contract
+            // is forwarded.
+            #[cfg(all(target_arch = "arm", target_os = "none", target_abi = "eabihf"))]
+            Isa::Dsp => unsafe { dsp::gemm_i8::<dsp::Smlad>(g) },
+            // SAFETY: the contract is forwarded.
+            _ => unsafe { scalar::linear_i8(g) },
+        },
     }
 }
 
@@ -516,124 +499,4 @@ fn quantize(isa: Isa, x: &[f32], n: usize, k: usize, q: &mut [i8], s: &mut [f32]
         Isa::Avx2 | Isa::AvxVnni => unsafe { avx2::quantize_rows(x, n, k, q, s) },
         _ => scalar::quantize_rows(x, n, k, q, s),
     }
-}
-
-/// [`scalar::gemm_f32`] writing through an [`Out`], bit for bit.
-///
-/// # Safety
-/// `out` addresses `n` rows of at least `m` columns that only this call writes.
-unsafe fn scalar_f32(x: &[f32], n: usize, k: usize, w: &[f32], m: usize, out: Out) {
-    // SAFETY: forwarded.
-    unsafe { scalar_tiles(x, n, k, w, m, out, |v| v) }
-}
-
-/// [`scalar::gemm_f16`] writing through an [`Out`], bit for bit.
-///
-/// # Safety
-/// As for [`scalar_f32`].
-unsafe fn scalar_f16(x: &[f32], n: usize, k: usize, w: &[f16], m: usize, out: Out) {
-    // SAFETY: forwarded.
-    unsafe { scalar_tiles(x, n, k, w, m, out, f16::to_f32) }
-}
-
-/// The scalar f32 / f16 GEMM in tiles of 4 weight rows × 2 activation rows
-/// ([`scalar::dot_tile`]: every output summed in [`scalar::dot_f32`]'s order), then the rest.
-///
-/// # Safety
-/// As for [`scalar_f32`]; `x` and `w` hold at least `n·k` and `m·k` elements.
-unsafe fn scalar_tiles<W: Copy>(
-    x: &[f32],
-    n: usize,
-    k: usize,
-    w: &[W],
-    m: usize,
-    out: Out,
-    f: impl Fn(W) -> f32 + Copy,
-) {
-    const R: usize = 4;
-    const N: usize = 2;
-    let xrow = |i: usize| &x[i * k..(i + 1) * k];
-    let wrow = |r: usize| &w[r * k..(r + 1) * k];
-    let mut r = 0;
-    while r + R <= m {
-        let wr: [&[W]; R] = core::array::from_fn(|j| wrow(r + j));
-        let mut i = 0;
-        while i + N <= n {
-            let xr: [&[f32]; N] = core::array::from_fn(|a| xrow(i + a));
-            let acc = scalar::dot_tile(xr, wr, k, f);
-            for (a, row) in acc.iter().enumerate() {
-                for (j, &v) in row.iter().enumerate() {
-                    // SAFETY: i + a < n, r + j < m.
-                    unsafe { out.set(i + a, r + j, v) };
-                }
-            }
-            i += N;
-        }
-        for i in i..n {
-            let [row] = scalar::dot_tile([xrow(i)], wr, k, f);
-            for (j, &v) in row.iter().enumerate() {
-                // SAFETY: i < n, r + j < m.
-                unsafe { out.set(i, r + j, v) };
-            }
-        }
-        r += R;
-    }
-    for r in r..m {
-        for i in 0..n {
-            let [[v]] = scalar::dot_tile([xrow(i)], [wrow(r)], k, f);
-            // SAFETY: i < n, r < m.
-            unsafe { out.set(i, r, v) };
-        }
-    }
-}
-
-/// [`scalar::gemm_i8`] writing through an [`Out`].
-///
-/// # Safety
-/// As for [`scalar_f32`].
-#[allow(clippy::too_many_arguments)]
-unsafe fn scalar_i8(
-    xq: &[i8],
-    xs: &[f32],
-    n: usize,
-    k: usize,
-    wq: &[i8],
-    ws: &[f32],
-    m: usize,
-    out: Out,
-) {
-    for r in 0..m {
-        for i in 0..n {
-            let acc = scalar::dot_i8(&xq[i * k..(i + 1) * k], &wq[r * k..(r + 1) * k]);
-            // SAFETY: i < n, r < m.
-            unsafe { out.set(i, r, acc as f32 * xs[i] * ws[r]) };
-        }
-    }
-}
-
-/// The int8 dequantisation every path uses, so their outputs agree bit for bit.
-#[inline(always)]
-pub(crate) fn dequant(acc: i32, xs: f32, ws: f32) -> f32 {
-    acc as f32 * xs * ws
-}
-
-/// f32 dot product (attention scores and weighted sums). Eight partial sums, which the
-/// compiler vectorises; differs from [`scalar::dot_f32`] only in summation order.
-#[inline]
-pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    let len = a.len().min(b.len());
-    let (a, b) = (&a[..len], &b[..len]);
-    let mut acc = [0.0f32; 8];
-    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ar, br) = (ac.remainder(), bc.remainder());
-    for (x, y) in ac.zip(bc) {
-        for j in 0..8 {
-            acc[j] += x[j] * y[j];
-        }
-    }
-    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (x, y) in ar.iter().zip(br) {
-        s += x * y;
-    }
-    s
 }

@@ -10,7 +10,8 @@
 //! Accumulators and dequantisation are exactly scalar's. f32 / f16: 4 × 4 tiles of `fmla`;
 //! f16 weights are widened with `fcvtl` (arithmetic in f32).
 
-use super::{dequant, Out};
+use super::operand::{dequant, FloatGemm, Gemm, Int8Gemm};
+use super::tiles::{for_each_tile, Tiles};
 use core::arch::aarch64::*;
 use half::f16;
 
@@ -36,197 +37,111 @@ unsafe fn sdot(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
     acc
 }
 
-/// `y = dequant(xq[n, k] · wq[m, k]ᵀ)` with widening multiplies (no SDOT needed).
+/// `y = dequant(x.q[n, k] · w.q[m, k]ᵀ)` with widening multiplies (no SDOT needed).
 ///
 /// # Safety
-/// `xq` holds `n * k`, `xs` `n`, `wq` `m * k`, `ws` `m` elements; `out` addresses `n` rows of
-/// `m` columns that only this call writes.
-#[allow(clippy::too_many_arguments)]
+/// `g` keeps the kernel contract ([`super::operand`]).
 #[target_feature(enable = "neon")]
-pub(crate) unsafe fn gemm_i8(
-    xq: &[i8],
-    xs: &[f32],
-    n: usize,
-    k: usize,
-    wq: &[i8],
-    ws: &[f32],
-    m: usize,
-    out: Out,
-) {
+pub(crate) unsafe fn gemm_i8(g: Int8Gemm<'_>) {
     // SAFETY: forwarded.
-    unsafe { gemm_i8_generic::<false>(xq, xs, n, k, wq, ws, m, out) }
+    unsafe { for_each_tile::<_, WR, XR>(&I8Tiles::<false>(g), g.m, g.n) }
 }
 
-/// `y = dequant(xq[n, k] · wq[m, k]ᵀ)` with SDOT.
+/// `y = dequant(x.q[n, k] · w.q[m, k]ᵀ)` with SDOT.
 ///
 /// # Safety
 /// As for [`gemm_i8`], and the CPU has `dotprod`.
-#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "neon,dotprod")]
-pub(crate) unsafe fn gemm_i8_dot(
-    xq: &[i8],
-    xs: &[f32],
-    n: usize,
-    k: usize,
-    wq: &[i8],
-    ws: &[f32],
-    m: usize,
-    out: Out,
-) {
+pub(crate) unsafe fn gemm_i8_dot(g: Int8Gemm<'_>) {
     // SAFETY: forwarded; dotprod is available (caller).
-    unsafe { gemm_i8_generic::<true>(xq, xs, n, k, wq, ws, m, out) }
+    unsafe { for_each_tile::<_, WR, XR>(&I8Tiles::<true>(g), g.m, g.n) }
 }
 
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-unsafe fn gemm_i8_generic<const DOT: bool>(
-    xq: &[i8],
-    xs: &[f32],
-    n: usize,
-    k: usize,
-    wq: &[i8],
-    ws: &[f32],
-    m: usize,
-    out: Out,
-) {
-    let mut r = 0;
-    // SAFETY (all calls): rows r..r+R < m; forwarded.
-    while r + WR <= m {
-        unsafe { rows_i8::<DOT, WR>(xq, xs, n, k, wq, ws, r, out) };
-        r += WR;
-    }
-    match m - r {
-        3 => unsafe { rows_i8::<DOT, 3>(xq, xs, n, k, wq, ws, r, out) },
-        2 => unsafe { rows_i8::<DOT, 2>(xq, xs, n, k, wq, ws, r, out) },
-        1 => unsafe { rows_i8::<DOT, 1>(xq, xs, n, k, wq, ws, r, out) },
-        _ => {}
-    }
-}
+/// The int8 tile, 16 bytes per step: `sdot` if `DOT`, else `smull` + `smlal2` + `sadalp`.
+struct I8Tiles<'a, const DOT: bool>(Int8Gemm<'a>);
 
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-unsafe fn rows_i8<const DOT: bool, const R: usize>(
-    xq: &[i8],
-    xs: &[f32],
-    n: usize,
-    k: usize,
-    wq: &[i8],
-    ws: &[f32],
-    r: usize,
-    out: Out,
-) {
-    let mut i = 0;
-    while i < n {
-        // SAFETY: rows i..i+N < n and r..r+R < m; forwarded.
+impl<const DOT: bool> Tiles for I8Tiles<'_, DOT> {
+    #[inline(always)]
+    unsafe fn tile<const R: usize, const N: usize>(&self, r: usize, i: usize) {
+        let Gemm { x, w, k, out, .. } = self.0;
+        let (xq, xs, wq, ws) = (x.q, x.scales, w.q, w.scales);
+        // SAFETY: inlined only into `gemm_i8` / `gemm_i8_dot` (`#[target_feature]`; the dotprod one
+        // is called after detection); pointer accesses as stated below.
         unsafe {
-            match n - i {
-                1 => tile_i8::<DOT, R, 1>(xq, xs, k, wq, ws, r, i, out),
-                2 => tile_i8::<DOT, R, 2>(xq, xs, k, wq, ws, r, i, out),
-                3 => tile_i8::<DOT, R, 3>(xq, xs, k, wq, ws, r, i, out),
-                _ => tile_i8::<DOT, R, XR>(xq, xs, k, wq, ws, r, i, out),
+            let k16 = k & !15;
+            // SAFETY (whole function): rows r..r+R of `wq` and i..i+N of `xq` exist (callers),
+            // each `k` bytes; every load reads 16 bytes at an offset c + 16 <= k16 <= k. `sdot`
+            // is only reached with DOT, i.e. from `gemm_i8_dot`, whose caller checked dotprod.
+            let wp: [*const i8; R] = core::array::from_fn(|j| wq.as_ptr().add((r + j) * k));
+            let xp: [*const i8; N] = core::array::from_fn(|t| xq.as_ptr().add((i + t) * k));
+            let mut acc = [[vdupq_n_s32(0); N]; R];
+            let mut c = 0;
+            while c < k16 {
+                let w: [int8x16_t; R] = core::array::from_fn(|j| vld1q_s8(wp[j].add(c)));
+                let x: [int8x16_t; N] = core::array::from_fn(|t| vld1q_s8(xp[t].add(c)));
+                for j in 0..R {
+                    for t in 0..N {
+                        acc[j][t] = if DOT {
+                            sdot(acc[j][t], x[t], w[j])
+                        } else {
+                            let p = vmull_s8(vget_low_s8(x[t]), vget_low_s8(w[j]));
+                            vpadalq_s16(acc[j][t], vmlal_high_s8(p, x[t], w[j]))
+                        };
+                    }
+                }
+                c += 16;
             }
-        }
-        i += XR;
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-unsafe fn tile_i8<const DOT: bool, const R: usize, const N: usize>(
-    xq: &[i8],
-    xs: &[f32],
-    k: usize,
-    wq: &[i8],
-    ws: &[f32],
-    r: usize,
-    i: usize,
-    out: Out,
-) {
-    // SAFETY: inlined only into the `#[target_feature]` entry points below (the dotprod one is
-    // called after detection); pointer accesses as stated below.
-    unsafe {
-        let k16 = k & !15;
-        // SAFETY (whole function): rows r..r+R of `wq` and i..i+N of `xq` exist (callers), each `k`
-        // bytes; every load reads 16 bytes at an offset c + 16 <= k16 <= k. `sdot` is only reached
-        // with DOT, i.e. from `gemm_i8_dot`, whose caller checked dotprod.
-        let wp: [*const i8; R] = core::array::from_fn(|j| wq.as_ptr().add((r + j) * k));
-        let xp: [*const i8; N] = core::array::from_fn(|t| xq.as_ptr().add((i + t) * k));
-        let mut acc = [[vdupq_n_s32(0); N]; R];
-        let mut c = 0;
-        while c < k16 {
-            let w: [int8x16_t; R] = core::array::from_fn(|j| vld1q_s8(wp[j].add(c)));
-            let x: [int8x16_t; N] = core::array::from_fn(|t| vld1q_s8(xp[t].add(c)));
             for j in 0..R {
                 for t in 0..N {
-                    acc[j][t] = if DOT {
-                        sdot(acc[j][t], x[t], w[j])
-                    } else {
-                        let p = vmull_s8(vget_low_s8(x[t]), vget_low_s8(w[j]));
-                        vpadalq_s16(acc[j][t], vmlal_high_s8(p, x[t], w[j]))
-                    };
-                }
-            }
-            c += 16;
-        }
-        for j in 0..R {
-            for t in 0..N {
-                let mut s = vaddvq_s32(acc[j][t]);
-                for c in k16..k {
-                    // SAFETY: c < k.
-                    s += *xp[t].add(c) as i32 * *wp[j].add(c) as i32;
-                }
-                // SAFETY: i + t < n, r + j < m (callers); xs, ws hold n and m elements.
-                {
-                    let v = dequant(s, *xs.get_unchecked(i + t), *ws.get_unchecked(r + j));
-                    out.set(i + t, r + j, v);
+                    let mut s = vaddvq_s32(acc[j][t]);
+                    for c in k16..k {
+                        // SAFETY: c < k.
+                        s += *xp[t].add(c) as i32 * *wp[j].add(c) as i32;
+                    }
+                    // SAFETY: i + t < n, r + j < m (callers); xs, ws hold n and m elements.
+                    {
+                        let v = dequant(s, *xs.get_unchecked(i + t), *ws.get_unchecked(r + j));
+                        out.set(i + t, r + j, v);
+                    }
                 }
             }
         }
     }
 }
 
-/// A weight source for the float tiles: 4 lanes at an element offset.
-trait Load4 {
-    type T;
-    unsafe fn load4(p: *const Self::T) -> float32x4_t;
-    fn get(v: &Self::T) -> f32;
+/// A weight element type of the float tiles: f32, or f16 widened with `fcvtl`.
+trait Load4: Copy + Into<f32> {
+    /// Four elements from `p`, as f32 lanes.
+    ///
+    /// # Safety
+    /// Four elements are readable at `p`.
+    unsafe fn load4(p: *const Self) -> float32x4_t;
 }
-struct F32W;
-struct F16W;
-impl Load4 for F32W {
-    type T = f32;
+
+impl Load4 for f32 {
     #[inline(always)]
     unsafe fn load4(p: *const f32) -> float32x4_t {
-        // SAFETY: the caller guarantees 4 readable elements.
+        // SAFETY: forwarded to the caller.
         unsafe { vld1q_f32(p) }
     }
-    #[inline(always)]
-    fn get(v: &f32) -> f32 {
-        *v
-    }
 }
-impl Load4 for F16W {
-    type T = f16;
+
+impl Load4 for f16 {
     #[inline(always)]
     unsafe fn load4(p: *const f16) -> float32x4_t {
-        // SAFETY: the caller guarantees 4 readable elements (f16 is a u16 bit pattern).
+        // SAFETY: forwarded to the caller (f16 is a u16 bit pattern).
         unsafe { vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p as *const u16))) }
-    }
-    #[inline(always)]
-    fn get(v: &f16) -> f32 {
-        v.to_f32()
     }
 }
 
 /// `y = x[n, k] · w[m, k]ᵀ` in f32.
 ///
 /// # Safety
-/// `x` holds `n * k`, `w` `m * k` elements; `out` addresses `n` rows of `m` columns that only
-/// this call writes.
+/// `g` keeps the kernel contract ([`super::operand`]).
 #[target_feature(enable = "neon")]
-pub(crate) unsafe fn gemm_f32(x: &[f32], n: usize, k: usize, w: &[f32], m: usize, out: Out) {
+pub(crate) unsafe fn gemm_f32(g: FloatGemm<'_, f32>) {
     // SAFETY: forwarded.
-    unsafe { gemm_float::<F32W>(x, n, k, w, m, out) }
+    unsafe { for_each_tile::<_, WR, XR>(&FloatTiles(g), g.m, g.n) }
 }
 
 /// `y = x[n, k] · w[m, k]ᵀ` with f16 weights, f32 arithmetic.
@@ -234,89 +149,48 @@ pub(crate) unsafe fn gemm_f32(x: &[f32], n: usize, k: usize, w: &[f32], m: usize
 /// # Safety
 /// As for [`gemm_f32`].
 #[target_feature(enable = "neon")]
-pub(crate) unsafe fn gemm_f16(x: &[f32], n: usize, k: usize, w: &[f16], m: usize, out: Out) {
+pub(crate) unsafe fn gemm_f16(g: FloatGemm<'_, f16>) {
     // SAFETY: forwarded.
-    unsafe { gemm_float::<F16W>(x, n, k, w, m, out) }
+    unsafe { for_each_tile::<_, WR, XR>(&FloatTiles(g), g.m, g.n) }
 }
 
-#[inline(always)]
-unsafe fn gemm_float<L: Load4>(x: &[f32], n: usize, k: usize, w: &[L::T], m: usize, out: Out) {
-    let mut r = 0;
-    // SAFETY (all calls): rows r..r+R < m; forwarded.
-    while r + WR <= m {
-        unsafe { rows_float::<L, WR>(x, n, k, w, r, out) };
-        r += WR;
-    }
-    match m - r {
-        3 => unsafe { rows_float::<L, 3>(x, n, k, w, r, out) },
-        2 => unsafe { rows_float::<L, 2>(x, n, k, w, r, out) },
-        1 => unsafe { rows_float::<L, 1>(x, n, k, w, r, out) },
-        _ => {}
-    }
-}
+/// The float tile: `fmla`, 4 lanes per step.
+struct FloatTiles<'a, W>(FloatGemm<'a, W>);
 
-#[inline(always)]
-unsafe fn rows_float<L: Load4, const R: usize>(
-    x: &[f32],
-    n: usize,
-    k: usize,
-    w: &[L::T],
-    r: usize,
-    out: Out,
-) {
-    let mut i = 0;
-    while i < n {
-        // SAFETY: rows i..i+N < n and r..r+R < m; forwarded.
+impl<W: Load4> Tiles for FloatTiles<'_, W> {
+    #[inline(always)]
+    unsafe fn tile<const R: usize, const N: usize>(&self, r: usize, i: usize) {
+        let Gemm { x, w, k, out, .. } = self.0;
+        // SAFETY: inlined only into `gemm_f32` / `gemm_f16` (`#[target_feature]`); pointer
+        // accesses as stated below.
         unsafe {
-            match n - i {
-                1 => tile_float::<L, R, 1>(x, k, w, r, i, out),
-                2 => tile_float::<L, R, 2>(x, k, w, r, i, out),
-                3 => tile_float::<L, R, 3>(x, k, w, r, i, out),
-                _ => tile_float::<L, R, XR>(x, k, w, r, i, out),
-            }
-        }
-        i += XR;
-    }
-}
-
-#[inline(always)]
-unsafe fn tile_float<L: Load4, const R: usize, const N: usize>(
-    x: &[f32],
-    k: usize,
-    w: &[L::T],
-    r: usize,
-    i: usize,
-    out: Out,
-) {
-    // SAFETY: inlined only into the `#[target_feature]` entry points below (the dotprod one is
-    // called after detection); pointer accesses as stated below.
-    unsafe {
-        let k4 = k & !3;
-        // SAFETY (whole function): rows r..r+R of `w` and i..i+N of `x` exist (callers), each `k`
-        // elements; every load reads 4 elements at an offset c + 4 <= k4 <= k.
-        let wp: [*const L::T; R] = core::array::from_fn(|j| w.as_ptr().add((r + j) * k));
-        let xp: [*const f32; N] = core::array::from_fn(|t| x.as_ptr().add((i + t) * k));
-        let mut acc = [[vdupq_n_f32(0.0); N]; R];
-        let mut c = 0;
-        while c < k4 {
-            let wv: [float32x4_t; R] = core::array::from_fn(|j| L::load4(wp[j].add(c)));
-            for t in 0..N {
-                let xv = vld1q_f32(xp[t].add(c));
-                for j in 0..R {
-                    acc[j][t] = vfmaq_f32(acc[j][t], xv, wv[j]);
+            let k4 = k & !3;
+            // SAFETY (whole function): rows r..r+R of `w` and i..i+N of `x` exist (callers),
+            // each `k` elements; every load reads 4 elements at an offset c + 4 <= k4 <= k.
+            let wp: [*const W; R] = core::array::from_fn(|j| w.as_ptr().add((r + j) * k));
+            let xp: [*const f32; N] = core::array::from_fn(|t| x.as_ptr().add((i + t) * k));
+            let mut acc = [[vdupq_n_f32(0.0); N]; R];
+            let mut c = 0;
+            while c < k4 {
+                let wv: [float32x4_t; R] = core::array::from_fn(|j| W::load4(wp[j].add(c)));
+                for t in 0..N {
+                    let xv = vld1q_f32(xp[t].add(c));
+                    for j in 0..R {
+                        acc[j][t] = vfmaq_f32(acc[j][t], xv, wv[j]);
+                    }
                 }
+                c += 4;
             }
-            c += 4;
-        }
-        for j in 0..R {
-            for t in 0..N {
-                let mut s = vaddvq_f32(acc[j][t]);
-                for c in k4..k {
-                    // SAFETY: c < k.
-                    s += *xp[t].add(c) * L::get(&*wp[j].add(c));
+            for j in 0..R {
+                for t in 0..N {
+                    let mut s = vaddvq_f32(acc[j][t]);
+                    for c in k4..k {
+                        // SAFETY: c < k.
+                        s += *xp[t].add(c) * (*wp[j].add(c)).into();
+                    }
+                    // SAFETY: i + t < n, r + j < m (callers).
+                    out.set(i + t, r + j, s);
                 }
-                // SAFETY: i + t < n, r + j < m (callers).
-                out.set(i + t, r + j, s);
             }
         }
     }

@@ -1,5 +1,7 @@
 //! Portable scalar kernels: the ground truth every SIMD path is tested against.
 
+use super::operand::{dequant, FloatGemm, Gemm, Int8Gemm, QRows};
+use super::tiles::{for_each_tile, Tiles};
 use half::f16;
 
 /// Σ a[i]·b[i] over the common length.
@@ -94,23 +96,78 @@ pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
     acc
 }
 
-/// `y[n, m] = (xq[n, k] · wq[m, k]ᵀ) * xs[n] * ws[m]`.
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_i8(
-    xq: &[i8],
-    xs: &[f32],
-    n: usize,
-    k: usize,
-    wq: &[i8],
-    ws: &[f32],
-    m: usize,
-    y: &mut [f32],
-) {
+/// `y[n, m] = (x.q[n, k] · w.q[m, k]ᵀ) * x.scales[n] * w.scales[m]`.
+pub fn gemm_i8(x: QRows<'_>, n: usize, k: usize, w: QRows<'_>, m: usize, y: &mut [f32]) {
     for r in 0..m {
-        let wr = &wq[r * k..(r + 1) * k];
+        let wr = &w.q[r * k..(r + 1) * k];
         for i in 0..n {
-            let acc = dot_i8(&xq[i * k..(i + 1) * k], wr);
-            y[i * m + r] = acc as f32 * xs[i] * ws[r];
+            let acc = dot_i8(&x.q[i * k..(i + 1) * k], wr);
+            y[i * m + r] = acc as f32 * x.scales[i] * w.scales[r];
+        }
+    }
+}
+
+// ---- the scalar path of `Kernels::linear` ---------------------------------------------------
+
+/// [`gemm_f32`] writing through the [`Gemm`]'s `out`, bit for bit.
+///
+/// # Safety
+/// `g` keeps the kernel contract ([`super::operand`]).
+pub(crate) unsafe fn linear_f32(g: FloatGemm<'_, f32>) {
+    // SAFETY: forwarded.
+    unsafe { for_each_tile::<_, 4, 2>(&FloatTiles(g), g.m, g.n) }
+}
+
+/// [`gemm_f16`] writing through the [`Gemm`]'s `out`, bit for bit.
+///
+/// # Safety
+/// As for [`linear_f32`].
+pub(crate) unsafe fn linear_f16(g: FloatGemm<'_, f16>) {
+    // SAFETY: forwarded.
+    unsafe { for_each_tile::<_, 4, 2>(&FloatTiles(g), g.m, g.n) }
+}
+
+/// [`gemm_i8`] writing through the [`Gemm`]'s `out`, bit for bit: one output at a time.
+///
+/// # Safety
+/// As for [`linear_f32`].
+pub(crate) unsafe fn linear_i8(g: Int8Gemm<'_>) {
+    // SAFETY: forwarded.
+    unsafe { for_each_tile::<_, 1, 1>(&I8Tiles(g), g.m, g.n) }
+}
+
+/// f32 / f16 tiles: [`dot_tile`], every output summed in [`dot_f32`]'s order.
+struct FloatTiles<'a, W>(FloatGemm<'a, W>);
+
+impl<W: Copy + Into<f32>> Tiles for FloatTiles<'_, W> {
+    #[inline(always)]
+    unsafe fn tile<const R: usize, const N: usize>(&self, r: usize, i: usize) {
+        let Gemm { x, w, k, out, .. } = self.0;
+        let xr: [&[f32]; N] = core::array::from_fn(|a| &x[(i + a) * k..(i + a + 1) * k]);
+        let wr: [&[W]; R] = core::array::from_fn(|j| &w[(r + j) * k..(r + j + 1) * k]);
+        let acc = dot_tile(xr, wr, k, W::into);
+        for (a, row) in acc.iter().enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                // SAFETY: i + a < n, r + j < m (the caller).
+                unsafe { out.set(i + a, r + j, v) };
+            }
+        }
+    }
+}
+
+/// int8 tiles: [`dot_i8`] and the dequantisation of [`gemm_i8`].
+struct I8Tiles<'a>(Int8Gemm<'a>);
+
+impl Tiles for I8Tiles<'_> {
+    #[inline(always)]
+    unsafe fn tile<const R: usize, const N: usize>(&self, r: usize, i: usize) {
+        let Gemm { x, w, k, out, .. } = self.0;
+        for j in r..r + R {
+            for a in i..i + N {
+                let acc = dot_i8(&x.q[a * k..(a + 1) * k], &w.q[j * k..(j + 1) * k]);
+                // SAFETY: a < n, j < m (the caller).
+                unsafe { out.set(a, j, dequant(acc, x.scales[a], w.scales[j])) };
+            }
         }
     }
 }

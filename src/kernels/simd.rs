@@ -1,9 +1,11 @@
 //! Engine code outside the GEMMs — attention, softmax, log-softmax, LayerNorm, gates — compiled
-//! for the selected path's vector unit: [`Kernels::vectorised`] runs a closure inside a
-//! `#[target_feature]` function, so the code inlined into it (the model's `#[inline(always)]`
-//! bodies) is vectorised with AVX2 instead of the x86_64 baseline's SSE2. Same Rust, same
-//! operations in the same order (Rust never fuses a multiply and an add on its own, nor
-//! reorders float sums), so the results are bit for bit those of the baseline build.
+//! for the selected path's vector unit, and the f32 dot product it is built on ([`dot_f32`]).
+//!
+//! [`Kernels::vectorised`] runs a closure inside a `#[target_feature]` function, so the code
+//! inlined into it (the model's `#[inline(always)]` bodies) is vectorised with AVX2 instead of
+//! the x86_64 baseline's SSE2. Same Rust, same operations in the same order (Rust never fuses a
+//! multiply and an add on its own, nor reorders float sums), so the results are bit for bit
+//! those of the baseline build.
 
 use super::Kernels;
 
@@ -26,4 +28,25 @@ impl Kernels {
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
     f()
+}
+
+/// f32 dot product (attention scores and weighted sums). Eight partial sums, which the
+/// compiler vectorises; differs from [`super::scalar::dot_f32`] only in summation order.
+#[inline]
+pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let len = a.len().min(b.len());
+    let (a, b) = (&a[..len], &b[..len]);
+    let mut acc = [0.0f32; 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ar, br) = (ac.remainder(), bc.remainder());
+    for (x, y) in ac.zip(bc) {
+        for j in 0..8 {
+            acc[j] += x[j] * y[j];
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (x, y) in ar.iter().zip(br) {
+        s += x * y;
+    }
+    s
 }
