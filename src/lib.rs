@@ -34,6 +34,8 @@ pub mod workspace;
 #[cfg(feature = "std")]
 pub mod input;
 #[cfg(feature = "std")]
+pub mod output;
+#[cfg(feature = "std")]
 pub mod pack;
 
 pub use blob::{Blob, BlobError};
