@@ -35,7 +35,7 @@ pub mod workspace;
 pub mod input;
 #[cfg(feature = "std")]
 pub mod output;
-#[cfg(feature = "std")]
+#[cfg(feature = "pack")]
 pub mod pack;
 
 pub use blob::{Blob, BlobError};
