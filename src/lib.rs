@@ -37,7 +37,7 @@
 //! let (_regions, features) = m2::regions::features_from_png(png, blob.config().max_regions as usize)?;
 //!
 //! let opts = SearchOptions { beam: 5, max_len: 20 };
-//! let plan = model.plan(opts.beam, opts.max_len); // 206,340 bytes for this model
+//! let plan = model.plan(opts.beam, opts.max_len); // about 200 KB for this model
 //! let mut mem = [0f32; 64 * 1024];
 //! let mut ws = Workspace::new(&mut mem, plan)?;
 //!
