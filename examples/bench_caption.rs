@@ -173,17 +173,8 @@ fn caption(args: &[String]) -> Res<()> {
     let model = M2::new(&blob, kernels);
     let dtype = blob.matrix(TensorKind::VocabW, 0).dtype();
 
-    let npy = npyz::NpyFile::new(std::io::BufReader::new(std::fs::File::open(&feat_path)?))?;
-    let shape: Vec<usize> = npy.shape().iter().map(|&s| s as usize).collect();
-    let feats: Vec<f32> = npy.into_vec()?;
-    let (images, rows, d_in) = match shape.as_slice() {
-        [k, r, d] => (*k, *r, *d),
-        [r, d] => (1, *r, *d),
-        _ => return Err(format!("{feat_path}: expected [K, R, d_in], got {shape:?}").into()),
-    };
-    if d_in != cfg.d_in as usize {
-        return Err(format!("{feat_path}: d_in {d_in}, the model wants {}", cfg.d_in).into());
-    }
+    let f = m2::input::read_features(feat_path.as_ref(), cfg.d_in as usize)?;
+    let (images, rows, d_in, feats) = (f.images, f.regions, f.d_in, f.data);
     let rows_used = rows.min(cfg.max_regions as usize);
     let image = |k: usize| &feats[(k % images) * rows * d_in..][..rows_used * d_in];
 

@@ -50,8 +50,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let b = match arg(&args, "--calibrate") {
             // GPTQ int8 rounding on these images, as `m2-pack --calibrate` does
             Some(c) => {
-                let f = m2::input::read_features(std::path::Path::new(&c), m2::regions::D_IN)
-                    .map_err(|e| e.to_string())?;
+                let f = m2::input::read_features(c.as_ref(), m2::regions::D_IN)?;
                 let cal = Calibration {
                     features: &f.data,
                     images: f.images,
@@ -75,12 +74,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let model = M2::new(&blob, kernels);
     let cfg = *blob.config();
 
-    let fbytes = std::fs::read(arg(&args, "--features").ok_or("--features required")?)?;
-    let npy = npyz::NpyFile::new(&fbytes[..])?;
-    let shape: Vec<usize> = npy.shape().iter().map(|&s| s as usize).collect();
-    let feats: Vec<f32> = npy.into_vec::<f32>()?;
-    let (k, r, d_in) = (shape[0], shape[1], shape[2]);
-    assert_eq!(d_in, cfg.d_in as usize, "feature size");
+    let features = arg(&args, "--features").ok_or("--features required")?;
+    let f = m2::input::read_features(features.as_ref(), cfg.d_in as usize)?;
+    let (k, r, d_in, feats) = (f.images, f.regions, f.d_in, f.data);
 
     let opts = SearchOptions {
         beam: arg(&args, "--beam").unwrap_or("5".into()).parse()?,

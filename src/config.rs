@@ -237,6 +237,9 @@ impl core::fmt::Display for ConfigError {
     }
 }
 
+#[cfg(feature = "std")]
+impl std::error::Error for ConfigError {}
+
 /// Upper bound on any single dimension; keeps all products far from overflow on 32-bit targets.
 pub const MAX_DIM: u32 = 1 << 20;
 

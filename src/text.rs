@@ -25,6 +25,9 @@ impl core::fmt::Display for TextError {
     }
 }
 
+#[cfg(feature = "std")]
+impl std::error::Error for TextError {}
+
 /// Python's `str.isspace` on ASCII: `\t \n \v \f \r`, `\x1c..\x1f` and space.
 fn is_py_space(b: u8) -> bool {
     matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0x1c..=0x1f | b' ')

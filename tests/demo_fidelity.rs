@@ -6,63 +6,25 @@
 //! words with log-prob < −20 that no search ever picks). Plus best-caption agreement.
 //! Run with `--nocapture` for the figures.
 
-use m2::blob::{AlignedBuf, DType};
+mod common;
+
+use common::*;
+use m2::blob::DType;
 use m2::kernels::Kernels;
 use m2::model::M2;
-use m2::pack::calibrate::{pack_calibrated, Calibration};
-use m2::pack::{pack, read_vocab_json, PackOptions};
+use m2::pack::calibrate::Calibration;
 use m2::search::{beam_search, SearchOptions};
-use m2::workspace::Workspace;
 use m2::Blob;
-use std::path::Path;
-
-fn asset(name: &str) -> Vec<u8> {
-    std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("assets/demo")
-            .join(name),
-    )
-    .unwrap()
-}
-
-/// The demo model packed at `dtype` (read-out at `readout_dtype`), int8 GPTQ-calibrated on
-/// `calibration` ([images, regions, d_in] features) if given.
-fn demo_blob(
-    dtype: DType,
-    readout_dtype: Option<DType>,
-    calibration: Option<&Calibration>,
-) -> AlignedBuf {
-    let vocab = read_vocab_json(&asset("vocab.json")).unwrap();
-    let opts = PackOptions {
-        dtype,
-        readout_dtype,
-        heads: 4,
-        max_regions: 4,
-        ..PackOptions::default()
-    };
-    let st = asset("checkpoint.safetensors");
-    AlignedBuf::from_bytes(&match calibration {
-        Some(cal) => pack_calibrated(&st, &vocab, &opts, cal, &mut |_, _, _| {}).unwrap(),
-        None => pack(&st, &vocab, &opts).unwrap(),
-    })
-}
 
 #[test]
 fn f16_and_int8_fidelity_on_the_trained_demo_model() {
-    let feats_npy = asset("test_features.npy");
-    let npy = npyz::NpyFile::new(&feats_npy[..]).unwrap();
-    let shape: Vec<usize> = npy.shape().iter().map(|&s| s as usize).collect();
-    let feats = npy.into_vec::<f32>().unwrap();
-    let tok_npy = asset("torch_bs_tokens.npy");
-    let caps = npyz::NpyFile::new(&tok_npy[..])
-        .unwrap()
-        .into_vec::<i64>()
-        .unwrap();
+    let Array { shape, data: feats } = npy::<f32>(&asset("test_features.npy"));
+    let caps = npy::<i64>(&asset("torch_bs_tokens.npy")).data;
     let (kk, r, d_in) = (shape[0], shape[1], shape[2]);
     // a debug build checks every fifth scene to stay fast
     let stride = if cfg!(debug_assertions) { 5 } else { 1 };
 
-    let b32 = demo_blob(DType::F32, None, None);
+    let b32 = demo_packed(DType::F32, None, None);
     let blob32 = Blob::parse(&b32).unwrap();
     let cfg = *blob32.config();
     let (v, t_len) = (cfg.vocab as usize, 21usize.min(cfg.max_len()));
@@ -70,10 +32,10 @@ fn f16_and_int8_fidelity_on_the_trained_demo_model() {
     // GPTQ calibration on the bundled calibration images: the first 256 *training* scenes
     // (tools/python/demo/make_calibration.py), so every test scene here is held out — exactly
     // how the bundled demo-int8.m2 is packed
-    let cal_npy = asset("calib_features.npy");
-    let cal_npy = npyz::NpyFile::new(&cal_npy[..]).unwrap();
-    let cal_shape: Vec<usize> = cal_npy.shape().iter().map(|&s| s as usize).collect();
-    let cal_feats = cal_npy.into_vec::<f32>().unwrap();
+    let Array {
+        shape: cal_shape,
+        data: cal_feats,
+    } = npy::<f32>(&asset("calib_features.npy"));
     assert_eq!(cal_shape[2], d_in);
     let cal = Calibration {
         features: &cal_feats,
@@ -92,7 +54,7 @@ fn f16_and_int8_fidelity_on_the_trained_demo_model() {
         (DType::I8, Some(DType::F32), false, 0.3, 88),
         (DType::I8, None, true, 0.15, 85),
     ] {
-        let bq = demo_blob(dtype, readout, calibrated.then_some(&cal));
+        let bq = demo_packed(dtype, readout, calibrated.then_some(&cal));
         let label = format!(
             "{dtype}{}{}",
             readout.map_or(String::new(), |r| format!(" + {r} read-out")),
@@ -104,15 +66,11 @@ fn f16_and_int8_fidelity_on_the_trained_demo_model() {
         );
         let blobq = Blob::parse(&bq).unwrap();
         let model = M2::new(&blobq, Kernels::detect());
-        let plan = model.plan(5, t_len);
         let (mut a, mut b) = (
-            vec![0f32; plan.total_floats()],
-            vec![0f32; plan.total_floats()],
+            WorkspaceBuf::new(&model, 5, t_len),
+            WorkspaceBuf::new(&model, 5, t_len),
         );
-        let (mut wa, mut wb) = (
-            Workspace::new(&mut a, plan).unwrap(),
-            Workspace::new(&mut b, plan).unwrap(),
-        );
+        let (mut wa, mut wb) = (a.workspace(), b.workspace());
         let (mut oa, mut ob) = (vec![0f32; t_len * v], vec![0f32; t_len * v]);
         let (mut worst, mut worst_word, mut same, mut n) = (0f32, 0f32, 0usize, 0usize);
         for k in (0..kk).step_by(stride) {

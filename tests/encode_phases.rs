@@ -25,9 +25,8 @@ fn split_phases_give_the_beams_of_beam_search_bit_for_bit() {
             beam: 3,
             max_len: 8,
         };
-        let plan = model.plan(opts.beam, opts.max_len);
-        let mut mem = vec![0f32; plan.total_floats()];
-        let mut ws = Workspace::new(&mut mem, plan).unwrap();
+        let mut mem = WorkspaceBuf::new(&model, opts.beam, opts.max_len);
+        let mut ws = mem.workspace();
         for k in 0..images {
             let img = &feats.data[k * r * d_in..(k + 1) * r * d_in];
             let mut steps_a = Vec::new();
@@ -75,9 +74,8 @@ fn decoding_without_an_encoded_image_is_an_error() {
         beam: 2,
         max_len: 4,
     };
-    let plan = model.plan(opts.beam, opts.max_len);
-    let mut mem = vec![0f32; plan.total_floats()];
-    let mut ws = Workspace::new(&mut mem, plan).unwrap();
+    let mut mem = WorkspaceBuf::new(&model, opts.beam, opts.max_len);
+    let mut ws = mem.workspace();
     let search = |ws: &mut Workspace| beam_search_encoded(&model, ws, &opts, |_| {});
 
     // fresh workspace

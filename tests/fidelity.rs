@@ -173,9 +173,8 @@ fn quantised_blobs_fidelity_against_reference() {
             }
             for kernels in [Kernels::SCALAR, Kernels::detect()] {
                 let model = M2::new(&blob, kernels);
-                let plan = model.plan(5, t_len.max(20));
-                let mut mem = vec![0f32; plan.total_floats()];
-                let mut ws = Workspace::new(&mut mem, plan).unwrap();
+                let mut mem = WorkspaceBuf::new(&model, 5, t_len.max(20));
+                let mut ws = mem.workspace();
                 let mut out = vec![0f32; t_len * v];
                 let (mut tf_err, mut word_err, mut same, mut score_err) =
                     (0f32, 0f32, 0usize, 0f32);
@@ -269,9 +268,8 @@ fn f16_error_by_matrix() {
         let err_of = |buf: &m2::blob::AlignedBuf| -> f32 {
             let blob = Blob::parse(buf).unwrap();
             let model = M2::new(&blob, Kernels::detect());
-            let plan = model.plan(1, case.t_len);
-            let mut mem = vec![0f32; plan.total_floats()];
-            let mut ws = Workspace::new(&mut mem, plan).unwrap();
+            let mut mem = WorkspaceBuf::new(&model, 1, case.t_len);
+            let mut ws = mem.workspace();
             let mut out = vec![0f32; case.t_len * case.v];
             let mut e = 0f32;
             for k in 0..case.kk {

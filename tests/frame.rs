@@ -4,7 +4,7 @@
 mod common;
 
 use common::beam_bits as bits;
-use m2::blob::AlignedBuf;
+use common::WorkspaceBuf;
 use m2::frame::{
     caption_frame, downscale_into, downscaled_len, fit_factor, frame_features, labels_len, Event,
     Frame, FrameError, FrameScratch, Polarity,
@@ -15,22 +15,15 @@ use m2::regions::{self, Gray, Params, Region, RegionError, D_IN};
 use m2::search::{beam_search, BeamOutput, SearchOptions};
 use m2::workspace::Workspace;
 use m2::Blob;
-use std::path::{Path, PathBuf};
 
 const OPTS: SearchOptions = SearchOptions {
     beam: 5,
     max_len: 20,
 };
 
-fn asset(f: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("assets/demo")
-        .join(f)
-}
-
 /// The bundled 48×48 demo scenes `scenes/scene_0*.png`: file bytes and decoded pixels.
 fn scenes() -> Vec<(String, Vec<u8>, Gray)> {
-    let mut names: Vec<String> = std::fs::read_dir(asset("scenes"))
+    let mut names: Vec<String> = std::fs::read_dir(common::asset("scenes"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .filter(|n| n.starts_with("scene_0") && n.ends_with(".png") && !n.contains("_x"))
@@ -40,7 +33,7 @@ fn scenes() -> Vec<(String, Vec<u8>, Gray)> {
     names
         .into_iter()
         .map(|n| {
-            let bytes = std::fs::read(asset(&format!("scenes/{n}"))).unwrap();
+            let bytes = std::fs::read(common::asset(&format!("scenes/{n}"))).unwrap();
             let g = regions::from_png(&bytes).unwrap();
             assert_eq!((g.width, g.height), (48, 48), "{n}");
             (n, bytes, g)
@@ -128,14 +121,13 @@ fn caption(
 
 #[test]
 fn caption_frame_equals_the_cli_path_bit_for_bit() {
-    let buf = AlignedBuf::read_file(asset("demo-int8.m2")).unwrap();
+    let buf = common::demo_blob();
     let blob = Blob::parse(&buf).unwrap();
     let max_regions = blob.config().max_regions as usize;
     for kernels in [Kernels::SCALAR, Kernels::detect()] {
         let model = M2::new(&blob, kernels);
-        let plan = model.plan(OPTS.beam, OPTS.max_len);
-        let mut mem = vec![0f32; plan.total_floats()];
-        let mut ws = Workspace::new(&mut mem, plan).unwrap();
+        let mut mem = WorkspaceBuf::new(&model, OPTS.beam, OPTS.max_len);
+        let mut ws = mem.workspace();
         for (name, png, g) in scenes() {
             // the CLI's --image path
             let (regs, feats) = regions::features_from_png(&png, max_regions).unwrap();
@@ -177,10 +169,10 @@ fn caption_frame_equals_the_cli_path_bit_for_bit() {
 
 #[test]
 fn strided_and_inverted_frames_give_the_features_of_the_contiguous_canvas() {
-    let bytes = std::fs::read(asset("test_scenes.npy")).unwrap();
-    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
-    let shape: Vec<usize> = npy.shape().iter().map(|&s| s as usize).collect();
-    let scenes = npy.into_vec::<u8>().unwrap();
+    let common::Array {
+        shape,
+        data: scenes,
+    } = common::npy::<u8>(&common::asset("test_scenes.npy"));
     let (k, h, w) = (shape[0], shape[1], shape[2]);
     let r = 4;
     let mut labels = vec![0u16; labels_len(w, h)];
@@ -288,7 +280,7 @@ fn upscaled_frames_shrink_back_to_the_same_regions() {
         assert_eq!(got.map(f32::to_bits), want.map(f32::to_bits), "{name}");
 
         // 8× (384×384) is too big: fit_factor 2 and downscale_into are what the CLI uses
-        let x8_png = asset(&format!("scenes/{}", name.replace(".png", "_x8.png")));
+        let x8_png = common::asset(&format!("scenes/{}", name.replace(".png", "_x8.png")));
         let x8 = regions::from_png(&std::fs::read(x8_png).unwrap()).unwrap();
         let f = fit_factor(x8.width, x8.height);
         assert_eq!(f, 2);
@@ -337,13 +329,12 @@ fn bad_frames_and_buffers_are_typed_errors() {
     assert_eq!(fit_factor(usize::MAX, usize::MAX), usize::MAX.div_ceil(255));
     assert_eq!(downscaled_len(usize::MAX, 3, 0), 0);
 
-    let buf = AlignedBuf::read_file(asset("demo-int8.m2")).unwrap();
+    let buf = common::demo_blob();
     let blob = Blob::parse(&buf).unwrap();
     let max_regions = blob.config().max_regions as usize;
     let model = M2::new(&blob, Kernels::SCALAR);
-    let plan = model.plan(OPTS.beam, OPTS.max_len);
-    let mut mem = vec![0f32; plan.total_floats()];
-    let mut ws = Workspace::new(&mut mem, plan).unwrap();
+    let mut mem = WorkspaceBuf::new(&model, OPTS.beam, OPTS.max_len);
+    let mut ws = mem.workspace();
     let (_, _, g) = scenes().swap_remove(0);
     let frame = Frame::new(&g.pixels, 48, 48, 48).unwrap();
     let mut run =

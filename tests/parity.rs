@@ -32,9 +32,8 @@ fn encoder_levels_and_region_mask_match_reference() {
         let buf = packed(name, DType::F32);
         let blob = Blob::parse(&buf).unwrap();
         let model = M2::new(&blob, Kernels::SCALAR);
-        let plan = model.plan(1, 1);
-        let mut mem = vec![0f32; plan.total_floats()];
-        let mut ws = Workspace::new(&mut mem, plan).unwrap();
+        let mut mem = WorkspaceBuf::new(&model, 1, 1);
+        let mut ws = mem.workspace();
         let feats = npy_f32(name, "features.npy");
         let enc = npy_f32(name, "enc_outputs.npy");
         let mask = npy_bool(name, "enc_mask.npy");
@@ -77,9 +76,8 @@ fn teacher_forced_logprobs_match_reference() {
         let tokens = npy_i64(name, "tf_tokens.npy");
         let want = npy_f32(name, "tf_logprobs.npy");
         let (kk, t_len, v) = (want.shape[0], want.shape[1], want.shape[2]);
-        let plan = model.plan(1, t_len);
-        let mut mem = vec![0f32; plan.total_floats()];
-        let mut ws = Workspace::new(&mut mem, plan).unwrap();
+        let mut mem = WorkspaceBuf::new(&model, 1, t_len);
+        let mut ws = mem.workspace();
         let valid = valid_regions(name);
         let mut out = vec![0f32; t_len * v];
         let mut worst = 0f32;
@@ -120,9 +118,8 @@ fn beam_search_matches_reference() {
             beam: 5,
             max_len: 20,
         };
-        let plan = model.plan(opts.beam, opts.max_len);
-        let mut mem = vec![0f32; plan.total_floats()];
-        let mut ws = Workspace::new(&mut mem, plan).unwrap();
+        let mut mem = WorkspaceBuf::new(&model, opts.beam, opts.max_len);
+        let mut ws = mem.workspace();
         let valid = valid_regions(name);
         let word = |id: u32| blob.token(id);
         for k in 0..best.shape[0] {
@@ -190,9 +187,8 @@ fn greedy_matches_reference() {
         let model = M2::new(&blob, Kernels::SCALAR);
         let exp = expected(name);
         let feats = npy_f32(name, "features.npy");
-        let plan = model.plan(1, 20);
-        let mut mem = vec![0f32; plan.total_floats()];
-        let mut ws = Workspace::new(&mut mem, plan).unwrap();
+        let mut mem = WorkspaceBuf::new(&model, 1, 20);
+        let mut ws = mem.workspace();
         let valid = valid_regions(name);
         for (k, want) in exp["greedy_tokens"].as_array().unwrap().iter().enumerate() {
             let want: Vec<u32> = want
@@ -222,9 +218,8 @@ fn padding_rows_are_encoded_once() {
     let buf = packed(name, DType::F32);
     let blob = Blob::parse(&buf).unwrap();
     let model = M2::new(&blob, Kernels::detect());
-    let plan = model.plan(5, 20);
-    let mut mem = vec![0f32; plan.total_floats()];
-    let mut ws = Workspace::new(&mut mem, plan).unwrap();
+    let mut mem = WorkspaceBuf::new(&model, 5, 20);
+    let mut ws = mem.workspace();
     let feats = npy_f32(name, "features.npy");
     let (r, d_in) = (feats.shape[1], feats.shape[2]);
     let k = 2; // 10 valid regions of 50

@@ -2,33 +2,21 @@
 //! Rust features from `assets/demo/test_scenes.npy` must equal, bit for bit, the features the
 //! training pipeline's Python twin wrote to `assets/demo/test_features.npy` (and trained on).
 
+mod common;
+
+use common::{asset, npy, Array};
 use m2::regions::{self, Params, Region, D_IN};
-use std::path::{Path, PathBuf};
-
-fn asset(f: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("assets/demo")
-        .join(f)
-}
-
-fn npy_u8(p: &Path) -> (Vec<usize>, Vec<u8>) {
-    let bytes = std::fs::read(p).unwrap();
-    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
-    let shape = npy.shape().iter().map(|&s| s as usize).collect();
-    (shape, npy.into_vec::<u8>().unwrap())
-}
-
-fn npy_f32(p: &Path) -> (Vec<usize>, Vec<f32>) {
-    let bytes = std::fs::read(p).unwrap();
-    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
-    let shape = npy.shape().iter().map(|&s| s as usize).collect();
-    (shape, npy.into_vec::<f32>().unwrap())
-}
 
 #[test]
 fn rust_extractor_equals_bundled_features_bit_for_bit() {
-    let (ss, scenes) = npy_u8(&asset("test_scenes.npy"));
-    let (fs, feats) = npy_f32(&asset("test_features.npy"));
+    let Array {
+        shape: ss,
+        data: scenes,
+    } = npy::<u8>(&asset("test_scenes.npy"));
+    let Array {
+        shape: fs,
+        data: feats,
+    } = npy::<f32>(&asset("test_features.npy"));
     let (k, h, w) = (ss[0], ss[1], ss[2]);
     let (r, d) = (fs[1], fs[2]);
     assert_eq!(fs[0], k);
@@ -57,7 +45,10 @@ fn rust_extractor_equals_bundled_features_bit_for_bit() {
 
 #[test]
 fn bundled_pngs_decode_to_the_bundled_pixels() {
-    let (ss, scenes) = npy_u8(&asset("test_scenes.npy"));
+    let Array {
+        shape: ss,
+        data: scenes,
+    } = npy::<u8>(&asset("test_scenes.npy"));
     let (h, w) = (ss[1], ss[2]);
     let mut seen = 0;
     for i in 0..ss[0] {
@@ -78,7 +69,10 @@ fn bundled_pngs_decode_to_the_bundled_pixels() {
 
 #[test]
 fn inverted_drawing_gives_the_same_regions() {
-    let (ss, scenes) = npy_u8(&asset("test_scenes.npy"));
+    let Array {
+        shape: ss,
+        data: scenes,
+    } = npy::<u8>(&asset("test_scenes.npy"));
     let (h, w) = (ss[1], ss[2]);
     let px = &scenes[..w * h];
     let mut inv: Vec<u8> = px.iter().map(|v| 255 - v).collect();

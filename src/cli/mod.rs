@@ -8,7 +8,8 @@ macro_rules! outln {
 }
 
 pub mod demo;
-pub use m2::input;
+
+use m2::input;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -219,7 +220,7 @@ pub fn caption(a: &CaptionArgs) -> Result<()> {
         None => features_from_images(&a.image, &cfg)?,
     };
     let ids = match &a.ids {
-        Some(p) => input::read_ids(p, feats.images)?,
+        Some(p) => read_ids(p, feats.images)?,
         None => (0..feats.images).map(serde_json::Value::from).collect(),
     };
     if a.beam == 0 {
@@ -284,29 +285,24 @@ pub fn caption(a: &CaptionArgs) -> Result<()> {
     Ok(())
 }
 
-/// Write `bytes` to `path` through a temporary file and a rename.
-fn write_atomic(path: &Path, write: impl FnOnce(&mut std::fs::File) -> Result<()>) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path.file_name().context("output path has no file name")?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
-        write(&mut f)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+/// Read image ids for `--json`: a JSON list of `images` numbers or strings.
+fn read_ids(path: &Path, images: usize) -> Result<Vec<serde_json::Value>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    let Some(list) = v.as_array() else {
+        bail!("{}: ids must be a JSON list", path.display());
+    };
+    if list.len() != images {
+        bail!("{}: {} ids for {images} images", path.display(), list.len());
     }
-    result
+    if let Some(bad) = list.iter().find(|x| !(x.is_number() || x.is_string())) {
+        bail!(
+            "{}: id {bad} is neither a number nor a string",
+            path.display()
+        );
+    }
+    Ok(list.clone())
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -365,16 +361,16 @@ pub fn score(a: &ScoreArgs) -> Result<()> {
         pb.inc(1);
     }
     pb.finish_and_clear();
-    write_atomic(&a.output, |f| {
+    m2::output::write_atomic(&a.output, |f| {
         let mut w = npyz::WriteOptions::<f32>::new()
             .default_dtype()
             .shape(&[feats.images as u64, t_len as u64, v as u64])
             .writer(std::io::BufWriter::new(f))
             .begin_nd()?;
         w.extend(logp.iter().copied())?;
-        w.finish()?;
-        Ok(())
+        w.finish()
     })
+    .with_context(|| format!("cannot write {}", a.output.display()))
 }
 
 pub fn info(a: &InfoArgs) -> Result<()> {

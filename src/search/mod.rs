@@ -1,5 +1,5 @@
 //! Decoding on top of the model's API ([`M2::encode`], [`M2::step`]): the reference's beam
-//! search ([`beam`]) and greedy decoding ([`greedy`]). Both only keep hypotheses over the
+//! search ([`beam`]) and greedy decoding ([`mod@greedy`]). Both only keep hypotheses over the
 //! log-probabilities [`M2::step`] returns; teacher-forced scoring is [`M2::score`].
 //!
 //! [`M2::encode`]: crate::model::M2::encode

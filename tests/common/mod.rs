@@ -1,9 +1,16 @@
-//! Shared helpers of the integration tests: fixtures, packing, npy reading.
+//! Shared helpers of the integration tests: fixtures and the bundled demo, packing, `.npy`
+//! reading, workspaces.
 #![allow(dead_code)]
 
 use m2::blob::{AlignedBuf, DType};
+use m2::model::M2;
+use m2::pack::calibrate::{pack_calibrated, Calibration};
 use m2::pack::{pack, read_vocab_json, PackOptions};
+use m2::plan::Plan;
+use m2::workspace::Workspace;
 use std::path::{Path, PathBuf};
+
+pub use m2::input::Array;
 
 pub const FIXTURES: [&str; 3] = ["tiny-s0", "tiny-s2-masked", "small-s3"];
 
@@ -18,39 +25,78 @@ pub fn expected(name: &str) -> serde_json::Value {
     serde_json::from_slice(&bytes).unwrap()
 }
 
-/// An array read from a fixture's `.npy` file: shape and values converted to f64.
-pub struct Array<T> {
-    pub shape: Vec<usize>,
-    pub data: Vec<T>,
+/// A whole `.npy` file (its dtype must be `T`).
+pub fn npy<T: m2::input::Element>(path: &Path) -> Array<T> {
+    m2::input::read_npy(path).unwrap_or_else(|e| panic!("{e}"))
 }
 
 pub fn npy_f32(name: &str, file: &str) -> Array<f32> {
-    let bytes = std::fs::read(fixture_dir(name).join(file)).unwrap();
-    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
-    let shape = npy.shape().iter().map(|&s| s as usize).collect();
-    Array {
-        shape,
-        data: npy.into_vec::<f32>().unwrap(),
-    }
+    npy(&fixture_dir(name).join(file))
 }
 
 pub fn npy_i64(name: &str, file: &str) -> Array<i64> {
-    let bytes = std::fs::read(fixture_dir(name).join(file)).unwrap();
-    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
-    let shape = npy.shape().iter().map(|&s| s as usize).collect();
-    Array {
-        shape,
-        data: npy.into_vec::<i64>().unwrap(),
-    }
+    npy(&fixture_dir(name).join(file))
 }
 
 pub fn npy_bool(name: &str, file: &str) -> Array<bool> {
-    let bytes = std::fs::read(fixture_dir(name).join(file)).unwrap();
-    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
-    let shape = npy.shape().iter().map(|&s| s as usize).collect();
-    Array {
-        shape,
-        data: npy.into_vec::<bool>().unwrap(),
+    npy(&fixture_dir(name).join(file))
+}
+
+/// A file of the bundled demo, `assets/demo/{f}`.
+pub fn asset(f: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("assets/demo")
+        .join(f)
+}
+
+/// The bundled demo blob `assets/demo/demo-int8.m2` (what `m2` and the firmware run).
+pub fn demo_blob() -> AlignedBuf {
+    AlignedBuf::read_file(asset("demo-int8.m2")).unwrap()
+}
+
+/// The demo checkpoint packed at `dtype` (the read-out at `readout`, if given), int8
+/// GPTQ-calibrated on `calibration` if given: `m2-pack assets/demo/checkpoint.safetensors
+/// --vocab assets/demo/vocab.json --heads 4 --regions 4 …`.
+pub fn demo_packed(
+    dtype: DType,
+    readout: Option<DType>,
+    calibration: Option<&Calibration>,
+) -> AlignedBuf {
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(asset("config.json")).unwrap()).unwrap();
+    let st = std::fs::read(asset("checkpoint.safetensors")).unwrap();
+    let vocab = read_vocab_json(&std::fs::read(asset("vocab.json")).unwrap()).unwrap();
+    let opts = PackOptions {
+        dtype,
+        readout_dtype: readout,
+        heads: config["h"].as_u64().unwrap() as u32,
+        max_regions: 4,
+        ..PackOptions::default()
+    };
+    AlignedBuf::from_bytes(&match calibration {
+        Some(cal) => pack_calibrated(&st, &vocab, &opts, cal, &mut |_, _, _| {}).unwrap(),
+        None => pack(&st, &vocab, &opts).unwrap(),
+    })
+}
+
+/// A zeroed workspace buffer planned for `model` at `beam` beams and `max_len` steps:
+/// `let mut mem = WorkspaceBuf::new(&model, 5, 20); let mut ws = mem.workspace();`
+pub struct WorkspaceBuf {
+    mem: Vec<f32>,
+    plan: Plan,
+}
+
+impl WorkspaceBuf {
+    pub fn new(model: &M2, beam: usize, max_len: usize) -> Self {
+        let plan = model.plan(beam, max_len);
+        WorkspaceBuf {
+            mem: vec![0f32; plan.total_floats()],
+            plan,
+        }
+    }
+
+    pub fn workspace(&mut self) -> Workspace<'_> {
+        Workspace::new(&mut self.mem, self.plan).unwrap()
     }
 }
 
@@ -84,14 +130,14 @@ pub fn packed_calibrated(
     };
     let bytes = if calibrate {
         let feats = npy_f32(name, "features.npy");
-        let cal = m2::pack::calibrate::Calibration {
+        let cal = Calibration {
             features: &feats.data,
             images: feats.shape[0],
             regions: feats.shape[1],
-            damping: m2::pack::calibrate::Calibration::DAMPING,
+            damping: Calibration::DAMPING,
             threads: 2,
         };
-        m2::pack::calibrate::pack_calibrated(&st, &vocab, &opts, &cal, &mut |_, _, _| {}).unwrap()
+        pack_calibrated(&st, &vocab, &opts, &cal, &mut |_, _, _| {}).unwrap()
     } else {
         pack(&st, &vocab, &opts).unwrap()
     };

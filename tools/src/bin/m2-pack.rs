@@ -317,7 +317,8 @@ fn run_pack(a: &PackArgs) -> Result<ExitCode> {
     }
     let blob = blob?;
 
-    write_atomic(&out_c, &blob).with_context(|| format!("cannot write {}", out.display()))?;
+    m2::output::write_atomic(&out_c, |f| f.write_all(&blob))
+        .with_context(|| format!("cannot write {}", out.display()))?;
     if !a.quiet {
         let buf = AlignedBuf::from_bytes(&blob);
         let b = Blob::parse_skip_checksum(&buf)?;
@@ -338,27 +339,6 @@ fn run_pack(a: &PackArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Write to a temporary file in the destination directory, sync, then rename over `dest`.
-fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = dest.parent().unwrap_or(Path::new("."));
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, dest)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    Ok(result?)
 }
 
 fn inspect(path: &Path, beam: usize, regions: Option<usize>) -> Result<ExitCode> {

@@ -1,0 +1,46 @@
+//! Writing output files (std): all or nothing.
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+
+/// Write `path` through a temporary file in the same directory (`.NAME.PID.tmp`), synced and
+/// then renamed over `path`: a reader sees the old file or the whole new one, never a part, and
+/// a failed write leaves `path` untouched (the temporary file is removed).
+///
+/// ```no_run
+/// use std::io::Write;
+/// m2::output::write_atomic("captions.txt".as_ref(), |f| f.write_all(b"a dog on a couch\n"))?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn write_atomic(
+    path: &Path,
+    write: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            std::format!("{}: not a file name", path.display()),
+        )
+    })?;
+    let tmp = dir.join(std::format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut f = File::create(&tmp)?;
+        write(&mut f)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
