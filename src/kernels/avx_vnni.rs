@@ -28,7 +28,7 @@
 //! independent accumulators where the 16 registers allow (`vpdpbusd` has a latency of 4 cycles
 //! and a throughput of 2 per cycle on Zen 5; an 8 × 1 tile spills). More rows run as 3 × 4
 //! tiles (and a narrower last one) over blocks of 256 rows (`BLOCK`); the leftover weight rows
-//! (fewer than a tile's) form one shorter tile ([`super::tiles`]). The epilogue reduces four accumulators at a time and dequantises four outputs
+//! (fewer than a tile's) form one shorter tile (`super::tiles`). The epilogue reduces four accumulators at a time and dequantises four outputs
 //! per instruction (`cvtdq2ps`, then `× xs`, then `× ws`: scalar's order, so the same bits).
 
 use super::avx2::{hsum4_epi32, PREFETCH};

@@ -5,7 +5,7 @@
 //! 16×16 products to an i32 accumulator. Tiles are 2 weight rows × 2 activation rows
 //! (12 of the 13 free core registers). f32 / f16 use the scalar kernels (the M4F FPU runs them).
 //!
-//! The packing scheme is generic over [`Mac`]: [`Smlad`] issues the instructions (only on
+//! The packing scheme is generic over [`Mac`]: `Smlad` issues the instructions (only on
 //! bare-metal Arm eabihf targets, i.e. `thumbv7em-none-eabihf`, the only Cortex-M target whose
 //! DSP support is visible to stable `cfg`), and [`Emulated`] is the same arithmetic in portable
 //! Rust so that the host test suite checks the scheme against scalar ([`emulated_gemm_i8`]).

@@ -4,7 +4,7 @@ use super::operand::{dequant, FloatGemm, Gemm, Int8Gemm, QRows};
 use super::tiles::{for_each_tile, Tiles};
 use half::f16;
 
-/// Σ a[i]·b[i] over the common length.
+/// Σ `a[i]·b[i]` over the common length.
 #[inline]
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = 0.0f32;
@@ -86,7 +86,7 @@ pub fn quantize_rows(x: &[f32], n: usize, k: usize, q: &mut [i8], scales: &mut [
     }
 }
 
-/// Σ a[i]·b[i] in i32.
+/// Σ `a[i]·b[i]` in i32.
 #[inline]
 pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
     let mut acc = 0i32;
