@@ -60,6 +60,13 @@ pub enum InputError {
         expected: &'static str,
         found: std::string::String,
     },
+    /// A header whose shape declares more bytes than the file holds (or than any file can:
+    /// the product overflows), caught before anything is allocated.
+    ShapeTooLarge {
+        path: PathBuf,
+        shape: Vec<usize>,
+        file_bytes: u64,
+    },
     /// Fewer values than the header's shape.
     Truncated {
         path: PathBuf,
@@ -120,6 +127,16 @@ impl fmt::Display for InputError {
                 expected,
                 found,
             } => write!(f, "{}: {expected}, found dtype {found}", path.display()),
+            InputError::ShapeTooLarge {
+                path,
+                shape,
+                file_bytes,
+            } => write!(
+                f,
+                "{}: the header's shape {shape:?} declares more data than the file's {file_bytes} \
+                 bytes",
+                path.display()
+            ),
             InputError::Truncated {
                 path,
                 found,
@@ -207,6 +224,25 @@ fn open_npy(path: &Path) -> Result<Npy, InputError> {
         })?;
     if npy.order() != npyz::Order::C {
         return Err(InputError::FortranOrder { path: path.into() });
+    }
+    // The shape is untrusted: its product (in u64, checked) times the item size must fit in
+    // the file before any reader sizes a buffer from it.
+    let file_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let item = dtype_code(&npy.dtype().descr())
+        .get(1..)
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(1)
+        .max(1);
+    let declared = npy
+        .shape()
+        .iter()
+        .try_fold(item, |acc, &d| acc.checked_mul(d));
+    if declared.is_none_or(|b| b > file_bytes) {
+        return Err(InputError::ShapeTooLarge {
+            path: path.into(),
+            shape: shape_of(&npy),
+            file_bytes,
+        });
     }
     Ok(npy)
 }

@@ -2,11 +2,58 @@
 
 mod cli;
 
+use clap::error::ErrorKind;
 use clap::Parser;
 use std::process::ExitCode;
 
+/// Whether the shell started us with fd 1 closed (`m2 caption … >&-`). Rust's runtime reopens a
+/// closed standard fd on `/dev/null` before `main` (read-write), so every caption would vanish
+/// with exit 0. A user's own `> /dev/null` opens it write-only, which this tells apart through
+/// `/proc/self/fdinfo` (Linux; elsewhere nothing is detected).
+fn stdout_was_closed() -> bool {
+    let target = std::fs::read_link("/proc/self/fd/1");
+    let flags = std::fs::read_to_string("/proc/self/fdinfo/1");
+    match (target, flags) {
+        (Ok(t), Ok(info)) if t == std::path::Path::new("/dev/null") => info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+            .is_some_and(|f| f & 0o3 == 0o2),
+        _ => false,
+    }
+}
+
+/// A command-line error as one `error:` line and exit 1 (clap's own text is several lines and
+/// exit 2); `--help` and `--version` print as usual and exit 0.
+fn usage_error(e: clap::Error) -> ExitCode {
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        let _ = e.print();
+        return ExitCode::FAILURE;
+    }
+    let text = e.render().to_string();
+    let first = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("invalid arguments");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    eprintln!("error: {first} (see `m2 --help`)");
+    ExitCode::FAILURE
+}
+
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
+    let args = match cli::Cli::try_parse() {
+        Ok(a) => a,
+        Err(e) => return usage_error(e),
+    };
+    if stdout_was_closed() {
+        eprintln!("error: standard output is closed (`>&-`): the captions would be lost");
+        return ExitCode::FAILURE;
+    }
     let result = match &args.command {
         Some(cli::Command::Caption(a)) => cli::caption(a),
         Some(cli::Command::Score(a)) => cli::score(a),
@@ -24,8 +71,13 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             // one line: the error and its causes
+            // (a library's message may span lines, e.g. a parser's caret diagram: folded)
             let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            eprintln!("error: {}", msg.join(": "));
+            let msg = msg.join(": ");
+            eprintln!(
+                "error: {}",
+                msg.split_whitespace().collect::<Vec<_>>().join(" ")
+            );
             ExitCode::FAILURE
         }
     }

@@ -44,3 +44,22 @@ pub fn write_atomic(
     }
     result
 }
+
+/// Whether `output` would overwrite `input`: the same file through any path, symlink or hard
+/// link (same device and inode on Unix; the same canonical path elsewhere). A missing `output`
+/// is never the same file.
+pub fn same_file(output: &Path, input: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let (Ok(a), Ok(b)) = (std::fs::metadata(output), std::fs::metadata(input)) {
+            return a.dev() == b.dev() && a.ino() == b.ino();
+        }
+        false
+    }
+    #[cfg(not(unix))]
+    match (std::fs::canonicalize(output), std::fs::canonicalize(input)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}

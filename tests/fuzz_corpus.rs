@@ -9,8 +9,10 @@
 #![cfg(feature = "std")]
 
 mod blob_util;
+mod common;
 
 use blob_util::*;
+use common::npy_bytes;
 use m2::blob::AlignedBuf;
 use m2::Blob;
 use std::path::{Path, PathBuf};
@@ -19,26 +21,6 @@ fn corpus(target: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fuzz/corpus")
         .join(target)
-}
-
-/// `.npy` v1.0 bytes of `shape` with `descr` and raw little-endian data.
-fn npy(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let tuple = if dims.len() == 1 {
-        format!("({},)", dims[0])
-    } else {
-        format!("({})", dims.join(", "))
-    };
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {tuple}, }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    out.extend_from_slice(header.as_bytes());
-    out.extend_from_slice(data);
-    out
 }
 
 fn png(w: u32, h: u32, color: png::ColorType, depth: png::BitDepth, data: &[u8]) -> Vec<u8> {
@@ -113,8 +95,8 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         ("blob_resigned", "micro-f32.m2", plain),
         ("blob_resigned", "micro-mixed.m2", mixed),
         ("caption", "micro-mixed-3x8.bin", caption),
-        ("npy", "f32-2x3x2.npy", npy("<f4", &[2, 3, 2], &f32s)),
-        ("npy", "f16-3x72.npy", npy("<f2", &[3, 72], &f16s)),
+        ("npy", "f32-2x3x2.npy", npy_bytes("<f4", &[2, 3, 2], &f32s)),
+        ("npy", "f16-3x72.npy", npy_bytes("<f2", &[3, 72], &f16s)),
         (
             "png_regions",
             "gray8.png",

@@ -96,3 +96,221 @@ fn class1_a_plan_that_would_wrap_is_refused_before_allocation() {
     assert_eq!(err, WorkspaceError::PlanTooLarge { regions: 1 << 62 });
     assert!(err.to_string().contains("address space"), "{err}");
 }
+
+// ---- the CLI: one `error:` line, exit 1, no input changed ---------------------------------------
+
+mod common;
+
+use common::{m2, m2_command, stderr_line, write_npy, Tmp};
+
+fn demo() -> String {
+    common::asset("demo-int8.m2").to_string_lossy().into_owned()
+}
+
+/// Run `m2 args`, assert one error line containing `needle`, and that `inputs` are unchanged.
+fn refused(args: &[&str], needle: &str, inputs: &[&str]) {
+    let before: Vec<Vec<u8>> = inputs.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    let o = m2(args);
+    let line = stderr_line(&o);
+    assert!(line.contains(needle), "{args:?}: {line}");
+    assert!(o.stdout.is_empty(), "{args:?}: printed before failing");
+    for (p, b) in inputs.iter().zip(before) {
+        assert_eq!(std::fs::read(p).unwrap(), b, "{p} changed");
+    }
+}
+
+#[test]
+fn class1_cli_sizes_that_would_wrap_are_errors() {
+    let t = Tmp::new("hostile1");
+    let model = demo();
+    refused(
+        &["info", "-m", &model, "--regions", "4611686018427387904"],
+        "overflows",
+        &[&model],
+    );
+    refused(
+        &["info", "-m", &model, "--beam", "1000000000000"],
+        "--beam",
+        &[&model],
+    );
+    // A shape whose product wraps in 64 bits, holding 640 values.
+    let npy = t.path("wrap.npy");
+    write_npy(&npy, "<f4", &[(1usize << 58) + 1, 4, 72], &[0u8; 2560]);
+    refused(
+        &["caption", "-m", &model, "--features", &npy],
+        "declares more data than the file",
+        &[&model, &npy],
+    );
+}
+
+#[test]
+fn class2_cli_memory_is_bounded_before_allocation() {
+    let t = Tmp::new("hostile2");
+    let model = demo();
+    let scene = common::asset("scenes/scene_00.png")
+        .to_string_lossy()
+        .into_owned();
+    refused(
+        &[
+            "caption",
+            "-m",
+            &model,
+            "--image",
+            &scene,
+            "--max-workspace",
+            "0",
+        ],
+        "--max-workspace",
+        &[&model],
+    );
+    // A PNG header declaring 30000 x 30000 16-bit RGBA pixels (a few dozen bytes).
+    let png = t.path("huge.png");
+    let mut bytes = vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
+    let mut chunk = |kind: &[u8; 4], data: &[u8]| {
+        bytes.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(kind);
+        crc.update(data);
+        bytes.extend_from_slice(kind);
+        bytes.extend_from_slice(data);
+        bytes.extend_from_slice(&crc.finalize().to_be_bytes());
+    };
+    let mut ihdr = 30000u32.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&30000u32.to_be_bytes());
+    ihdr.extend_from_slice(&[16, 6, 0, 0, 0]);
+    chunk(b"IHDR", &ihdr);
+    chunk(b"IDAT", &[]);
+    chunk(b"IEND", &[]);
+    std::fs::write(&png, &bytes).unwrap();
+    refused(
+        &["caption", "-m", &model, "--image", &png],
+        "pixel limit",
+        &[&png],
+    );
+}
+
+#[test]
+fn class3_cli_features_that_overflow_name_the_image() {
+    let t = Tmp::new("hostile3");
+    let model = demo();
+    let npy = t.path("big.npy");
+    let mut data = Vec::new();
+    for i in 0..2 * 4 * 72 {
+        let v: f32 = if i % 2 == 0 { 3e38 } else { -3e38 };
+        data.extend_from_slice(&v.to_le_bytes());
+    }
+    write_npy(&npy, "<f4", &[2, 4, 72], &data);
+    for greedy in [false, true] {
+        let mut args = vec!["caption", "-m", &model, "--features", &npy];
+        if greedy {
+            args.push("--greedy");
+        }
+        refused(&args, "image 0", &[&npy]);
+    }
+}
+
+#[test]
+fn class4_cli_outputs_never_overwrite_inputs_and_captions_stream() {
+    let t = Tmp::new("hostile4");
+    let model = demo();
+    // m2 score -o onto an input through a symlink
+    let link = t.path("link.m2");
+    std::os::unix::fs::symlink(&model, &link).unwrap();
+    let feats = t.path("f.npy");
+    write_npy(&feats, "<f4", &[1, 1, 72], &[0u8; 288]);
+    let toks = t.path("t.npy");
+    let tok: Vec<u8> = [2i64, 3].iter().flat_map(|v| v.to_le_bytes()).collect();
+    write_npy(&toks, "<i8", &[1, 2], &tok);
+    refused(
+        &[
+            "score",
+            "-m",
+            &model,
+            "--features",
+            &feats,
+            "--tokens",
+            &toks,
+            "-o",
+            &link,
+        ],
+        "refusing to overwrite",
+        &[&model, &feats, &toks],
+    );
+    // Captions stream: the first image's caption is printed even though image 1 fails.
+    let mixed = t.path("mixed.npy");
+    let mut data = Vec::new();
+    for img in 0..2 {
+        for r in 0..4 * 72 {
+            let v: f32 = if img == 0 { (r % 7) as f32 / 7.0 } else { 3e38 };
+            data.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    write_npy(&mixed, "<f4", &[2, 4, 72], &data);
+    let o = m2(&["caption", "-m", &model, "--features", &mixed]);
+    let line = stderr_line(&o);
+    assert!(line.contains("image 1"), "{line}");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).lines().count(),
+        1,
+        "image 0's caption"
+    );
+    // --no-mmap reads the blob and captions the same
+    let scene = common::asset("scenes/scene_01.png")
+        .to_string_lossy()
+        .into_owned();
+    let a = m2(&["caption", "-m", &model, "--image", &scene]);
+    let b = m2(&["caption", "-m", &model, "--image", &scene, "--no-mmap"]);
+    assert!(a.status.success() && b.status.success());
+    assert_eq!(a.stdout, b.stdout);
+}
+
+#[test]
+fn class5_usage_errors_are_one_line_and_exit_1() {
+    let model = demo();
+    let scene = common::asset("scenes/scene_00.png")
+        .to_string_lossy()
+        .into_owned();
+    for args in [
+        vec!["caption", "-m", &model, "--image", &scene, "--beam", "abc"],
+        vec!["caption", "-m", &model, "--bogus"],
+        vec![
+            "caption",
+            "-m",
+            &model,
+            "--image",
+            &scene,
+            "--features",
+            "x.npy",
+        ],
+        vec!["frobnicate"],
+    ] {
+        let o = m2(&args);
+        stderr_line(&o);
+    }
+    for args in [["--help"], ["--version"]] {
+        let o = m2(&args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}");
+    }
+    // A full disk and a closed stdout are errors, not silent success.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let o = m2_command()
+        .args(["caption", "-m", &model, "--image", &scene])
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert!(stderr_line(&o).contains("No space left"));
+    // (not under an emulator, $M2_TEST_RUNNER: qemu-user opens files of its own, which may
+    // take the closed descriptor before the program runs)
+    if std::env::var_os("M2_TEST_RUNNER").is_none() {
+        let bin = m2_command().get_program().to_string_lossy().into_owned();
+        let o = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("'{bin}' caption -m '{model}' --image '{scene}' >&-"))
+            .output()
+            .unwrap();
+        assert!(stderr_line(&o).contains("standard output is closed"));
+    }
+}

@@ -415,11 +415,24 @@ impl fmt::Debug for AlignedBuf {
     }
 }
 
-/// A blob file memory-mapped read-only (page-aligned, so [`Blob::parse`] accepts it). The
-/// normal way to load a blob on Linux: no copy, pages come in on demand.
+/// A validated blob file: memory-mapped read-only (page-aligned, so [`Blob::parse`] accepts it;
+/// no copy, pages come in on demand), or read into memory ([`MappedBlob::read`]).
+///
+/// **The mapping hazard.** A mapped file that another process truncates or rewrites while it is
+/// mapped is read as it changes (a private mapping copies a page only when *this* process
+/// writes it, which it never does) — past validation — and truncation turns reads into
+/// `SIGBUS`. m2-pack replaces blobs atomically (a new file, then a rename), which leaves an
+/// existing mapping on the old inode. For files something else may change or remove (removable
+/// media, network shares, a blob being re-copied), read them instead: `m2 --no-mmap`.
 #[derive(Debug)]
 pub struct MappedBlob {
-    map: memmap2::Mmap,
+    bytes: Bytes,
+}
+
+#[derive(Debug)]
+enum Bytes {
+    Mapped(memmap2::Mmap),
+    Read(AlignedBuf),
 }
 
 /// Why a blob file could not be loaded.
@@ -442,43 +455,96 @@ impl fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
+/// Magic, version, header length and the declared length against the file's: checked before
+/// the checksum pass, so a file that is not a blob (or a 20 GB file that is not this one) is
+/// refused without reading it.
+fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
+    let declared = Blob::declared_len(bytes).map_err(|e| LoadError::Blob(path.into(), e))?;
+    if declared != bytes.len() as u64 {
+        return Err(LoadError::Blob(
+            path.into(),
+            BlobError::LengthMismatch {
+                header: declared,
+                actual: bytes.len(),
+            },
+        ));
+    }
+    Ok(())
+}
+
 impl MappedBlob {
-    /// Map `path` and validate it as a blob (checksum included).
+    /// Map `path` and validate it as a blob (header first, then the checksum, then the
+    /// structure).
     pub fn open(path: impl AsRef<Path>) -> Result<MappedBlob, LoadError> {
         let path = path.as_ref();
         let io = |e| LoadError::Io(path.to_path_buf(), e);
         let file = std::fs::File::open(path).map_err(io)?;
-        // SAFETY: the mapping is read-only and private to this process. Mapped files are UB to
-        // read if another process truncates or rewrites them meanwhile; m2-pack replaces blobs
-        // atomically (write a new file, then rename), which leaves existing mappings intact.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+        // SAFETY: a read-only private mapping (PROT_READ, MAP_PRIVATE) that this process never
+        // writes. Reading it is sound as long as no other process truncates or rewrites the
+        // file while it is mapped — the hazard documented on `MappedBlob`, which m2-pack's
+        // atomic replace avoids and `MappedBlob::read` (`m2 --no-mmap`) removes.
+        let map = unsafe { memmap2::MmapOptions::new().map_copy_read_only(&file) }.map_err(io)?;
+        check_header(path, &map)?;
         // The checksum pass reads every byte; each 4 MiB piece's pages are handed back once
         // hashed, so the pass never holds the blob resident, and afterwards only what the
         // engine reads comes back: all weights but most rows of `word_emb` (a caption reads
         // ≤ beam × steps of its V rows — 5 MB of the COCO int8 blob stay out).
         let crc = super::format::checksum_chunked(&map, 4 << 20, |start, end| {
-            // SAFETY: a read-only, file-backed private mapping: MADV_DONTNEED drops page-table
-            // entries only; the next read maps the same file bytes again (from the page
-            // cache), so no reference into the mapping can observe a change. A failure only
-            // leaves the pages resident.
+            // SAFETY: a read-only, file-backed private mapping no page of which this process
+            // has written: MADV_DONTNEED drops page-table entries only; the next read maps the
+            // same file bytes again (from the page cache). A failure only leaves the pages
+            // resident.
             #[cfg(unix)]
             let _ = unsafe {
                 map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
             };
         });
         Blob::parse_with_checksum(&map, crc).map_err(|e| LoadError::Blob(path.to_path_buf(), e))?;
-        Ok(MappedBlob { map })
+        Ok(MappedBlob {
+            bytes: Bytes::Mapped(map),
+        })
     }
 
-    /// The mapped bytes.
+    /// Map `path` and check only its header (magic, version, header and declared length): for
+    /// tools that run [`Blob::parse`] themselves to report on a damaged blob (`m2-pack
+    /// inspect`). Nothing else is validated: parse [`MappedBlob::bytes`] before use.
+    pub fn open_header_checked(path: impl AsRef<Path>) -> Result<MappedBlob, LoadError> {
+        let path = path.as_ref();
+        let io = |e| LoadError::Io(path.to_path_buf(), e);
+        let file = std::fs::File::open(path).map_err(io)?;
+        // SAFETY: as in `MappedBlob::open`: read-only, private, never written by this process;
+        // sound unless another process truncates or rewrites the file meanwhile.
+        let map = unsafe { memmap2::MmapOptions::new().map_copy_read_only(&file) }.map_err(io)?;
+        check_header(path, &map)?;
+        Ok(MappedBlob {
+            bytes: Bytes::Mapped(map),
+        })
+    }
+
+    /// Read `path` into memory (no mapping: the file may change or vanish afterwards without
+    /// effect) and validate it as [`MappedBlob::open`] does. Costs the blob's size in RAM.
+    pub fn read(path: impl AsRef<Path>) -> Result<MappedBlob, LoadError> {
+        let path = path.as_ref();
+        let buf = AlignedBuf::read_file(path).map_err(|e| LoadError::Io(path.to_path_buf(), e))?;
+        check_header(path, &buf)?;
+        Blob::parse(&buf).map_err(|e| LoadError::Blob(path.to_path_buf(), e))?;
+        Ok(MappedBlob {
+            bytes: Bytes::Read(buf),
+        })
+    }
+
+    /// The blob's bytes.
     pub fn bytes(&self) -> &[u8] {
-        &self.map
+        match &self.bytes {
+            Bytes::Mapped(m) => m,
+            Bytes::Read(b) => b,
+        }
     }
 
     /// The blob view. `open` validated these bytes; this re-runs only the structural checks
     /// (an error is possible only if the file was modified behind the mapping's back).
     pub fn blob(&self) -> Result<Blob<'_>, BlobError> {
-        Blob::parse_skip_checksum(&self.map)
+        Blob::parse_skip_checksum(self.bytes())
     }
 }
 

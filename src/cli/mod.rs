@@ -56,6 +56,13 @@ pub struct Common {
     /// No progress bar or warnings.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// Largest workspace to allocate, in MiB (default: a quarter of physical RAM).
+    #[arg(long, value_name = "MIB")]
+    pub max_workspace: Option<u64>,
+    /// Read the blob into memory instead of mapping it (for files on removable media or
+    /// shares, which may change or vanish while mapped).
+    #[arg(long)]
+    pub no_mmap: bool,
 }
 
 #[derive(Args)]
@@ -122,6 +129,9 @@ pub struct InfoArgs {
     /// Regions per image for the memory plan (default: the blob's max_regions).
     #[arg(long)]
     pub regions: Option<usize>,
+    /// Read the blob into memory instead of mapping it.
+    #[arg(long)]
+    pub no_mmap: bool,
 }
 
 /// The kernels the user asked for: `M2_KERNEL` (or the best path) and `--threads`.
@@ -134,8 +144,15 @@ pub fn kernels(threads: Option<usize>) -> Result<Kernels> {
     Ok(k.with_threads(n))
 }
 
-pub fn open_model(path: &Path) -> Result<MappedBlob> {
-    MappedBlob::open(path).map_err(|e| anyhow::anyhow!("{e}"))
+/// The model blob, memory-mapped, or read into memory with `--no-mmap` (for a file that may
+/// change or vanish while m2 runs: see [`MappedBlob`]).
+pub fn open_model(path: &Path, no_mmap: bool) -> Result<MappedBlob> {
+    let m = if no_mmap {
+        MappedBlob::read(path)
+    } else {
+        MappedBlob::open(path)
+    };
+    m.map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 fn blob_of(m: &MappedBlob) -> Result<Blob<'_>> {
@@ -211,7 +228,7 @@ fn features_from_images(paths: &[PathBuf], cfg: &m2::Config) -> Result<input::Fe
 }
 
 pub fn caption(a: &CaptionArgs) -> Result<()> {
-    let mapped = open_model(&a.common.model)?;
+    let mapped = open_model(&a.common.model, a.common.no_mmap)?;
     let blob = blob_of(&mapped)?;
     let cfg = *blob.config();
     let model = M2::new(&blob, kernels(a.common.threads)?);
@@ -240,16 +257,18 @@ pub fn caption(a: &CaptionArgs) -> Result<()> {
         );
     }
     let plan = model.plan(beam, a.max_len);
-    let mut mem = vec![0f32; plan.total_floats()];
+    let mut mem = workspace_memory(&plan, a.common.max_workspace)?;
     let mut ws = Workspace::new(&mut mem, plan)?;
     let rows = feats.regions.min(cfg.max_regions as usize);
     let pb = progress(feats.images, a.common.quiet);
-    let mut results = Vec::with_capacity(feats.images);
+    let mut results = Vec::with_capacity(if a.json { feats.images } else { 0 });
     let word = |id: u32| blob.token(id);
+    let stdout = std::io::stdout();
     for k in 0..feats.images {
         let x = &feats.image(k)[..rows * feats.d_in];
         let tokens: Vec<u32> = if a.greedy {
-            greedy(&model, x, &mut ws, a.max_len, |_, _| {})?
+            greedy(&model, x, &mut ws, a.max_len, |_, _| {})
+                .with_context(|| format!("image {k}"))?
                 .tokens
                 .to_vec()
         } else {
@@ -263,13 +282,22 @@ pub fn caption(a: &CaptionArgs) -> Result<()> {
         };
         let text = m2::text::caption_string(&tokens, word, a.raw)
             .map_err(|e| anyhow::anyhow!("image {k}: {e}"))?;
-        results.push(text);
+        if a.json {
+            results.push(text);
+        } else {
+            // Streamed: each caption is out (and flushed) as soon as it exists, so a crash or
+            // Ctrl-C at image k loses nothing before it.
+            pb.suspend(|| -> std::io::Result<()> {
+                let mut out = stdout.lock();
+                writeln!(out, "{}", escape_controls(&text))?;
+                out.flush()
+            })?;
+        }
         pb.inc(1);
     }
     pb.finish_and_clear();
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
     if a.json {
+        let mut out = stdout.lock();
         let list: Vec<serde_json::Value> = ids
             .into_iter()
             .zip(&results)
@@ -277,12 +305,55 @@ pub fn caption(a: &CaptionArgs) -> Result<()> {
             .collect();
         serde_json::to_writer(&mut out, &list)?;
         writeln!(out)?;
-    } else {
-        for c in &results {
-            writeln!(out, "{}", escape_controls(c))?;
-        }
+        out.flush()?;
     }
     Ok(())
+}
+
+/// The workspace buffer of `plan`, refused (one line, nothing allocated) if its size does not
+/// fit this machine or exceeds `--max-workspace` MiB (default: a quarter of physical RAM,
+/// at least 64 MiB; a hostile blob's `max_regions` cannot make the process abort on
+/// allocation).
+fn workspace_memory(plan: &m2::plan::Plan, max_mib: Option<u64>) -> Result<Vec<f32>> {
+    let Some(bytes) = plan.checked_total_bytes() else {
+        bail!(
+            "the memory plan for {} regions at beam {} overflows this machine's address space",
+            plan.regions,
+            plan.beam
+        );
+    };
+    let cap = match max_mib {
+        Some(m) => m.saturating_mul(1 << 20),
+        None => default_workspace_cap(),
+    };
+    if bytes as u64 > cap {
+        bail!(
+            "the workspace needs {} MiB (model max_regions {}, beam {}), over the {} MiB limit; \
+             raise it with --max-workspace MIB if this machine has the memory",
+            (bytes as u64).div_ceil(1 << 20),
+            plan.regions,
+            plan.beam,
+            cap >> 20
+        );
+    }
+    let mut v = Vec::new();
+    v.try_reserve_exact(bytes / 4)
+        .map_err(|_| anyhow::anyhow!("cannot allocate the {bytes}-byte workspace"))?;
+    v.resize(bytes / 4, 0f32);
+    Ok(v)
+}
+
+/// A quarter of physical RAM (from /proc/meminfo), at least 64 MiB; 1 GiB where unknown.
+fn default_workspace_cap() -> u64 {
+    let total_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+    });
+    match total_kib {
+        Some(k) => (k.saturating_mul(1024) / 4).max(64 << 20),
+        None => 1 << 30,
+    }
 }
 
 /// Read image ids for `--json`: a JSON list of `images` numbers or strings.
@@ -305,23 +376,16 @@ fn read_ids(path: &Path, images: usize) -> Result<Vec<serde_json::Value>> {
     Ok(list.clone())
 }
 
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => false,
-    }
-}
-
 pub fn score(a: &ScoreArgs) -> Result<()> {
     for input in [&a.common.model, &a.features, &a.tokens] {
-        if same_file(&a.output, input) {
+        if m2::output::same_file(&a.output, input) {
             bail!(
                 "refusing to overwrite the input {} with the output",
                 input.display()
             );
         }
     }
-    let mapped = open_model(&a.common.model)?;
+    let mapped = open_model(&a.common.model, a.common.no_mmap)?;
     let blob = blob_of(&mapped)?;
     let cfg = *blob.config();
     let model = M2::new(&blob, kernels(a.common.threads)?);
@@ -343,10 +407,24 @@ pub fn score(a: &ScoreArgs) -> Result<()> {
     }
     let v = cfg.vocab as usize;
     let plan = model.plan(1, t_len);
-    let mut mem = vec![0f32; plan.total_floats()];
+    let mut mem = workspace_memory(&plan, a.common.max_workspace)?;
     let mut ws = Workspace::new(&mut mem, plan)?;
     let rows = feats.regions.min(cfg.max_regions as usize);
-    let mut logp = vec![0f32; feats.images * t_len * v];
+    let Some(n_out) = feats
+        .images
+        .checked_mul(t_len)
+        .and_then(|n| n.checked_mul(v))
+        .filter(|&n| n <= isize::MAX as usize / 4)
+    else {
+        bail!(
+            "{} images x {t_len} tokens x {v} words of log-probs do not fit in memory",
+            feats.images
+        );
+    };
+    let mut logp = Vec::new();
+    logp.try_reserve_exact(n_out)
+        .map_err(|_| anyhow::anyhow!("cannot allocate {n_out} log-probs for the output"))?;
+    logp.resize(n_out, 0f32);
     let pb = progress(feats.images, a.common.quiet);
     for k in 0..feats.images {
         let x = &feats.image(k)[..rows * feats.d_in];
@@ -374,9 +452,24 @@ pub fn score(a: &ScoreArgs) -> Result<()> {
 }
 
 pub fn info(a: &InfoArgs) -> Result<()> {
-    let mapped = open_model(&a.model)?;
+    let mapped = open_model(&a.model, a.no_mmap)?;
     let blob = blob_of(&mapped)?;
     let c = blob.config();
+    let regions = a.regions.unwrap_or(c.max_regions as usize);
+    if a.beam == 0 || a.beam > m2::plan::MAX_BEAM {
+        bail!("--beam must be between 1 and {}", m2::plan::MAX_BEAM);
+    }
+    if regions == 0 {
+        bail!("--regions must be at least 1");
+    }
+    let plan = m2::plan::Plan::new(c, a.beam, regions, m2::plan::default_max_len(c));
+    let Some(ws_bytes) = plan.checked_total_bytes() else {
+        bail!(
+            "the memory plan for {regions} regions at beam {} overflows this machine's address \
+             space",
+            a.beam
+        );
+    };
     outln!("model {}", a.model.display());
     outln!("  checksum            {:#010x} (verified)", blob.checksum());
     outln!("{}", c.field_lines());
@@ -397,16 +490,12 @@ pub fn info(a: &InfoArgs) -> Result<()> {
             outln!("  {n:>4} tensors {:<4} {bytes:>12} bytes", dt.name());
         }
     }
-    let regions = a.regions.unwrap_or(c.max_regions as usize);
     outln!(
         "memory plan (beam {}, {regions} regions, {} words):",
         a.beam,
         m2::plan::default_max_len(c)
     );
     outln!("  flash (blob)        {:>12} bytes", blob.len());
-    outln!(
-        "  RAM workspace       {:>12} bytes",
-        m2::plan::workspace_bytes(c, a.beam, regions)
-    );
+    outln!("  RAM workspace       {:>12} bytes", ws_bytes);
     Ok(())
 }

@@ -9,6 +9,7 @@ use m2::pack::{pack, read_vocab_json, PackOptions};
 use m2::plan::Plan;
 use m2::workspace::Workspace;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 pub use m2::input::Array;
 
@@ -164,4 +165,88 @@ pub fn beam_bits(out: &m2::search::BeamOutput) -> Vec<(Vec<u32>, Vec<u32>, u32)>
             )
         })
         .collect()
+}
+
+// ---- the `m2` binary (tests/cli.rs, tests/hostile.rs) ----------------------------------------
+
+/// The `m2` binary, behind `$M2_TEST_RUNNER` when set (e.g. qemu-aarch64 in cross tests).
+pub fn m2_command() -> Command {
+    match std::env::var("M2_TEST_RUNNER") {
+        Ok(runner) if !runner.trim().is_empty() => {
+            let mut parts = runner.split_whitespace();
+            let mut c = Command::new(parts.next().unwrap());
+            c.args(parts).arg(env!("CARGO_BIN_EXE_m2"));
+            c
+        }
+        _ => Command::new(env!("CARGO_BIN_EXE_m2")),
+    }
+}
+
+pub fn m2(args: &[&str]) -> Output {
+    m2_command()
+        .args(args)
+        .env_remove("M2_KERNEL")
+        .output()
+        .unwrap()
+}
+
+pub struct Tmp(pub PathBuf);
+
+impl Tmp {
+    pub fn new(tag: &str) -> Tmp {
+        let p = std::env::temp_dir().join(format!("m2-cli-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Tmp(p)
+    }
+    pub fn path(&self, name: &str) -> String {
+        self.0.join(name).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Tmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The one `error:` line of a failed run (exit 1, no panic).
+pub fn stderr_line(o: &Output) -> String {
+    let s = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "expected exit 1: {s}");
+    assert!(s.starts_with("error: "), "stderr: {s}");
+    assert_eq!(s.trim_end().lines().count(), 1, "one line expected: {s}");
+    assert!(!s.contains("panicked"), "{s}");
+    s
+}
+
+/// Write a little-endian .npy by hand (any dtype descr).
+pub fn write_npy(path: &str, descr: &str, shape: &[usize], data: &[u8]) {
+    std::fs::write(path, npy_bytes(descr, shape, data)).unwrap();
+}
+
+/// A little-endian .npy v1.0 file's bytes (any dtype descr), header padded to 64 bytes.
+pub fn npy_bytes(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
+    let shape_s = match shape.len() {
+        1 => format!("({},)", shape[0]),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let mut header =
+        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_s}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(data);
+    out
 }

@@ -162,7 +162,7 @@ fn main() -> ExitCode {
             let msg = msg.join(" ");
             let msg = msg.strip_prefix("error: ").unwrap_or(&msg);
             eprintln!("error: {msg} (see m2-pack --help)");
-            return ExitCode::from(2);
+            return ExitCode::FAILURE;
         }
     };
     let result = match cli.command {
@@ -219,9 +219,17 @@ fn run_pack(a: &PackArgs) -> Result<ExitCode> {
         .canonicalize()
         .with_context(|| format!("cannot open vocabulary {}", vocab_path.display()))?;
     let out_c = canonical_target(out)?;
-    if out_c == ckpt_c || out_c == vocab_c {
+    // Every input, through symlinks and hard links: the checkpoint, the vocabulary and the
+    // calibration features.
+    let inputs = [Some(&ckpt_c), Some(&vocab_c), a.calibrate.as_ref()];
+    if let Some(input) = inputs
+        .into_iter()
+        .flatten()
+        .find(|i| out_c == **i || m2::output::same_file(&out_c, i))
+    {
         bail!(
-            "refusing to overwrite the input file {} with the output",
+            "refusing to overwrite the input file {} with the output {}",
+            input.display(),
             out.display()
         );
     }
@@ -323,7 +331,9 @@ fn run_pack(a: &PackArgs) -> Result<ExitCode> {
         let buf = AlignedBuf::from_bytes(&blob);
         let b = Blob::parse_skip_checksum(&buf)?;
         let c = b.config();
-        println!(
+        let mut stdout = std::io::stdout().lock();
+        writeln!(
+            stdout,
             "wrote {}: {} bytes, {} tensors (weights {}{}), d_model {} h {} layers {}+{} vocab {}, checksum {:#010x}",
             out.display(),
             blob.len(),
@@ -336,19 +346,26 @@ fn run_pack(a: &PackArgs) -> Result<ExitCode> {
             c.n_dec,
             c.vocab,
             b.checksum()
-        );
+        )?;
+        stdout.flush()?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn inspect(path: &Path, beam: usize, regions: Option<usize>) -> Result<ExitCode> {
-    let buf =
-        AlignedBuf::read_file(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if beam == 0 || beam > m2::plan::MAX_BEAM {
+        bail!("--beam must be between 1 and {}", m2::plan::MAX_BEAM);
+    }
+    // Mapped, not read: a 3 GB file costs nothing until the checksum pass pages it through;
+    // the header (magic, version, declared length) is checked first.
+    let mapped =
+        m2::blob::MappedBlob::open_header_checked(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let buf = mapped.bytes();
     // A full parse first, so that a corrupted file reports the checksum rather than whatever
     // structural damage the corruption caused; a blob whose only fault is its checksum is
     // still printed (marked MISMATCH) before the error.
-    let checksum = Blob::parse(&buf).map(|_| ());
-    let blob = match (&checksum, Blob::parse_skip_checksum(&buf)) {
+    let checksum = Blob::parse(buf).map(|_| ());
+    let blob = match (&checksum, Blob::parse_skip_checksum(buf)) {
         (Ok(()), Ok(b)) | (Err(m2::BlobError::ChecksumMismatch { .. }), Ok(b)) => b,
         (Err(e), _) => bail!("{}: {e}", path.display()),
         (Ok(()), Err(e)) => bail!("{}: {e}", path.display()),
@@ -405,8 +422,12 @@ fn inspect(path: &Path, beam: usize, regions: Option<usize>) -> Result<ExitCode>
             let _ = writeln!(o, "  {d}: {n} tensors, {bytes} bytes");
         }
     }
-    let regions = regions.unwrap_or(c.max_regions as usize);
-    let ws = m2::plan::workspace_bytes(&c, beam, regions);
+    let regions = regions.unwrap_or(c.max_regions as usize).max(1);
+    let Some(ws) =
+        m2::plan::Plan::new(&c, beam, regions, m2::plan::default_max_len(&c)).checked_total_bytes()
+    else {
+        bail!("the memory plan for {regions} regions at beam {beam} overflows this machine's address space");
+    };
     let _ = writeln!(o, "memory plan (beam {beam}, {regions} regions)");
     let _ = writeln!(
         o,
@@ -415,7 +436,11 @@ fn inspect(path: &Path, beam: usize, regions: Option<usize>) -> Result<ExitCode>
         human(blob.len())
     );
     let _ = writeln!(o, "  RAM (workspace)     {:>12} bytes  {}", ws, human(ws));
-    print!("{o}");
+    {
+        let mut out = std::io::stdout().lock();
+        std::io::Write::write_all(&mut out, o.as_bytes())?;
+        std::io::Write::flush(&mut out)?;
+    }
     match checksum {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => Err(anyhow!("{}: {e}", path.display())),
