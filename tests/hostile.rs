@@ -308,7 +308,9 @@ fn class5_usage_errors_are_one_line_and_exit_1() {
         let bin = m2_command().get_program().to_string_lossy().into_owned();
         let o = std::process::Command::new("sh")
             .arg("-c")
-            .arg(format!("'{bin}' caption -m '{model}' --image '{scene}' >&-"))
+            .arg(format!(
+                "'{bin}' caption -m '{model}' --image '{scene}' >&-"
+            ))
             .output()
             .unwrap();
         assert!(stderr_line(&o).contains("standard output is closed"));

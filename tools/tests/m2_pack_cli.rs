@@ -27,11 +27,12 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// Non-zero exit with exactly one line on stderr starting `error: `.
+/// Exit 1 with exactly one line on stderr starting `error: `.
 fn assert_one_line_error(o: &Output) -> String {
-    assert!(
-        !o.status.success(),
-        "expected failure, stdout {}",
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "expected exit 1, stdout {}",
         String::from_utf8_lossy(&o.stdout)
     );
     let e = stderr(o);
@@ -470,4 +471,74 @@ fn errors_are_one_line() {
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stdout).contains("inspect"));
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Hostile input, class 4 (issue 14): the calibration features are an input too — an output
+/// naming them (directly, through a symlink or a hard link) is refused and they stay intact.
+#[test]
+fn calibration_input_is_never_overwritten() {
+    let dir = scratch("calib-clobber");
+    let cal = dir.join("cal.npy");
+    std::fs::copy(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../assets/demo/calib_features.npy"),
+        &cal,
+    )
+    .unwrap();
+    let before = std::fs::read(&cal).unwrap();
+    let link = dir.join("link.npy");
+    std::os::unix::fs::symlink(&cal, &link).unwrap();
+    let hard = dir.join("hard.npy");
+    std::fs::hard_link(&cal, &hard).unwrap();
+    let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../assets/demo");
+    for target in [&cal, &link, &hard] {
+        let o = run(&[
+            demo.join("checkpoint.safetensors").to_str().unwrap(),
+            "--vocab",
+            demo.join("vocab.json").to_str().unwrap(),
+            "--dtype",
+            "int8",
+            "--heads",
+            "4",
+            "--regions",
+            "4",
+            "--calibrate",
+            cal.to_str().unwrap(),
+            "-o",
+            target.to_str().unwrap(),
+        ]);
+        let e = assert_one_line_error(&o);
+        assert!(e.contains("refusing to overwrite"), "{e}");
+    }
+    assert_eq!(std::fs::read(&cal).unwrap(), before);
+}
+
+/// Hostile input, class 5: usage errors exit 1 in one line; `inspect` to a full disk is an
+/// error (not a panic); `inspect` of a file that is no blob stops at the header.
+#[test]
+fn usage_and_output_errors_are_one_line() {
+    for args in [
+        &["--bogus"][..],
+        &["inspect"],
+        &["inspect", "x", "--beam", "abc"],
+    ] {
+        assert_one_line_error(&run(args));
+    }
+    let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../assets/demo/demo-int8.m2");
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let o = Command::new(BIN)
+        .args(["inspect", demo.to_str().unwrap()])
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert!(assert_one_line_error(&o).contains("No space left"));
+    let dir = scratch("inspect-not-blob");
+    let junk = dir.join("junk.bin");
+    std::fs::write(&junk, vec![7u8; 4096]).unwrap();
+    let e = assert_one_line_error(&run(&["inspect", junk.to_str().unwrap()]));
+    assert!(e.contains("magic"), "{e}");
+    let e = assert_one_line_error(&run(&["inspect", demo.to_str().unwrap(), "--beam", "0"]));
+    assert!(e.contains("--beam"), "{e}");
 }
