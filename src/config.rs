@@ -246,6 +246,12 @@ pub const MAX_DIM: u32 = 1 << 20;
 /// Most decoder layers the engine supports (the decoder keeps its layers in a fixed array).
 pub const MAX_DEC_LAYERS: usize = 12;
 
+/// Largest `max_regions` a blob may declare. Regions are detector boxes or grid cells
+/// (bottom-up attention gives 10–100, a 12×12 grid 144); nothing in the weights bounds them, so
+/// without this a small blob could plan a multi-gigabyte workspace (the encoder's attention is
+/// `R × (R + m)` per head).
+pub const MAX_REGIONS: u32 = 1024;
+
 impl Config {
     /// The released COCO model (docs/SPEC.md §2.1).
     pub const COCO: Config = Config {
@@ -305,13 +311,19 @@ impl Config {
             }
             i += 1;
         }
-        if self.h * self.d_k != self.d_model || self.h * self.d_v != self.d_model {
+        // In u64: h·d_k of two sizes up to 2^20 would wrap u32 (h 4240 × d_k 1 012 964 = 64
+        // mod 2^32) and pass a check it fails.
+        let (h, dm) = (self.h as u64, self.d_model as u64);
+        if h * self.d_k as u64 != dm || h * self.d_v as u64 != dm {
             return Err(ConfigError::HeadSplit {
                 h: self.h,
                 d_k: self.d_k,
                 d_v: self.d_v,
                 d_model: self.d_model,
             });
+        }
+        if self.max_regions > MAX_REGIONS {
+            return Err(ConfigError::TooLarge("max_regions", self.max_regions));
         }
         if self.n_enc != 3 {
             return Err(ConfigError::EncoderLayers(self.n_enc));
@@ -343,6 +355,24 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn head_split_is_checked_without_wrapping_and_regions_are_bounded() {
+        let mut c = Config::COCO;
+        c.h = 4240;
+        c.d_k = 1_012_964;
+        c.d_v = 1_012_964;
+        c.d_model = 64; // 4240 × 1 012 964 ≡ 64 (mod 2^32)
+        assert!(matches!(c.validate(), Err(ConfigError::HeadSplit { .. })));
+        let mut c = Config::COCO;
+        c.max_regions = MAX_REGIONS + 1;
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::TooLarge("max_regions", MAX_REGIONS + 1))
+        );
+        c.max_regions = MAX_REGIONS;
+        assert_eq!(c.validate(), Ok(()));
+    }
     use std::format;
 
     /// `FIELDS` follows the struct's declaration order, and `from_words` undoes `to_words`
