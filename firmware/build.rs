@@ -1,6 +1,9 @@
 //! Build script: picks the board and its memory map, embeds the model blob, bakes in the
 //! bundled images and the captions the host engine gives them.
 //!
+//! (Over 600 lines: one script by Cargo's design — board selection, the memory map, the blob,
+//! the frames and their expected captions are one chain of decisions, each feeding the next.)
+//!
 //! Everything the firmware knows about its model is decided here, on the host, with the same
 //! `m2` library the firmware links (built with `std`):
 //! 1. the board (`m2_board` cfg: `qemu`, `stm32h743` or `pico`) and its `memory.x`; a tag naming

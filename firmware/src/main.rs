@@ -1,5 +1,8 @@
 //! M² image captioning on a Cortex-M, from flash, with defmt logs.
 //!
+//! (Over 600 lines on purpose: the whole device program in one file, in boot order, as in
+//! knurling's app-template; the board specifics live in `board/`.)
+//!
 //! Boot → the board's clocks, caches and counter (`board`) → verify the embedded model blob
 //! (`m2::Blob::parse`: magic, version, CRC-32, every offset and shape) → for every bundled
 //! frame: copy it into a RAM frame buffer as a camera's DMA would leave it, find its regions

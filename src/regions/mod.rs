@@ -1,5 +1,8 @@
 //! The region extractor of the digit-scene demo: pixels → regions → region features.
 //!
+//! (About 600 lines: the extractor's definition below is its specification, kept next to the
+//! one implementation it describes; the host PNG path is in `png.rs`.)
+//!
 //! This is the **one definition** of the demo's "detector". The training pipeline
 //! (`tools/python/demo/regions.py`) is a twin of this file and `tests/regions_parity.rs` proves
 //! that both give bit-identical features on every bundled scene.
