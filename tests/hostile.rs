@@ -316,3 +316,37 @@ fn class5_usage_errors_are_one_line_and_exit_1() {
         assert!(stderr_line(&o).contains("standard output is closed"));
     }
 }
+
+#[test]
+fn class5_an_image_with_more_regions_than_the_model_takes_warns() {
+    let t = Tmp::new("hostile5");
+    let model = demo(); // max_regions 4
+                        // Five separate bright 5x7 strokes on black: five regions.
+    let (w, h) = (60usize, 20usize);
+    let mut px = vec![0u8; w * h];
+    for k in 0..5 {
+        for y in 6..13 {
+            for x in 3 + 12 * k..8 + 12 * k {
+                px[y * w + x] = 255;
+            }
+        }
+    }
+    let path = t.path("five.png");
+    {
+        let f = std::fs::File::create(&path).unwrap();
+        let mut enc = png::Encoder::new(f, w as u32, h as u32);
+        enc.set_color(png::ColorType::Grayscale);
+        enc.set_depth(png::BitDepth::Eight);
+        enc.write_header().unwrap().write_image_data(&px).unwrap();
+    }
+    let o = m2(&["caption", "-m", &model, "--image", &path]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("warning:") && err.contains("5 regions"),
+        "{err}"
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 1);
+    let q = m2(&["caption", "-m", &model, "--image", &path, "-q"]);
+    assert!(q.stderr.is_empty() && q.stdout == o.stdout);
+}

@@ -204,7 +204,11 @@ fn escape_controls(s: &str) -> String {
 
 /// Region features of PNG scenes through `m2::regions`, zero-padded to max_regions rows (the
 /// engine's own padding, so captions are the same as with only the found rows).
-fn features_from_images(paths: &[PathBuf], cfg: &m2::Config) -> Result<input::Features> {
+fn features_from_images(
+    paths: &[PathBuf],
+    cfg: &m2::Config,
+    quiet: bool,
+) -> Result<input::Features> {
     let (d_in, r) = (cfg.d_in as usize, cfg.max_regions as usize);
     if d_in != m2::regions::D_IN {
         bail!(
@@ -215,9 +219,20 @@ fn features_from_images(paths: &[PathBuf], cfg: &m2::Config) -> Result<input::Fe
     let mut data = vec![0f32; paths.len() * r * d_in];
     for (k, p) in paths.iter().enumerate() {
         let bytes = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
-        let (_, f) = m2::regions::features_from_png(&bytes, r)
+        // Asked for every region the extractor tracks, so that dropping some is said (as the
+        // --features path says it); the regions kept, the first r in raster order, have the
+        // same features either way.
+        let (found, f) = m2::regions::features_from_png(&bytes, m2::regions::MAX_COMPONENTS.max(r))
             .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
-        data[k * r * d_in..k * r * d_in + f.len()].copy_from_slice(&f);
+        if found.len() > r && !quiet {
+            eprintln!(
+                "warning: {} has {} regions; the model takes {r} — using the first {r} (raster order)",
+                p.display(),
+                found.len()
+            );
+        }
+        let n = found.len().min(r) * d_in;
+        data[k * r * d_in..k * r * d_in + n].copy_from_slice(&f[..n]);
     }
     Ok(input::Features {
         images: paths.len(),
@@ -234,7 +249,7 @@ pub fn caption(a: &CaptionArgs) -> Result<()> {
     let model = M2::new(&blob, kernels(a.common.threads)?);
     let feats = match &a.features {
         Some(p) => load_features(p, &blob, a.common.quiet)?,
-        None => features_from_images(&a.image, &cfg)?,
+        None => features_from_images(&a.image, &cfg, a.common.quiet)?,
     };
     let ids = match &a.ids {
         Some(p) => read_ids(p, feats.images)?,
