@@ -212,7 +212,39 @@ element!(f32 f64 i8 i16 i32 i64 u8 u16 u32 u64 bool);
 type Npy = npyz::NpyFile<std::io::BufReader<std::fs::File>>;
 
 fn open_npy(path: &Path) -> Result<Npy, InputError> {
-    let file = std::fs::File::open(path).map_err(|source| InputError::Open {
+    let mut file = std::fs::File::open(path).map_err(|source| InputError::Open {
+        path: path.into(),
+        source,
+    })?;
+    let file_bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+    // The header is untrusted and read by this crate's own strict parser first: npyz's
+    // Python-literal parser multiplies the shape unchecked (a panic with overflow checks, a
+    // wrapped size without) and backtracks for minutes on nested brackets (found by the `npy`
+    // fuzz target). Only a plain `{'descr': …, 'fortran_order': …, 'shape': (…)}` goes on.
+    let header = npy_header::read(&mut file).map_err(|why| InputError::Npy {
+        path: path.into(),
+        header: true,
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, why),
+    })?;
+    // The shape's product (checked, in u64) times the item size must fit in what follows the
+    // header before any reader sizes a buffer from it.
+    let declared = header
+        .shape
+        .iter()
+        .try_fold(header.item_bytes, |acc, &d| acc.checked_mul(d));
+    if declared.is_none_or(|b| b > file_bytes.saturating_sub(header.data_offset)) {
+        return Err(InputError::ShapeTooLarge {
+            path: path.into(),
+            shape: header
+                .shape
+                .iter()
+                .map(|&d| usize::try_from(d).unwrap_or(usize::MAX))
+                .collect(),
+            file_bytes,
+        });
+    }
+    use std::io::Seek;
+    file.rewind().map_err(|source| InputError::Open {
         path: path.into(),
         source,
     })?;
@@ -225,26 +257,214 @@ fn open_npy(path: &Path) -> Result<Npy, InputError> {
     if npy.order() != npyz::Order::C {
         return Err(InputError::FortranOrder { path: path.into() });
     }
-    // The shape is untrusted: its product (in u64, checked) times the item size must fit in
-    // the file before any reader sizes a buffer from it.
-    let file_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let item = dtype_code(&npy.dtype().descr())
-        .get(1..)
-        .and_then(|n| n.parse::<u64>().ok())
-        .unwrap_or(1)
-        .max(1);
-    let declared = npy
-        .shape()
-        .iter()
-        .try_fold(item, |acc, &d| acc.checked_mul(d));
-    if declared.is_none_or(|b| b > file_bytes) {
-        return Err(InputError::ShapeTooLarge {
-            path: path.into(),
-            shape: shape_of(&npy),
-            file_bytes,
-        });
-    }
     Ok(npy)
+}
+
+/// A strict reader of `.npy` headers (format versions 1–3): the dict literal numpy writes and
+/// nothing else, in linear time.
+mod npy_header {
+    use std::io::Read;
+
+    pub struct Header {
+        pub shape: Vec<u64>,
+        /// Bytes per element (the digits of the dtype code, e.g. 4 for `<f4`).
+        pub item_bytes: u64,
+        /// Where the array data starts.
+        pub data_offset: u64,
+    }
+
+    /// Longest header taken (numpy writes well under 4 KiB).
+    const MAX_HEADER: usize = 1 << 16;
+    /// Most dimensions taken.
+    const MAX_DIMS: usize = 32;
+
+    pub fn read(r: &mut impl Read) -> Result<Header, String> {
+        let mut pre = [0u8; 8];
+        r.read_exact(&mut pre)
+            .map_err(|_| "not a .npy file (too short)".to_string())?;
+        if &pre[..6] != b"\x93NUMPY" {
+            return Err("not a .npy file (bad magic)".into());
+        }
+        let len_bytes = match pre[6] {
+            1 => 2,
+            2 | 3 => 4,
+            v => return Err(format!("unsupported .npy format version {v}")),
+        };
+        let mut lb = [0u8; 4];
+        r.read_exact(&mut lb[..len_bytes])
+            .map_err(|_| "truncated .npy header".to_string())?;
+        let len = u32::from_le_bytes(lb) as usize;
+        if len > MAX_HEADER {
+            return Err(format!(
+                "a .npy header of {len} bytes (at most {MAX_HEADER})"
+            ));
+        }
+        let mut h = vec![0u8; len];
+        r.read_exact(&mut h)
+            .map_err(|_| "truncated .npy header".to_string())?;
+        let text =
+            std::str::from_utf8(&h).map_err(|_| "a .npy header that is not text".to_string())?;
+        let (descr, shape) = parse_dict(text).ok_or_else(|| {
+            "unsupported .npy header (expected {'descr': …, 'fortran_order': …, 'shape': (…)})"
+                .to_string()
+        })?;
+        let code = descr.trim_start_matches(['<', '>', '|', '=']);
+        let item_bytes = code
+            .get(1..)
+            .and_then(|n| n.parse::<u64>().ok())
+            .filter(|&n| n > 0)
+            .ok_or_else(|| format!("unsupported .npy dtype {descr:?}"))?;
+        Ok(Header {
+            shape,
+            item_bytes,
+            data_offset: (6 + 2 + len_bytes + len) as u64,
+        })
+    }
+
+    /// `{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }` in any key order, with
+    /// numpy's padding; `None` for anything else.
+    fn parse_dict(t: &str) -> Option<(String, Vec<u64>)> {
+        let mut c = Cursor {
+            s: t.as_bytes(),
+            i: 0,
+        };
+        c.ws();
+        c.eat(b'{')?;
+        let (mut descr, mut shape, mut order) = (None, None, None);
+        loop {
+            c.ws();
+            if c.eat(b'}').is_some() {
+                break;
+            }
+            let key = c.string()?;
+            c.ws();
+            c.eat(b':')?;
+            c.ws();
+            match key.as_str() {
+                "descr" if descr.is_none() => descr = Some(c.string()?),
+                "fortran_order" if order.is_none() => order = Some(c.boolean()?),
+                "shape" if shape.is_none() => shape = Some(c.tuple()?),
+                _ => return None,
+            }
+            c.ws();
+            if c.eat(b',').is_none() {
+                c.ws();
+                c.eat(b'}')?;
+                break;
+            }
+        }
+        c.ws();
+        (c.i == c.s.len() && order.is_some()).then_some(())?;
+        Some((descr?, shape?))
+    }
+
+    struct Cursor<'a> {
+        s: &'a [u8],
+        i: usize,
+    }
+
+    impl Cursor<'_> {
+        fn ws(&mut self) {
+            while self.s.get(self.i).is_some_and(|b| b.is_ascii_whitespace()) {
+                self.i += 1;
+            }
+        }
+        fn eat(&mut self, b: u8) -> Option<()> {
+            (self.s.get(self.i) == Some(&b)).then(|| self.i += 1)
+        }
+        fn string(&mut self) -> Option<String> {
+            let q = *self.s.get(self.i).filter(|&&q| q == b'\'' || q == b'"')?;
+            self.i += 1;
+            let start = self.i;
+            while *self.s.get(self.i)? != q {
+                self.i += 1;
+            }
+            let v = std::str::from_utf8(&self.s[start..self.i])
+                .ok()?
+                .to_string();
+            self.i += 1;
+            Some(v)
+        }
+        fn boolean(&mut self) -> Option<bool> {
+            for (word, v) in [(&b"True"[..], true), (&b"False"[..], false)] {
+                if self.s[self.i..].starts_with(word) {
+                    self.i += word.len();
+                    return Some(v);
+                }
+            }
+            None
+        }
+        fn tuple(&mut self) -> Option<Vec<u64>> {
+            self.eat(b'(')?;
+            let mut dims = Vec::new();
+            loop {
+                self.ws();
+                if self.eat(b')').is_some() {
+                    return Some(dims);
+                }
+                let start = self.i;
+                while self.s.get(self.i).is_some_and(u8::is_ascii_digit) {
+                    self.i += 1;
+                }
+                let n = std::str::from_utf8(&self.s[start..self.i])
+                    .ok()?
+                    .parse::<u64>()
+                    .ok()?;
+                let _ = self.eat(b'L'); // Python 2's long literals
+                dims.push(n);
+                if dims.len() > MAX_DIMS {
+                    return None;
+                }
+                self.ws();
+                if self.eat(b',').is_none() {
+                    self.ws();
+                    self.eat(b')')?;
+                    return Some(dims);
+                }
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn header(dict: &str) -> Vec<u8> {
+            let mut v = b"\x93NUMPY\x01\x00".to_vec();
+            v.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+            v.extend_from_slice(dict.as_bytes());
+            v
+        }
+
+        #[test]
+        fn numpy_headers_parse_and_others_do_not() {
+            let ok = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, 72), }   \n";
+            let h = read(&mut &header(ok)[..]).unwrap();
+            assert_eq!(
+                (h.shape, h.item_bytes, h.data_offset),
+                (vec![2, 3, 72], 4, 10 + ok.len() as u64)
+            );
+            let one = "{'shape': (5,), 'fortran_order': True, 'descr': '|b1'}";
+            assert_eq!(read(&mut &header(one)[..]).unwrap().shape, vec![5]);
+            let scalar = "{'descr': '<i8', 'fortran_order': False, 'shape': ()}";
+            assert!(read(&mut &header(scalar)[..]).unwrap().shape.is_empty());
+            for bad in [
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (4, [[[[3, 2), }",
+                "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,), }",
+                "{'descr': '<f4', 'shape': (1,), }",
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999999,), }",
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (1,), 'x': 1}",
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (1,)} trailing",
+            ] {
+                assert!(read(&mut &header(bad)[..]).is_err(), "{bad}");
+            }
+            let nested = format!(
+                "{{'descr': '<f4', 'fortran_order': False, 'shape': (4, {}3, 2), }}",
+                "[".repeat(5000)
+            );
+            assert!(read(&mut &header(&nested)[..]).is_err());
+        }
+    }
 }
 
 fn shape_of(npy: &Npy) -> Vec<usize> {
