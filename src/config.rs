@@ -355,6 +355,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    extern crate std;
 
     #[test]
     fn head_split_is_checked_without_wrapping_and_regions_are_bounded() {

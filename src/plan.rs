@@ -395,6 +395,8 @@ pub const fn workspace_floats(cfg: &Config, beam: usize, regions: usize) -> usiz
 #[cfg(test)]
 mod tests {
     use super::*;
+    extern crate std;
+    use std::vec;
 
     #[test]
     fn coco_workspace_at_beam_5_is_under_4_mib() {

@@ -499,6 +499,7 @@ impl core::fmt::Display for Names {
 #[cfg(test)]
 mod tests {
     use super::*;
+    extern crate std;
     use std::string::ToString;
 
     #[test]
