@@ -413,8 +413,9 @@ mod tests {
             let p = Plan::new(&cfg, beam, regions, DEFAULT_MAX_LEN);
             assert_eq!(p.checked_total_bytes(), Some(p.total_bytes()));
         }
-        // 2^62 regions, a beam or a caption length past the engine's arrays: refused, not wrapped.
-        let huge = Plan::new(&Config::COCO, 5, 1 << 62, DEFAULT_MAX_LEN);
+        // usize::MAX / 2 regions, a beam or a caption length past the engine's arrays: refused,
+        // not wrapped (on 32- and 64-bit targets alike).
+        let huge = Plan::new(&Config::COCO, 5, usize::MAX / 2, DEFAULT_MAX_LEN);
         assert_eq!(huge.checked_total_bytes(), None);
         assert_eq!(
             Plan::new(&Config::COCO, MAX_BEAM + 1, 50, 20).checked_total_bytes(),

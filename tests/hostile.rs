@@ -89,11 +89,17 @@ fn class1_a_plan_that_would_wrap_is_refused_before_allocation() {
     use m2::plan::Plan;
     use m2::workspace::WorkspaceError;
     let cfg = micro_config();
-    // 2^62 regions: the usize product wraps; the workspace refuses the plan with no buffer.
-    let plan = Plan::new(&cfg, 2, 1 << 62, 3);
+    // usize::MAX / 2 regions (2^63 on 64-bit, 2^31 on 32-bit targets): the usize product
+    // wraps; the workspace refuses the plan with no buffer.
+    let plan = Plan::new(&cfg, 2, usize::MAX / 2, 3);
     assert_eq!(plan.checked_total_bytes(), None);
     let err = Workspace::new(&mut [], plan).err().unwrap();
-    assert_eq!(err, WorkspaceError::PlanTooLarge { regions: 1 << 62 });
+    assert_eq!(
+        err,
+        WorkspaceError::PlanTooLarge {
+            regions: usize::MAX / 2
+        }
+    );
     assert!(err.to_string().contains("address space"), "{err}");
 }
 
@@ -123,8 +129,10 @@ fn refused(args: &[&str], needle: &str, inputs: &[&str]) {
 fn class1_cli_sizes_that_would_wrap_are_errors() {
     let t = Tmp::new("hostile1");
     let model = demo();
+    // usize::MAX / 2 regions parses on every target and overflows the plan on every target.
+    let regions = (usize::MAX / 2).to_string();
     refused(
-        &["info", "-m", &model, "--regions", "4611686018427387904"],
+        &["info", "-m", &model, "--regions", &regions],
         "overflows",
         &[&model],
     );
@@ -135,7 +143,7 @@ fn class1_cli_sizes_that_would_wrap_are_errors() {
     );
     // A shape whose product wraps in 64 bits, holding 640 values.
     let npy = t.path("wrap.npy");
-    write_npy(&npy, "<f4", &[(1usize << 58) + 1, 4, 72], &[0u8; 2560]);
+    write_npy(&npy, "<f4", &[(1u64 << 58) + 1, 4, 72], &[0u8; 2560]);
     refused(
         &["caption", "-m", &model, "--features", &npy],
         "declares more data than the file",

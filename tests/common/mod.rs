@@ -221,12 +221,12 @@ pub fn stderr_line(o: &Output) -> String {
 }
 
 /// Write a little-endian .npy by hand (any dtype descr).
-pub fn write_npy(path: &str, descr: &str, shape: &[usize], data: &[u8]) {
+pub fn write_npy<D: std::fmt::Display>(path: &str, descr: &str, shape: &[D], data: &[u8]) {
     std::fs::write(path, npy_bytes(descr, shape, data)).unwrap();
 }
 
 /// A little-endian .npy v1.0 file's bytes (any dtype descr), header padded to 64 bytes.
-pub fn npy_bytes(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
+pub fn npy_bytes<D: std::fmt::Display>(descr: &str, shape: &[D], data: &[u8]) -> Vec<u8> {
     let shape_s = match shape.len() {
         1 => format!("({},)", shape[0]),
         _ => format!(
