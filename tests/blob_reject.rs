@@ -122,14 +122,14 @@ fn bad_magic_version_header_len() {
     let err = parse(b"GGUF\0\0\0\0 and then more bytes, more than a header's worth ......................................................................................................................").unwrap_err();
     assert!(matches!(err, BlobError::BadMagic { .. }));
     assert!(err.to_string().contains("not an M2 blob"));
-    for ver in [0u32, 2, 0x0100_0000] {
+    for ver in [0u32, 3, 0x0100_0000] {
         let mut v = b.to_vec();
         put_u32(&mut v, hdr::VERSION, ver);
         assert_eq!(
             parse(&v).unwrap_err(),
             BlobError::UnsupportedVersion {
                 found: ver,
-                supported: 1
+                supported: 2
             }
         );
     }
@@ -167,10 +167,27 @@ fn bit_flips_never_accepted() {
             let err = Blob::parse(&v)
                 .map(|_| ())
                 .expect_err("flipped bit accepted");
-            // bytes from the checksum field on: the CRC catches it; total_len: the length check
-            if p >= hdr::CHECKSUM {
+            // the checksum field and the weights: the full CRC catches it; header, table and
+            // vocabulary: the structure CRC (or the bounds check of a flipped data_off, which
+            // the structure CRC needs to know its range); total_len: the length check
+            let data_off = get_u64(&v, hdr::DATA_OFF) as usize;
+            if (hdr::CHECKSUM..hdr::CHECKSUM + 4).contains(&p) || p >= data_off {
                 assert!(
                     matches!(err, BlobError::ChecksumMismatch { .. }),
+                    "pos {p}: {err}"
+                );
+            } else if p >= hdr::CHECKSUM + 4 {
+                let data_off_field = (hdr::DATA_OFF..hdr::DATA_OFF + 8).contains(&p);
+                assert!(
+                    matches!(err, BlobError::StructureChecksumMismatch { .. })
+                        || data_off_field
+                            && matches!(
+                                err,
+                                BlobError::SectionOutOfBounds {
+                                    section: Section::Data,
+                                    ..
+                                }
+                            ),
                     "pos {p}: {err}"
                 );
             } else if p >= hdr::TOTAL_LEN {
@@ -183,6 +200,60 @@ fn bit_flips_never_accepted() {
         }
         Blob::parse(&v).unwrap();
     }
+}
+
+/// Issue 14, class 6: without the full checksum (`parse_skip_checksum`, the microcontroller
+/// path) every single-bit flip of a byte that is not weight data is still refused — header,
+/// tensor table, vocabulary index and bytes, padding — except the four bytes of the skipped
+/// checksum itself; a flip in the weights is accepted (that is what the full checksum is for).
+#[test]
+fn skip_checksum_still_catches_every_structural_flip() {
+    for b in [tiny(), packed("small-s3", DType::I8)] {
+        let data_off = get_u64(&b, hdr::DATA_OFF) as usize;
+        let mut v = b;
+        let mut refused = 0;
+        for p in 0..data_off {
+            for bit in 0..8 {
+                v[p] ^= 1 << bit;
+                let r = Blob::parse_skip_checksum(&v).map(|_| ());
+                if (hdr::CHECKSUM..hdr::CHECKSUM + 4).contains(&p) {
+                    assert_eq!(r, Ok(()), "pos {p} bit {bit}: the skipped checksum");
+                } else {
+                    assert!(
+                        r.is_err(),
+                        "pos {p} bit {bit} accepted without the checksum"
+                    );
+                    refused += 1;
+                }
+                v[p] ^= 1 << bit;
+            }
+        }
+        assert_eq!(refused, 8 * (data_off - 4));
+        // a weight byte: accepted here, caught by the full checksum
+        v[data_off] ^= 1;
+        assert!(Blob::parse_skip_checksum(&v).is_ok());
+        assert!(matches!(
+            Blob::parse(&v),
+            Err(BlobError::ChecksumMismatch { .. })
+        ));
+    }
+}
+
+/// A version-1 blob (the structure checksum's word reserved as zero) still loads with its full
+/// checksum, and is refused without it: nothing would protect its structure.
+#[test]
+fn version_1_blobs_load_only_with_the_full_checksum() {
+    let mut v = tiny();
+    put_u32(&mut v, hdr::VERSION, 1);
+    put_u32(&mut v, hdr::STRUCTURE_CRC, 0);
+    m2::blob::sign(&mut v);
+    let blob = Blob::parse(&v).unwrap();
+    assert_eq!(blob.version(), 1);
+    assert_eq!(
+        Blob::parse_skip_checksum(&v).map(|_| ()),
+        Err(BlobError::NoStructureChecksum { version: 1 })
+    );
+    assert_eq!(Blob::parse(&tiny()).unwrap().version(), 2);
 }
 
 #[test]
@@ -209,10 +280,14 @@ fn reserved_fields() {
             value: 1
         })
     );
+    // version 1 reserves the structure checksum's word
     assert_eq!(
-        edited(&b, |v| put_u32(v, hdr::RESERVED, 9)),
+        edited(&b, |v| {
+            put_u32(v, hdr::VERSION, 1);
+            put_u32(v, hdr::STRUCTURE_CRC, 9)
+        }),
         Err(BlobError::Reserved {
-            offset: hdr::RESERVED,
+            offset: hdr::STRUCTURE_CRC,
             value: 9
         })
     );

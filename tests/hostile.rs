@@ -358,3 +358,46 @@ fn class5_an_image_with_more_regions_than_the_model_takes_warns() {
     let q = m2(&["caption", "-m", &model, "--image", &path, "-q"]);
     assert!(q.stderr.is_empty() && q.stdout == o.stdout);
 }
+
+// ---- class 6: the microcontroller path, without the full checksum -----------------------------
+
+/// What the firmware trusts: `Blob::parse_skip_checksum` skips only the CRC over the weights.
+/// The structure checksum (format v2) still covers every other byte, so the flips the attacker
+/// found accepted — vocabulary bytes, `max_regions`, the pad id — and every other single-bit
+/// flip before the data area of the bundled demo blob are refused.
+#[test]
+fn class6_without_the_checksum_every_structural_flip_is_refused() {
+    use m2::blob::hdr;
+    use m2::BlobError;
+    let mut v = common::demo_blob();
+    let blob = Blob::parse(&v).unwrap();
+    let data_off = get_u64(&v, hdr::DATA_OFF) as usize;
+    let vocab_bytes = get_u64(&v, hdr::VOCAB_BYTES_OFF) as usize;
+    assert!(
+        blob.version() >= 2,
+        "the bundled blob carries a structure checksum"
+    );
+    // the named cases: max_regions (config field 11), pad (12), a vocabulary byte
+    for at in [hdr::CONFIG + 4 * 11, hdr::CONFIG + 4 * 12, vocab_bytes + 1] {
+        v[at] ^= 1;
+        assert!(
+            matches!(
+                Blob::parse_skip_checksum(&v),
+                Err(BlobError::StructureChecksumMismatch { .. })
+            ),
+            "byte {at}"
+        );
+        v[at] ^= 1;
+    }
+    for p in (0..data_off).filter(|p| !(hdr::CHECKSUM..hdr::CHECKSUM + 4).contains(p)) {
+        for bit in 0..8 {
+            v[p] ^= 1 << bit;
+            assert!(
+                Blob::parse_skip_checksum(&v).is_err(),
+                "byte {p} bit {bit} accepted without the checksum"
+            );
+            v[p] ^= 1 << bit;
+        }
+    }
+    Blob::parse(&v).unwrap();
+}

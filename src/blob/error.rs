@@ -73,6 +73,11 @@ pub enum BlobError {
     LengthMismatch { header: u64, actual: usize },
     /// The stored checksum does not match the bytes.
     ChecksumMismatch { stored: u32, computed: u32 },
+    /// The stored structure checksum (header, tensor table, vocabulary) does not match.
+    StructureChecksumMismatch { stored: u32, computed: u32 },
+    /// [`Blob::parse_skip_checksum`](super::Blob::parse_skip_checksum) on a version-1 blob,
+    /// whose structure nothing but the full checksum protects.
+    NoStructureChecksum { version: u32 },
     /// A reserved header or table field is not zero.
     Reserved { offset: usize, value: u32 },
     /// The config violates a relation (see [`ConfigError`]).
@@ -213,7 +218,8 @@ impl core::fmt::Display for BlobError {
             BadMagic { found } => write!(f, "not an M2 blob: bad magic {found:02x?}"),
             UnsupportedVersion { found, supported } => write!(
                 f,
-                "unsupported M2 blob format version {found} (this reader supports {supported})"
+                "unsupported M2 blob format version {found} (this reader supports versions {} to {supported})",
+                super::format::OLDEST_VERSION
             ),
             BadHeaderLen { found, expected } => {
                 write!(f, "header length field is {found}, expected {expected}")
@@ -228,6 +234,14 @@ impl core::fmt::Display for BlobError {
             ChecksumMismatch { stored, computed } => write!(
                 f,
                 "checksum mismatch: stored {stored:#010x}, computed {computed:#010x} (corrupted blob)"
+            ),
+            StructureChecksumMismatch { stored, computed } => write!(
+                f,
+                "structure checksum mismatch: stored {stored:#010x}, computed {computed:#010x} (corrupted header, tensor table or vocabulary)"
+            ),
+            NoStructureChecksum { version } => write!(
+                f,
+                "format version {version} blob has no structure checksum, so it cannot be loaded without the full checksum pass: verify it (Blob::parse) or re-pack it with m2-pack"
             ),
             Reserved { offset, value } => {
                 write!(f, "reserved field at offset {offset} is {value:#x}, must be 0")

@@ -1,5 +1,5 @@
-//! Byte layout constants of the M2 blob (format version 1): header and table-entry offsets,
-//! the config's header bytes, the checksum, the dtype codes. Which tensors a valid blob holds,
+//! Byte layout constants of the M2 blob (format version 2; version 1 is still read): header and
+//! table-entry offsets, the config's header bytes, the two checksums, the dtype codes. Which tensors a valid blob holds,
 //! and with which shapes, is `kinds.rs`'s table.
 //!
 //! Both the reader ([`super::Blob::parse`]) and the writer (`BlobWriter`, std only) use these
@@ -10,8 +10,12 @@ use crate::config::{Config, N_FIELDS};
 
 /// The 8 magic bytes at offset 0: `0x7F 'M' '2' 'B' 'L' 'O' 'B' '\n'`.
 pub const MAGIC: [u8; 8] = *b"\x7fM2BLOB\n";
-/// The only format version this reader understands.
-pub const VERSION: u32 = 1;
+/// The format version the writer produces (and the newest the reader understands).
+pub const VERSION: u32 = 2;
+/// The oldest format version the reader still accepts. Version 1 differs only in the header
+/// word at [`hdr::STRUCTURE_CRC`], which it reserves as zero: a version-1 blob has no structure
+/// checksum, so [`Blob::parse_skip_checksum`](super::Blob::parse_skip_checksum) refuses it.
+pub const OLDEST_VERSION: u32 = 1;
 /// Size of the fixed header in bytes.
 pub const HEADER_LEN: usize = 160;
 /// Size of one tensor-table entry in bytes.
@@ -29,7 +33,7 @@ pub const CHECKSUM_START: usize = hdr::CHECKSUM + 4;
 pub mod hdr {
     /// `[u8; 8]` magic, [`super::MAGIC`].
     pub const MAGIC: usize = 0;
-    /// `u32` format version, 1.
+    /// `u32` format version: 2 ([`super::VERSION`]); 1 is still read.
     pub const VERSION: usize = 8;
     /// `u32` header length, 160.
     pub const HEADER_LEN: usize = 12;
@@ -48,8 +52,10 @@ pub mod hdr {
     pub const TABLE_OFF: usize = 104;
     /// `u32` number of vocabulary tokens.
     pub const N_TOKENS: usize = 112;
-    /// `u32` reserved, must be 0.
-    pub const RESERVED: usize = 116;
+    /// `u32` structure checksum (version 2): CRC-32 of bytes `28..data_off` with these four
+    /// bytes read as zero — the header, tensor table and vocabulary, everything but the
+    /// weights ([`super::structure_checksum`]). Version 1: reserved, must be 0.
+    pub const STRUCTURE_CRC: usize = 116;
     /// `u64` offset of the vocabulary index (`n_tokens + 1` `u32` offsets).
     pub const VOCAB_INDEX_OFF: usize = 120;
     /// `u64` offset of the vocabulary bytes.
@@ -116,6 +122,32 @@ pub fn checksum(bytes: &[u8]) -> u32 {
         Some(rest) => crc32fast::hash(rest),
         None => 0,
     }
+}
+
+/// The structure checksum of a version-2 blob — the value it stores at [`hdr::STRUCTURE_CRC`]:
+/// CRC-32 of bytes `CHECKSUM_START..data_off` (`data_off` read from the header) with the four
+/// bytes of the field itself counted as zero. It covers every byte that is not weight data, so
+/// a reader that skips the full [`checksum`] (a microcontroller at boot) still detects a
+/// flipped dimension, offset, token id or vocabulary byte. `None` when `bytes` is shorter than
+/// the header or `data_off` is not in `HEADER_LEN..=bytes.len()`.
+pub fn structure_checksum(bytes: &[u8]) -> Option<u32> {
+    let data_off = usize::try_from(u64::from_le_bytes(
+        bytes
+            .get(hdr::DATA_OFF..hdr::DATA_OFF + 8)?
+            .try_into()
+            .ok()?,
+    ))
+    .ok()?;
+    if data_off < HEADER_LEN {
+        return None;
+    }
+    let covered = bytes.get(CHECKSUM_START..data_off)?;
+    let (before, rest) = covered.split_at(hdr::STRUCTURE_CRC - CHECKSUM_START);
+    let mut h = crc32fast::Hasher::new();
+    h.update(before);
+    h.update(&[0; 4]);
+    h.update(&rest[4..]);
+    Some(h.finalize())
 }
 
 /// [`checksum`] computed piece by piece: `bytes` is walked in `chunk`-sized pieces from offset

@@ -5,7 +5,7 @@
 //! required tensor is present with its config shape, so the accessors in `view.rs` cannot fail.
 
 use super::format::{
-    self, entry, hdr, ALIGN, ENTRY_LEN, HEADER_LEN, MAGIC, MIN_BASE_ALIGN, VERSION,
+    self, entry, hdr, ALIGN, ENTRY_LEN, HEADER_LEN, MAGIC, MIN_BASE_ALIGN, OLDEST_VERSION, VERSION,
 };
 use super::view::{le_u32, le_u64, read_entry, RawEntry};
 use super::{Blob, BlobError, DType, Part, Section, TensorKind};
@@ -54,10 +54,14 @@ impl<'a> Blob<'a> {
         Self::parse_inner(bytes, Crc::Given(computed))
     }
 
-    /// Like [`Blob::parse`] but without the checksum pass. Every structural check still runs,
-    /// so the views stay in bounds; only silent corruption of weight values goes undetected.
+    /// Like [`Blob::parse`] but without the checksum pass over the weights. Every structural
+    /// check still runs, and the structure checksum (header, tensor table, vocabulary: every
+    /// byte before the data area) is verified, so a flipped dimension, offset, token id or
+    /// vocabulary byte is still caught; only corruption of weight values goes undetected.
     /// Meant for microcontrollers where hashing a 40 MB flash image at every boot costs
-    /// seconds; call [`Blob::verify_checksum`] once (e.g. after flashing) instead.
+    /// seconds; call [`Blob::verify_checksum`] once (e.g. after flashing) instead. A version-1
+    /// blob has no structure checksum and is refused (`NoStructureChecksum`): parse it with
+    /// [`Blob::parse`], or re-pack it.
     pub fn parse_skip_checksum(bytes: &'a [u8]) -> Result<Blob<'a>, BlobError> {
         Self::parse_inner(bytes, Crc::Skip)
     }
@@ -85,7 +89,7 @@ impl<'a> Blob<'a> {
             return Err(BlobError::BadMagic { found: magic });
         }
         let version = le_u32(bytes, hdr::VERSION);
-        if version != VERSION {
+        if !(OLDEST_VERSION..=VERSION).contains(&version) {
             return Err(BlobError::UnsupportedVersion {
                 found: version,
                 supported: VERSION,
@@ -120,6 +124,25 @@ impl<'a> Blob<'a> {
                 required: MIN_BASE_ALIGN,
             });
         }
+        // The structure checksum first: it is cheap (header, table and vocabulary only) and,
+        // unlike the full checksum, never skipped.
+        let version = le_u32(bytes, hdr::VERSION);
+        if version >= 2 {
+            let stored = le_u32(bytes, hdr::STRUCTURE_CRC);
+            let data_off = le_u64(bytes, hdr::DATA_OFF);
+            let computed =
+                format::structure_checksum(bytes).ok_or(BlobError::SectionOutOfBounds {
+                    section: Section::Data,
+                    offset: data_off,
+                    len: le_u64(bytes, hdr::DATA_LEN),
+                    total,
+                })?;
+            if computed != stored {
+                return Err(BlobError::StructureChecksumMismatch { stored, computed });
+            }
+        } else if matches!(crc, Crc::Skip) {
+            return Err(BlobError::NoStructureChecksum { version });
+        }
         let stored = le_u32(bytes, hdr::CHECKSUM);
         let computed = match crc {
             Crc::Compute => Some(format::checksum(bytes)),
@@ -131,7 +154,13 @@ impl<'a> Blob<'a> {
                 return Err(BlobError::ChecksumMismatch { stored, computed });
             }
         }
-        for off in [hdr::FLAGS, hdr::RESERVED] {
+        // version 1 reserves the structure checksum's word as zero
+        let reserved: &[usize] = if version >= 2 {
+            &[hdr::FLAGS]
+        } else {
+            &[hdr::FLAGS, hdr::STRUCTURE_CRC]
+        };
+        for &off in reserved {
             let value = le_u32(bytes, off);
             if value != 0 {
                 return Err(BlobError::Reserved { offset: off, value });

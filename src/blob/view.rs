@@ -140,6 +140,11 @@ impl<'a> Blob<'a> {
         self.checksum
     }
 
+    /// The blob's format version (1 or 2, see [`format::VERSION`]).
+    pub fn version(&self) -> u32 {
+        le_u32(self.bytes, format::hdr::VERSION)
+    }
+
     /// Recompute the CRC-32 and compare it with the stored one (useful after
     /// [`Blob::parse_skip_checksum`]).
     pub fn verify_checksum(&self) -> Result<(), BlobError> {

@@ -342,11 +342,19 @@ fn put_u64(b: &mut [u8], off: usize, v: u64) {
     b[off..off + 8].copy_from_slice(&v.to_le_bytes());
 }
 
-/// (Re)compute and store the checksum of a blob in place (after editing header or table
-/// fields, e.g. in tests). Does nothing if `bytes` is shorter than the checksum field.
+/// (Re)compute and store the checksums of a blob in place (after editing header, table or
+/// vocabulary bytes, e.g. in tests): the structure checksum when the header says version 2 or
+/// later and its `data_off` is in range, then the full checksum. Does nothing if `bytes` is
+/// shorter than the checksum field.
 pub fn sign(bytes: &mut [u8]) {
     if bytes.len() < format::CHECKSUM_START {
         return;
+    }
+    // the structure checksum first: the full checksum covers its field
+    if super::view::le_u32(bytes, hdr::VERSION) >= 2 {
+        if let Some(s) = format::structure_checksum(bytes) {
+            bytes[hdr::STRUCTURE_CRC..hdr::STRUCTURE_CRC + 4].copy_from_slice(&s.to_le_bytes());
+        }
     }
     let c = format::checksum(bytes);
     bytes[hdr::CHECKSUM..hdr::CHECKSUM + 4].copy_from_slice(&c.to_le_bytes());

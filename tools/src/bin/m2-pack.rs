@@ -364,11 +364,13 @@ fn inspect(path: &Path, beam: usize, regions: Option<usize>) -> Result<ExitCode>
     // A full parse first, so that a corrupted file reports the checksum rather than whatever
     // structural damage the corruption caused; a blob whose only fault is its checksum is
     // still printed (marked MISMATCH) before the error.
-    let checksum = Blob::parse(buf).map(|_| ());
-    let blob = match (&checksum, Blob::parse_skip_checksum(buf)) {
-        (Ok(()), Ok(b)) | (Err(m2::BlobError::ChecksumMismatch { .. }), Ok(b)) => b,
-        (Err(e), _) => bail!("{}: {e}", path.display()),
-        (Ok(()), Err(e)) => bail!("{}: {e}", path.display()),
+    let (blob, checksum) = match Blob::parse(buf) {
+        Ok(b) => (b, Ok(())),
+        Err(e @ m2::BlobError::ChecksumMismatch { .. }) => match Blob::parse_skip_checksum(buf) {
+            Ok(b) => (b, Err(e)),
+            Err(e) => bail!("{}: {e}", path.display()),
+        },
+        Err(e) => bail!("{}: {e}", path.display()),
     };
     let c = *blob.config();
     let mut o = String::new();
@@ -377,7 +379,7 @@ fn inspect(path: &Path, beam: usize, regions: Option<usize>) -> Result<ExitCode>
     let _ = writeln!(
         o,
         "format    M2 blob v{}, checksum {:#010x} {}",
-        m2::blob::VERSION,
+        blob.version(),
         blob.checksum(),
         if checksum.is_ok() {
             "(ok)"
