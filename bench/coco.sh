@@ -5,13 +5,13 @@
 #   N=32 WARMUP=3 bash bench/coco.sh   # more timed captions per configuration (default 16, 2)
 #
 # Generates the checkpoint/vocab/features under bench/out/ if missing, packs f32/f16/int8 blobs
-# with m2-pack, then in ONE run measures: memcpy bandwidth and one core's peak MAC rates, ms per
-# caption (beam 5, 20 steps, encoder included) per dtype at 1 thread and at all cores (in-process
-# timing by examples/bench_caption.rs: no process start or page-in inside the timed region), the
-# in-run baseline (PyTorch f32 at 2 threads if $TORCH_PYTHON — default python3 — imports torch,
-# else the scalar engine, f32), the CLI's peak RSS (/usr/bin/time -v), and the workspace bytes
-# (`m2 info`). Prints the Markdown report and keeps it in bench/out/report-<time>.md (raw figures:
-# bench/out/results-<time>.jsonl).
+# with m2-pack, then in ONE run measures: `m2 bench --model` on each blob (every kernel path this
+# CPU has, 1 thread and all cores: ms per caption with beam 5 and 20 steps, encoder, decoder step
+# split into linear layers and the rest, GMAC/s, weight GB/s, memory read bandwidth), the in-run
+# baseline (PyTorch f32 at all cores if $TORCH_PYTHON — default python3 — imports torch, else the
+# scalar engine, f32), and the CLI's peak RSS (/usr/bin/time -v). Prints the Markdown report and
+# keeps it in bench/out/report-<time>.md (raw figures: bench/out/results-<time>.jsonl).
+# `m2 bench` alone (no model: a built-in COCO-size one) is what a Pi user runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,7 +40,6 @@ fi
 say "building (release)"
 cargo build --release -q -p m2-tools --bin m2-pack
 cargo build --release -q --bin m2
-cargo build --release -q --example bench_caption
 
 # ---- data ----------------------------------------------------------------------------------
 CKPT=$OUT/coco-bench.safetensors
@@ -56,55 +55,14 @@ for dt in f32 f16 int8; do
     fi
 done
 
-# ---- machine -------------------------------------------------------------------------------
+# ---- the engine: m2 bench on each blob (every kernel path, 1 thread and all cores) -------------
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
-CPU=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)
 say "load average before the run: $LOAD"
-MEMCPY=$("$BIN/examples/bench_caption" memcpy --mb 256)
-PEAK=$("$BIN/examples/bench_caption" peak)
-python3 - "$MEMCPY" "$PEAK" "$CPU" "$ALL" "$LOAD" >>"$RES" <<'EOF'
-import json, sys
-m = json.loads(sys.argv[1]); m.update(json.loads(sys.argv[2]))
-m.update(kind="machine", cpu=sys.argv[3], nproc=int(sys.argv[4]), load=sys.argv[5])
-print(json.dumps(m))
-EOF
-
-# ---- workspace bytes as the CLI reports them -----------------------------------------------
-for dt in f32 f16 int8; do
-    blob=$OUT/coco-$dt.m2
-    "$BIN/m2" info --model "$blob" --beam 5 >"$OUT/info-$dt.txt"
-    "$BIN/m2-pack" inspect "$blob" >"$OUT/inspect-$dt.txt"
-    python3 - "$OUT/info-$dt.txt" "$dt" >>"$RES" <<'EOF'
-import json, re, sys
-text = open(sys.argv[1]).read()
-m = re.search(r"workspace[^\n]*?([\d,_]+)\s*bytes", text, re.I)
-if not m:
-    sys.exit("cannot find the workspace bytes in m2 info's output:\n" + text)
-dt = {"f32": "F32", "f16": "F16", "int8": "I8"}[sys.argv[2]]
-print(json.dumps({"kind": "info", "dtype": dt, "workspace_bytes": int(re.sub(r"[,_]", "", m.group(1)))}))
-EOF
-done
-
-# ---- ms per caption --------------------------------------------------------------------------
-# int8 runs on the detected path and, where that is AVX-VNNI, also on plain AVX2 (the issue's
-# machine class: AVX2 without VNNI), in the same run.
-INT8_KERNELS=default
-if grep -qw avx_vnni /proc/cpuinfo 2>/dev/null; then INT8_KERNELS="default avx2"; fi
 for dt in int8 f16 f32; do
-    kernels=default
-    [ "$dt" = int8 ] && kernels=$INT8_KERNELS
-    for kern in $kernels; do
-        KENV=(env -u M2_KERNEL)
-        [ "$kern" != default ] && KENV=(env M2_KERNEL="$kern")
-        for t in $(printf '%s\n' 1 "$ALL" | sort -un); do
-            say "caption latency: $dt, kernels $kern, $t thread(s), $WARMUP warm-up + $N timed captions"
-            "${KENV[@]}" "$BIN/examples/bench_caption" caption --model "$OUT/coco-$dt.m2" --features "$OUT/features.npy" \
-                --n "$N" --warmup "$WARMUP" --threads "$t" --beam 5 --max-len 20 |
-                python3 -c 'import json,sys; r=json.load(sys.stdin); r["kind"]="caption"; print(json.dumps(r))' >>"$RES"
-            "${KENV[@]}" "$BIN/examples/bench_caption" linears --model "$OUT/coco-$dt.m2" --threads "$t" --reps 50 |
-                python3 -c 'import json,sys; r=json.load(sys.stdin); r["kind"]="linears"; print(json.dumps(r))' >>"$RES"
-        done
-    done
+    say "m2 bench: $dt, every kernel path, threads 1,$ALL, $WARMUP warm-up + $N timed captions"
+    "$BIN/m2" bench --model "$OUT/coco-$dt.m2" --kernel all --threads "1,$ALL" -n "$N" \
+        --warmup "$WARMUP" --json -q |
+        python3 -c 'import json,sys; v=json.load(sys.stdin); v["kind"]="bench"; print(json.dumps(v))' >>"$RES"
 done
 
 # ---- baseline, same run ----------------------------------------------------------------------
@@ -115,9 +73,8 @@ if "$TORCH_PYTHON" -c "import torch, numpy, safetensors" 2>/dev/null; then
         --n "$BASE_N" --warmup 1 --vocab "$OUT/coco-vocab.json" >>"$RES"
 else
     say "baseline: PyTorch not importable -> the scalar engine (M2_KERNEL=scalar), f32, $ALL threads, $BASE_N captions"
-    M2_KERNEL=scalar "$BIN/examples/bench_caption" caption --model "$OUT/coco-f32.m2" --features "$OUT/features.npy" \
-        --n "$BASE_N" --warmup 1 --threads "$ALL" |
-        python3 -c 'import json,sys; r=json.load(sys.stdin); r["kind"]="baseline"; r["what"]="m2 scalar kernels (M2_KERNEL=scalar), f32, %d threads" % r["threads"]; print(json.dumps(r))' >>"$RES"
+    "$BIN/m2" bench --model "$OUT/coco-f32.m2" --kernel scalar --threads "$ALL" -n "$BASE_N" --warmup 1 --json -q |
+        python3 -c 'import json,sys; v=json.load(sys.stdin); r=v["rows"][0]; r.update(kind="baseline", median_ms=r["ms_per_caption"], min_ms=r["ms_min"], n=v["settings"]["n"], what="m2 scalar kernels, f32, %d threads" % r["threads"]); print(json.dumps(r))' >>"$RES"
 fi
 
 # ---- peak RSS of the CLI ---------------------------------------------------------------------

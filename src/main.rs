@@ -58,6 +58,7 @@ fn main() -> ExitCode {
         Some(cli::Command::Caption(a)) => cli::caption(a),
         Some(cli::Command::Score(a)) => cli::score(a),
         Some(cli::Command::Info(a)) => cli::info(a),
+        Some(cli::Command::Bench(a)) => cli::bench::run(a),
         None => cli::kernels(None).and_then(cli::demo::run),
     };
     match result {

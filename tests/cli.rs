@@ -323,3 +323,67 @@ fn image_option_runs_the_region_extractor_end_to_end() {
         &tmp.path("missing.png"),
     ]));
 }
+
+/// `m2 bench --model`: one JSON object with the machine and a row per kernel path × thread
+/// count carrying the fields, each figure consistent with the others.
+#[test]
+fn bench_reports_every_configuration_as_json() {
+    let blob = asset("demo-int8.m2").to_string_lossy().into_owned();
+    let o = m2(&[
+        "bench",
+        "--model",
+        &blob,
+        "-n",
+        "2",
+        "--warmup",
+        "0",
+        "--threads",
+        "1,2",
+        "--kernel",
+        "all",
+        "--json",
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let paths = v["machine"]["kernel_paths"].as_array().unwrap();
+    assert!(paths.iter().any(|p| p == "scalar"));
+    assert!(v["machine"]["cores"].as_u64().unwrap() >= 1);
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2 * paths.len());
+    for r in rows {
+        let f = |k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k} missing: {r}"));
+        assert_eq!(r["dtype"], "int8");
+        assert!(
+            f("ms_min") <= f("ms_per_caption") && f("ms_per_caption") <= f("ms_max"),
+            "{r}"
+        );
+        assert!(
+            f("encoder_ms") > 0.0 && f("encoder_ms") < f("ms_max"),
+            "{r}"
+        );
+        assert!(f("steps") >= 1.0 && f("steps") <= 20.0, "{r}");
+        assert!(f("ms_per_step") > 0.0 && f("step_linear_ms") > 0.0, "{r}");
+        assert!(f("gmac_per_s") > 0.0 && f("peak_rss_bytes") > 0.0, "{r}");
+        assert!([1.0, 2.0].contains(&f("threads")), "{r}");
+    }
+}
+
+#[test]
+fn bench_usage_errors_are_one_line() {
+    for (args, needle) in [
+        (&["bench", "--dtype", "f64"][..], "f64"),
+        (&["bench", "--kernel", "nonesuch"][..], "nonesuch"),
+        (&["bench", "--threads", "0"][..], "thread"),
+        (&["bench", "-n", "0"][..], "-n"),
+        (&["bench", "--beam", "9"][..], "--beam"),
+        (&["bench", "--model", "/nonexistent.m2"][..], "nonexistent"),
+    ] {
+        let o = m2(args);
+        assert!(
+            stderr_line(&o).contains(needle),
+            "{args:?}: {}",
+            stderr_line(&o)
+        );
+    }
+}

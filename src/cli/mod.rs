@@ -1,4 +1,4 @@
-//! The host CLI `m2`: `caption`, `score`, `info` (and, with no arguments, the bundled demo).
+//! The host CLI `m2`: `caption`, `score`, `info`, `bench` (and, with no arguments, the bundled demo).
 
 /// `println!` that returns the write error (a closed pipe, `m2 … | head`) instead of panicking.
 macro_rules! outln {
@@ -7,6 +7,7 @@ macro_rules! outln {
     };
 }
 
+pub mod bench;
 pub mod demo;
 
 use m2::input;
@@ -42,6 +43,9 @@ pub enum Command {
     Score(ScoreArgs),
     /// Show a blob's config, tensors, checksum and memory plan.
     Info(InfoArgs),
+    /// Measure caption speed on this machine: ms per caption, encoder, decoder step, GMAC/s,
+    /// peak RSS, per dtype × kernel path × thread count (a built-in COCO-size model, or --model).
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Args)]
