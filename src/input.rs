@@ -80,6 +80,14 @@ pub enum InputError {
         region: usize,
         index: usize,
     },
+    /// A container that cannot be used (an unknown format, a missing member, no images).
+    Format { path: PathBuf, why: String },
+    /// One image's record in a dataset is malformed; `image` is its id.
+    Record {
+        path: PathBuf,
+        image: std::string::String,
+        why: std::string::String,
+    },
     /// A token id outside the vocabulary, at `[row, col]`.
     TokenOutOfRange {
         path: PathBuf,
@@ -156,6 +164,10 @@ impl fmt::Display for InputError {
                 "{}: image {image} has a NaN or infinite value at region {region}, index {index}",
                 path.display()
             ),
+            InputError::Format { path, why } => write!(f, "{}: {why}", path.display()),
+            InputError::Record { path, image, why } => {
+                write!(f, "{}: image {image}: {why}", path.display())
+            }
             InputError::TokenOutOfRange {
                 path,
                 id,
@@ -262,11 +274,15 @@ fn open_npy(path: &Path) -> Result<Npy, InputError> {
 
 /// A strict reader of `.npy` headers (format versions 1–3): the dict literal numpy writes and
 /// nothing else, in linear time.
-mod npy_header {
+pub(crate) mod npy_header {
     use std::io::Read;
 
     pub struct Header {
         pub shape: Vec<u64>,
+        /// The dtype as written, e.g. `<f4`.
+        pub descr: String,
+        /// `fortran_order`.
+        pub fortran: bool,
         /// Bytes per element (the digits of the dtype code, e.g. 4 for `<f4`).
         pub item_bytes: u64,
         /// Where the array data starts.
@@ -304,7 +320,7 @@ mod npy_header {
             .map_err(|_| "truncated .npy header".to_string())?;
         let text =
             std::str::from_utf8(&h).map_err(|_| "a .npy header that is not text".to_string())?;
-        let (descr, shape) = parse_dict(text).ok_or_else(|| {
+        let (descr, shape, fortran) = parse_dict(text).ok_or_else(|| {
             "unsupported .npy header (expected {'descr': …, 'fortran_order': …, 'shape': (…)})"
                 .to_string()
         })?;
@@ -316,6 +332,8 @@ mod npy_header {
             .ok_or_else(|| format!("unsupported .npy dtype {descr:?}"))?;
         Ok(Header {
             shape,
+            descr,
+            fortran,
             item_bytes,
             data_offset: (6 + 2 + len_bytes + len) as u64,
         })
@@ -323,7 +341,7 @@ mod npy_header {
 
     /// `{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }` in any key order, with
     /// numpy's padding; `None` for anything else.
-    fn parse_dict(t: &str) -> Option<(String, Vec<u64>)> {
+    fn parse_dict(t: &str) -> Option<(String, Vec<u64>, bool)> {
         let mut c = Cursor {
             s: t.as_bytes(),
             i: 0,
@@ -354,8 +372,8 @@ mod npy_header {
             }
         }
         c.ws();
-        (c.i == c.s.len() && order.is_some()).then_some(())?;
-        Some((descr?, shape?))
+        (c.i == c.s.len()).then_some(())?;
+        Some((descr?, shape?, order?))
     }
 
     struct Cursor<'a> {
@@ -519,66 +537,24 @@ impl Features {
     }
 }
 
-/// Read `[K, R, d_in]` or `[R, d_in]` features, f32 or f16, and check them against `d_in`:
-/// the shape, at least one value, and no NaN or infinity.
+/// Read `[K, R, d_in]` or `[R, d_in]` features, f32 or f16 (little-endian, C order), and
+/// check them against `d_in`: the shape, at least one value, and no NaN or infinity. The whole
+/// array in memory; [`crate::dataset`] reads the same files one image at a time.
 pub fn read_features(path: &Path, d_in: usize) -> Result<Features, InputError> {
-    let npy = open_npy(path)?;
-    let shape = shape_of(&npy);
-    let descr = npy.dtype().descr();
-    let (images, regions, last) = match shape[..] {
-        [k, r, d] => (k, r, d),
-        [r, d] => (1, r, d),
-        _ => {
-            return Err(InputError::Shape {
-                path: path.into(),
-                expected: "features must be [K, R, d_in] or [R, d_in]",
-                shape,
-            })
-        }
-    };
-    if last != d_in {
-        return Err(InputError::Width {
+    use crate::dataset::Source;
+    let src = crate::dataset::npy::Npy::open(path, d_in)?;
+    let (images, regions) = (src.len(), src.regions());
+    let mut data = Vec::new();
+    data.try_reserve_exact(images * regions * d_in)
+        .map_err(|_| InputError::ShapeTooLarge {
             path: path.into(),
-            found: last,
-            d_in,
-        });
-    }
-    if images == 0 || regions == 0 {
-        return Err(InputError::Empty {
-            path: path.into(),
-            what: "feature",
-            shape,
-        });
-    }
-    let data: Vec<f32> = match dtype_code(&descr) {
-        "f4" => read_data(path, npy.into_vec::<f32>())?,
-        "f2" => read_data(path, npy.into_vec::<half::f16>())?
-            .into_iter()
-            .map(|x| x.to_f32())
-            .collect(),
-        _ => {
-            return Err(InputError::DType {
-                path: path.into(),
-                expected: "features must be float32 or float16",
-                found: descr,
-            })
-        }
-    };
-    if data.len() != images * regions * d_in {
-        return Err(InputError::Truncated {
-            path: path.into(),
-            found: data.len(),
-            expected: images * regions * d_in,
-        });
-    }
-    let f = Features {
-        images,
-        regions,
-        d_in,
-        data,
-    };
+            shape: vec![images, regions, d_in],
+            file_bytes: 0,
+        })?;
+    let mut image = Vec::new();
     for k in 0..images {
-        if let Some(i) = f.image(k).iter().position(|v| !v.is_finite()) {
+        src.read_raw(k, regions, &mut image)?;
+        if let Some(i) = image.iter().position(|v| !v.is_finite()) {
             return Err(InputError::NonFinite {
                 path: path.into(),
                 image: k,
@@ -586,8 +562,14 @@ pub fn read_features(path: &Path, d_in: usize) -> Result<Features, InputError> {
                 index: i % d_in,
             });
         }
+        data.extend_from_slice(&image);
     }
-    Ok(f)
+    Ok(Features {
+        images,
+        regions,
+        d_in,
+        data,
+    })
 }
 
 /// Read `[K, T]` (or `[T]`) token ids of any integer dtype, checking every id against the

@@ -104,6 +104,8 @@ pub mod text;
 pub mod workspace;
 
 #[cfg(feature = "std")]
+pub mod dataset;
+#[cfg(feature = "std")]
 pub mod input;
 #[cfg(feature = "std")]
 pub mod output;

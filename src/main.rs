@@ -55,7 +55,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let result = match &args.command {
-        Some(cli::Command::Caption(a)) => cli::caption(a),
+        Some(cli::Command::Caption(a)) => cli::caption::run(a),
         Some(cli::Command::Score(a)) => cli::score(a),
         Some(cli::Command::Info(a)) => cli::info(a),
         Some(cli::Command::Bench(a)) => cli::bench::run(a),

@@ -8,6 +8,7 @@ macro_rules! outln {
 }
 
 pub mod bench;
+pub mod caption;
 pub mod demo;
 
 use m2::input;
@@ -17,11 +18,9 @@ use clap::{Args, Parser, Subcommand};
 use m2::blob::{DType, MappedBlob};
 use m2::kernels::Kernels;
 use m2::model::M2;
-use m2::search::{beam_search, greedy, SearchOptions};
 use m2::workspace::Workspace;
 use m2::Blob;
 use npyz::WriterBuilder;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
@@ -73,8 +72,10 @@ pub struct Common {
 pub struct CaptionArgs {
     #[command(flatten)]
     pub common: Common,
-    /// Region features, .npy [K, R, d_in] or [R, d_in], float32 or float16. Images with fewer
-    /// than the model's max_regions rows are zero-padded, more are truncated (as the reference).
+    /// Region features: .npy [K, R, d_in] or [R, d_in] (f32/f16, read image by image), a
+    /// bottom-up-attention .npz or a directory of them, a bottom-up-attention .tsv, or the
+    /// reference's coco_detections.hdf5 (feature `hdf5`). Images with fewer than the model's
+    /// max_regions rows are zero-padded, more are truncated (as the reference).
     #[arg(
         long,
         short = 'f',
@@ -86,6 +87,13 @@ pub struct CaptionArgs {
     /// are found by `m2::regions` (the demo model's extractor, d_in 72). Repeatable.
     #[arg(long, num_args = 1..)]
     pub image: Vec<PathBuf>,
+    /// Caption only these images, in this order: a JSON list of ids, a COCO annotations file
+    /// ({"images": [{"id": …}]}) or a Karpathy dataset_coco.json (the images of --split).
+    #[arg(long, value_name = "FILE")]
+    pub image_ids: Option<PathBuf>,
+    /// The split of a Karpathy dataset_coco.json given to --image-ids.
+    #[arg(long, default_value = None, value_name = "NAME")]
+    pub split: Option<String>,
     /// Beam size.
     #[arg(long, default_value_t = 5)]
     pub beam: usize,
@@ -98,11 +106,24 @@ pub struct CaptionArgs {
     /// Print the raw caption (no collapsing of repeated words, no strip).
     #[arg(long)]
     pub raw: bool,
-    /// Print COCO results JSON: [{"image_id": …, "caption": "…"}]. Captions are exact; in
-    /// plain output, control characters inside a caption are escaped so each caption is one line.
+    /// Output: `text` (a caption per line; control characters escaped), `jsonl` (a JSON object
+    /// per image, streamed: image_id, caption, score, tokens, ms) or `json` (the COCO results
+    /// array [{"image_id", "caption"}], written when every image is done).
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: caption::Format,
+    /// Same as --format json.
     #[arg(long)]
     pub json: bool,
-    /// Image ids for --json: a JSON list of K numbers or strings (default: 0..K).
+    /// Write the results to FILE instead of standard output (text and jsonl line by line,
+    /// flushed; json atomically at the end, with its progress in FILE.partial.jsonl).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Continue the run whose results are in -o FILE: skip the images already there (a cut-off
+    /// last line is redone).
+    #[arg(long)]
+    pub resume: bool,
+    /// Image ids for the output: a JSON list of K numbers or strings (default: the format's
+    /// ids; 0..K for .npy).
     #[arg(long)]
     pub ids: Option<PathBuf>,
 }
@@ -244,89 +265,6 @@ fn features_from_images(
         d_in,
         data,
     })
-}
-
-pub fn caption(a: &CaptionArgs) -> Result<()> {
-    let mapped = open_model(&a.common.model, a.common.no_mmap)?;
-    let blob = blob_of(&mapped)?;
-    let cfg = *blob.config();
-    let model = M2::new(&blob, kernels(a.common.threads)?);
-    let feats = match &a.features {
-        Some(p) => load_features(p, &blob, a.common.quiet)?,
-        None => features_from_images(&a.image, &cfg, a.common.quiet)?,
-    };
-    let ids = match &a.ids {
-        Some(p) => read_ids(p, feats.images)?,
-        None => (0..feats.images).map(serde_json::Value::from).collect(),
-    };
-    if a.beam == 0 {
-        bail!("--beam must be at least 1");
-    }
-    if a.max_len == 0 || a.max_len > cfg.max_len() {
-        bail!(
-            "--max-len must be between 1 and {} (the positional table of this model)",
-            cfg.max_len()
-        );
-    }
-    let beam = if a.greedy { 1 } else { a.beam };
-    if beam > m2::plan::MAX_BEAM || beam > cfg.vocab as usize {
-        bail!(
-            "--beam {beam} exceeds the maximum of {}",
-            m2::plan::MAX_BEAM.min(cfg.vocab as usize)
-        );
-    }
-    let plan = model.plan(beam, a.max_len);
-    let mut mem = workspace_memory(&plan, a.common.max_workspace)?;
-    let mut ws = Workspace::new(&mut mem, plan)?;
-    let rows = feats.regions.min(cfg.max_regions as usize);
-    let pb = progress(feats.images, a.common.quiet);
-    let mut results = Vec::with_capacity(if a.json { feats.images } else { 0 });
-    let word = |id: u32| blob.token(id);
-    let stdout = std::io::stdout();
-    for k in 0..feats.images {
-        let x = &feats.image(k)[..rows * feats.d_in];
-        let tokens: Vec<u32> = if a.greedy {
-            greedy(&model, x, &mut ws, a.max_len, |_, _| {})
-                .with_context(|| format!("image {k}"))?
-                .tokens
-                .to_vec()
-        } else {
-            let opts = SearchOptions {
-                beam,
-                max_len: a.max_len,
-            };
-            let out = beam_search(&model, x, &mut ws, &opts, |_| {})
-                .with_context(|| format!("image {k}"))?;
-            out.best().map(|b| b.tokens.to_vec()).unwrap_or_default()
-        };
-        let text = m2::text::caption_string(&tokens, word, a.raw)
-            .map_err(|e| anyhow::anyhow!("image {k}: {e}"))?;
-        if a.json {
-            results.push(text);
-        } else {
-            // Streamed: each caption is out (and flushed) as soon as it exists, so a crash or
-            // Ctrl-C at image k loses nothing before it.
-            pb.suspend(|| -> std::io::Result<()> {
-                let mut out = stdout.lock();
-                writeln!(out, "{}", escape_controls(&text))?;
-                out.flush()
-            })?;
-        }
-        pb.inc(1);
-    }
-    pb.finish_and_clear();
-    if a.json {
-        let mut out = stdout.lock();
-        let list: Vec<serde_json::Value> = ids
-            .into_iter()
-            .zip(&results)
-            .map(|(id, c)| serde_json::json!({ "image_id": id, "caption": c }))
-            .collect();
-        serde_json::to_writer(&mut out, &list)?;
-        writeln!(out)?;
-        out.flush()?;
-    }
-    Ok(())
 }
 
 /// The workspace buffer of `plan`, refused (one line, nothing allocated) if its size does not

@@ -1,0 +1,543 @@
+//! `m2 caption`: images from any feature dataset ([`m2::dataset`]) or PNG scenes, captioned
+//! in input order, streamed as they are done, resumable after a crash.
+//!
+//! Threads: with more than one image, each worker thread captions its own images with its own
+//! workspace (single-threaded kernels), and the main thread writes the results in input order;
+//! with one image, the kernels split each layer across the threads instead. The captions are
+//! the same bits either way (every kernel's result is independent of its thread count).
+
+use super::{escape_controls, kernels, open_model, progress, workspace_memory, CaptionArgs};
+use anyhow::{bail, Context, Result};
+use m2::dataset::{self, ImageId, Raw, Source};
+use m2::input::InputError;
+use m2::model::M2;
+use m2::search::{beam_search, greedy, SearchOptions};
+use m2::workspace::Workspace;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Instant;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+pub enum Format {
+    /// One caption per line.
+    Text,
+    /// The COCO results array `[{"image_id", "caption"}]`, written when every image is done.
+    Json,
+    /// One JSON object per line, streamed: image_id, caption, score, tokens, ms.
+    Jsonl,
+}
+
+/// One captioned image.
+struct Done {
+    tokens: Vec<u32>,
+    score: f32,
+    ms: f64,
+}
+
+pub fn run(a: &CaptionArgs) -> Result<()> {
+    let format = if a.json { Format::Json } else { a.format };
+    let mapped = open_model(&a.common.model, a.common.no_mmap)?;
+    let blob = mapped
+        .blob()
+        .map_err(|e| anyhow::anyhow!("model blob: {e}"))?;
+    let cfg = *blob.config();
+    if a.beam == 0 {
+        bail!("--beam must be at least 1");
+    }
+    if a.max_len == 0 || a.max_len > cfg.max_len() {
+        bail!(
+            "--max-len must be between 1 and {} (the positional table of this model)",
+            cfg.max_len()
+        );
+    }
+    let beam = if a.greedy { 1 } else { a.beam };
+    if beam > m2::plan::MAX_BEAM || beam > cfg.vocab as usize {
+        bail!(
+            "--beam {beam} exceeds the maximum of {}",
+            m2::plan::MAX_BEAM.min(cfg.vocab as usize)
+        );
+    }
+    if a.resume && a.output.is_none() {
+        bail!("--resume needs -o FILE (the results of the run to continue)");
+    }
+    if let Some(out) = &a.output {
+        let mut inputs: Vec<&Path> = vec![&a.common.model];
+        inputs.extend(a.features.as_deref());
+        inputs.extend(a.image.iter().map(PathBuf::as_path));
+        inputs.extend(a.ids.as_deref());
+        inputs.extend(a.image_ids.as_deref());
+        for input in inputs {
+            if m2::output::same_file(out, input)
+                || m2::output::same_file(&journal_path(out, format), input)
+            {
+                bail!(
+                    "refusing to overwrite the input {} with the output",
+                    input.display()
+                );
+            }
+        }
+    }
+
+    let (d_in, max_rows) = (cfg.d_in as usize, cfg.max_regions as usize);
+    let select = match &a.image_ids {
+        Some(p) => Some(read_image_ids(p, a.split.as_deref())?),
+        None => None,
+    };
+    let src: Box<dyn Source> = match &a.features {
+        Some(p) => dataset::open(p, d_in, select.as_deref())?,
+        None => {
+            let f = super::features_from_images(&a.image, &cfg, a.common.quiet)?;
+            Box::new(Images {
+                paths: a.image.clone(),
+                f,
+            })
+        }
+    };
+    let n = src.len();
+    let labels: Vec<Value> = match &a.ids {
+        Some(p) => super::read_ids(p, n)?,
+        None => (0..n).map(|k| id_json(&src.id(k))).collect(),
+    };
+
+    // What is already done (--resume), and where the results go.
+    let mut sink = Sink::open(a.output.as_deref(), format, a.resume)?;
+    let done_before = sink.done(&labels);
+    let todo: Vec<usize> = (0..n).filter(|&k| !done_before[k]).collect();
+    if a.resume && !a.common.quiet {
+        eprintln!(
+            "resuming: {} of {n} images already in {}, {} to go",
+            n - todo.len(),
+            sink.journal
+                .as_ref()
+                .map_or(String::new(), |j| j.path.display().to_string()),
+            todo.len()
+        );
+    }
+
+    // Workers: one per thread over the images, or one whose kernels use every thread.
+    let threads = kernels(a.common.threads)?.threads();
+    let workers = if todo.len() > 1 {
+        threads.min(todo.len())
+    } else {
+        1
+    };
+    let kernel_threads = if workers > 1 { 1 } else { threads };
+    let model_plan = M2::new(&blob, kernels(Some(kernel_threads))?).plan(beam, a.max_len);
+    let mut mems = Vec::with_capacity(workers);
+    for w in 0..workers {
+        match workspace_memory(
+            &model_plan,
+            a.common.max_workspace.map(|m| m / workers as u64),
+        ) {
+            Ok(m) => mems.push(m),
+            Err(e) if w > 0 => {
+                if !a.common.quiet {
+                    eprintln!("warning: {e}; captioning with {w} worker threads");
+                }
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let workers = mems.len();
+
+    let pb = progress(todo.len(), a.common.quiet);
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let warned = AtomicBool::new(false);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Result<Done>)>(2 * workers);
+    let src = &*src;
+    let opts = SearchOptions {
+        beam,
+        max_len: a.max_len,
+    };
+    let result: Result<()> = std::thread::scope(|s| {
+        // owned here: returning early (an error, a closed pipe) drops it, so a worker blocked
+        // sending sees the channel closed and stops before the scope joins it
+        let rx = rx;
+        for mem in mems.iter_mut() {
+            let (tx, next, stop, warned, todo, blob) =
+                (tx.clone(), &next, &stop, &warned, &todo, &blob);
+            let k = kernels(Some(kernel_threads))?;
+            let greedy_mode = a.greedy;
+            let quiet = a.common.quiet;
+            s.spawn(move || {
+                let model = M2::new(blob, k);
+                let mut ws = match Workspace::new(mem, model_plan) {
+                    Ok(ws) => ws,
+                    Err(e) => {
+                        let _ = tx.send((0, Err(anyhow::anyhow!("{e}"))));
+                        return;
+                    }
+                };
+                let mut buf = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let pos = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&k) = todo.get(pos) else { break };
+                    let r = caption_one(&model, src, k, d_in, max_rows, &mut ws, &mut buf, &opts, greedy_mode);
+                    if let Ok(regions) = r.as_ref().map(|d| d.1) {
+                        if regions > max_rows && !quiet && !warned.swap(true, Ordering::Relaxed) {
+                            eprintln!(
+                                "warning: {}: image {} has {regions} regions; the model takes {max_rows} — using the first {max_rows} of each image, as the reference's loader does",
+                                src.path().display(),
+                                src.id(k)
+                            );
+                        }
+                    }
+                    if tx.send((pos, r.map(|d| d.0))).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        // Results in input order, each written (and flushed) as soon as its turn comes.
+        let mut pending = BTreeMap::new();
+        let mut emitted = 0;
+        // (an error too waits for its turn: the images before it are written first)
+        for (pos, r) in rx.iter() {
+            pending.insert(pos, r);
+            while let Some(r) = pending.remove(&emitted) {
+                let d = match r {
+                    Ok(d) => d,
+                    Err(e) => {
+                        stop.store(true, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                };
+                let k = todo[emitted];
+                let text = m2::text::caption_string(&d.tokens, |id| blob.token(id), a.raw)
+                    .map_err(|e| anyhow::anyhow!("image {}: {e}", src.id(k)))?;
+                let written = pb.suspend(|| sink.emit(&labels[k], &text, &d));
+                if let Err(e) = written {
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(e.into());
+                }
+                pb.inc(1);
+                emitted += 1;
+            }
+        }
+        Ok(())
+    });
+    pb.finish_and_clear();
+    result?;
+    sink.finish(&labels)
+}
+
+/// Caption image `k`; returns the result and the number of regions the file holds.
+#[allow(clippy::too_many_arguments)]
+fn caption_one(
+    model: &M2,
+    src: &dyn Source,
+    k: usize,
+    d_in: usize,
+    max_rows: usize,
+    ws: &mut Workspace,
+    buf: &mut Vec<f32>,
+    opts: &SearchOptions,
+    greedy_mode: bool,
+) -> Result<(Done, usize)> {
+    let t = Instant::now();
+    let regions = dataset::read_image(src, k, d_in, max_rows, buf)?;
+    let image = || format!("{}: image {}", src.path().display(), src.id(k));
+    let (mut tokens, score): (Vec<u32>, f32) = if greedy_mode {
+        let out = greedy(model, buf, ws, opts.max_len, |_, _| {}).with_context(image)?;
+        (out.tokens.to_vec(), out.logprobs.iter().sum())
+    } else {
+        let out = beam_search(model, buf, ws, opts, |_| {}).with_context(image)?;
+        out.best()
+            .map(|b| (b.tokens.to_vec(), b.score))
+            .unwrap_or_default()
+    };
+    // the words up to and including <eos> (the search's fixed arrays pad after it)
+    let eos = model.config().eos;
+    if let Some(i) = tokens.iter().position(|&t| t == eos) {
+        tokens.truncate(i + 1);
+    }
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    Ok((Done { tokens, score, ms }, regions))
+}
+
+fn id_json(id: &ImageId) -> Value {
+    match id {
+        ImageId::Num(n) => json!(n),
+        ImageId::Str(s) => json!(s),
+    }
+}
+
+/// Image ids to caption, in order: a JSON list of ids, a COCO annotations file
+/// (`{"images": [{"id": …}]}`), or a Karpathy split file (`dataset_coco.json`:
+/// `{"images": [{"cocoid": …, "split": …}]}`, the images of `split`, default `test`).
+fn read_image_ids(path: &Path, split: Option<&str>) -> Result<Vec<ImageId>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let v: Value = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    let to_id = |x: &Value| -> Option<ImageId> {
+        match x {
+            Value::Number(n) => n.as_u64().map(ImageId::Num),
+            Value::String(s) => Some(ImageId::parse(s)),
+            _ => None,
+        }
+    };
+    let ids: Option<Vec<ImageId>> = match &v {
+        Value::Array(list) => list.iter().map(to_id).collect(),
+        Value::Object(o) => match o.get("images").and_then(Value::as_array) {
+            Some(images) if images.iter().any(|i| i.get("cocoid").is_some()) => {
+                let want = split.unwrap_or("test");
+                images
+                    .iter()
+                    .filter(|i| i.get("split").and_then(Value::as_str) == Some(want))
+                    .map(|i| i.get("cocoid").and_then(to_id))
+                    .collect()
+            }
+            Some(images) => images.iter().map(|i| i.get("id").and_then(to_id)).collect(),
+            None => None,
+        },
+        _ => None,
+    };
+    let Some(ids) = ids else {
+        bail!(
+            "{}: expected a JSON list of image ids, a COCO annotations file or a Karpathy dataset_coco.json",
+            path.display()
+        );
+    };
+    if ids.is_empty() {
+        bail!(
+            "{}: no image ids{}",
+            path.display(),
+            split.map_or(String::new(), |s| format!(" in split {s:?}"))
+        );
+    }
+    Ok(ids)
+}
+
+/// PNG scenes (`--image`) as a source.
+struct Images {
+    paths: Vec<PathBuf>,
+    f: m2::input::Features,
+}
+
+impl Source for Images {
+    fn path(&self) -> &Path {
+        self.paths.first().map_or(Path::new("-"), PathBuf::as_path)
+    }
+    fn len(&self) -> usize {
+        self.f.images
+    }
+    fn id(&self, k: usize) -> ImageId {
+        ImageId::Num(k as u64)
+    }
+    fn read_raw(&self, k: usize, max_rows: usize, out: &mut Vec<f32>) -> Result<Raw, InputError> {
+        let rows = self.f.regions.min(max_rows);
+        out.clear();
+        out.extend_from_slice(&self.f.image(k)[..rows * self.f.d_in]);
+        Ok(Raw {
+            regions: self.f.regions,
+            width: self.f.d_in,
+        })
+    }
+}
+
+// ---- output ------------------------------------------------------------------------------------
+
+/// Where a resumable run keeps what it has done: the jsonl output itself, the text output
+/// (one line per image, in input order), or, for the JSON array, a `.partial.jsonl` beside it.
+fn journal_path(out: &Path, format: Format) -> PathBuf {
+    match format {
+        Format::Json => {
+            let mut s = out.as_os_str().to_owned();
+            s.push(".partial.jsonl");
+            PathBuf::from(s)
+        }
+        _ => out.to_path_buf(),
+    }
+}
+
+struct Journal {
+    path: PathBuf,
+    file: std::fs::File,
+    /// Its complete lines when the run started.
+    lines: Vec<String>,
+}
+
+struct Sink {
+    format: Format,
+    out: Option<PathBuf>,
+    journal: Option<Journal>,
+    /// The JSON array's entries, in input order (`Format::Json`).
+    results: BTreeMap<usize, Value>,
+    index_of: std::collections::HashMap<String, usize>,
+}
+
+impl Sink {
+    fn open(out: Option<&Path>, format: Format, resume: bool) -> Result<Sink> {
+        let journal = match out {
+            None => None,
+            Some(out) => {
+                let path = journal_path(out, format);
+                let exists = std::fs::metadata(&path).is_ok_and(|m| m.len() > 0);
+                if exists && !resume {
+                    bail!(
+                        "{} exists: add --resume to continue that run, or remove it",
+                        path.display()
+                    );
+                }
+                let mut file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .append(true)
+                    .create(true)
+                    .open(&path)
+                    .with_context(|| format!("cannot open {}", path.display()))?;
+                let lines = if exists {
+                    complete_lines(&path, &mut file, format)?
+                } else {
+                    Vec::new()
+                };
+                Some(Journal { path, file, lines })
+            }
+        };
+        Ok(Sink {
+            format,
+            out: out.map(Path::to_path_buf),
+            journal,
+            results: BTreeMap::new(),
+            index_of: Default::default(),
+        })
+    }
+
+    /// Which images the journal already holds (by position for text, by id otherwise).
+    fn done(&mut self, labels: &[Value]) -> Vec<bool> {
+        let mut done = vec![false; labels.len()];
+        self.index_of = labels
+            .iter()
+            .enumerate()
+            .map(|(k, l)| (l.to_string(), k))
+            .collect();
+        let Some(j) = &self.journal else { return done };
+        if self.format == Format::Text {
+            for d in done.iter_mut().take(j.lines.len()) {
+                *d = true;
+            }
+            return done;
+        }
+        for line in &j.lines {
+            let Ok(v) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            if let Some(&k) = self.index_of.get(&v["image_id"].to_string()) {
+                done[k] = true;
+                if self.format == Format::Json {
+                    self.results.insert(
+                        k,
+                        json!({"image_id": v["image_id"], "caption": v["caption"]}),
+                    );
+                }
+            }
+        }
+        done
+    }
+
+    fn emit(&mut self, label: &Value, text: &str, d: &Done) -> std::io::Result<()> {
+        let record = || {
+            json!({"image_id": label, "caption": text, "score": d.score, "tokens": d.tokens,
+                   "ms": (d.ms * 1000.0).round() / 1000.0})
+        };
+        let line = match self.format {
+            Format::Text => escape_controls(text),
+            Format::Jsonl => record().to_string(),
+            Format::Json => {
+                if let Some(&k) = self.index_of.get(&label.to_string()) {
+                    self.results
+                        .insert(k, json!({"image_id": label, "caption": text}));
+                }
+                if self.journal.is_none() {
+                    return Ok(());
+                }
+                record().to_string()
+            }
+        };
+        match &mut self.journal {
+            Some(j) => {
+                writeln!(j.file, "{line}")?;
+                j.file.flush()
+            }
+            None => {
+                let mut o = std::io::stdout().lock();
+                writeln!(o, "{line}")?;
+                o.flush()
+            }
+        }
+    }
+
+    /// The JSON array, atomically, once every image is done (its journal removed after).
+    fn finish(self, labels: &[Value]) -> Result<()> {
+        if self.format != Format::Json {
+            if let Some(j) = &self.journal {
+                j.file
+                    .sync_all()
+                    .with_context(|| format!("cannot write {}", j.path.display()))?;
+            }
+            return Ok(());
+        }
+        let list: Vec<&Value> = self.results.values().collect();
+        if list.len() != labels.len() {
+            bail!("{} of {} images captioned", list.len(), labels.len());
+        }
+        match &self.out {
+            None => {
+                let mut o = std::io::stdout().lock();
+                serde_json::to_writer(&mut o, &list)?;
+                writeln!(o)?;
+                o.flush()?;
+            }
+            Some(out) => {
+                m2::output::write_atomic(out, |f| {
+                    serde_json::to_writer(&mut *f, &list)?;
+                    writeln!(f)
+                })
+                .with_context(|| format!("cannot write {}", out.display()))?;
+                if let Some(j) = &self.journal {
+                    let _ = std::fs::remove_file(&j.path);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The complete lines of a journal; a last line cut short (a crash or a power cut mid-write:
+/// no line feed, or not JSON) is removed from the file so the run redoes that image. An
+/// earlier line that is not a result is an error (not this program's file).
+fn complete_lines(path: &Path, file: &mut std::fs::File, format: Format) -> Result<Vec<String>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let mut lines: Vec<String> = bytes[..keep]
+        .lines()
+        .map(|l| l.map_err(anyhow::Error::from))
+        .collect::<Result<_>>()
+        .with_context(|| format!("{} is not a text file", path.display()))?;
+    if format != Format::Text {
+        let bad =
+            |l: &str| !serde_json::from_str::<Value>(l).is_ok_and(|v| v.get("image_id").is_some());
+        if lines.last().is_some_and(|l| bad(l)) {
+            let l = lines.pop().unwrap_or_default();
+            keep -= l.len() + 1;
+        }
+        if let Some(i) = lines.iter().position(|l| bad(l)) {
+            bail!(
+                "{}: line {} is not an m2 result; not resuming into it",
+                path.display(),
+                i + 1
+            );
+        }
+    }
+    if keep < bytes.len() {
+        file.set_len(keep as u64).with_context(|| {
+            format!("cannot cut the unfinished last line of {}", path.display())
+        })?;
+    }
+    Ok(lines)
+}
