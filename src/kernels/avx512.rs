@@ -24,9 +24,10 @@
 //! the weight vectors, so every row count up to 8 is one tile and the weights are streamed once
 //! — 4 × 1 to 4 × 6 (a decode step's 5 beams: 4 × 5), 3 × 7, 3 × 8. More rows run as 4 × 6
 //! tiles (and a narrower last one) over blocks of 256 rows (`BLOCK`); the leftover weight rows
-//! (fewer than a tile's) form one shorter tile (`super::tiles`). The epilogue folds each zmm
-//! accumulator to 256 bits and then reduces and dequantises four outputs per instruction, as
-//! [`super::avx_vnni`] does.
+//! (fewer than a tile's) form one shorter tile (`super::tiles`); the blocks and their
+//! corrections are [`super::avx_vnni`]'s `by_blocks`. The epilogue reduces four accumulators at
+//! a time with 512-bit unpacks and adds (`hsum4_epi32_512`) and dequantises four outputs per
+//! instruction.
 
 use super::avx2::PREFETCH;
 use super::avx_vnni::{by_blocks, Block};
