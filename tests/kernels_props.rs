@@ -8,9 +8,9 @@ use m2::blob::{Matrix, WeightData};
 use m2::kernels::{dsp, scalar, Isa, Kernels, QRows, QuantScratch};
 use proptest::prelude::*;
 
-/// Lengths that hit every tail of every tile width (4, 8, 16, 32) and a few long ones.
+/// Lengths that hit every tail of every tile width (4, 8, 16, 32, 64) and a few long ones.
 const KS: &[usize] = &[
-    0, 1, 2, 3, 4, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 127, 512, 1000, 4099,
+    0, 1, 2, 3, 4, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 127, 128, 191, 512, 1000, 4099,
 ];
 
 /// The non-scalar paths this machine runs (scalar is the reference).
@@ -277,7 +277,7 @@ fn decode_shapes() {
 /// (the maddubs / smlal pair sums at their largest), exact accumulation checked directly.
 #[test]
 fn int8_extremes_exact() {
-    for &k in &[1usize, 16, 31, 32, 33, 64, 1000, 4099] {
+    for &k in &[1usize, 16, 31, 32, 33, 63, 64, 65, 127, 1000, 4099] {
         for wv in [-128i8, -127, 127, 0] {
             for xv in [-127i8, 127, 0] {
                 let (n, m) = (5, 3);
@@ -470,16 +470,32 @@ fn names_and_selection() {
     }
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        // AVX-VNNI is preferred when present; plain AVX2 stays selectable (`M2_KERNEL=avx2`).
+        // AVX-512 VNNI is preferred when present, then AVX-VNNI; the others stay selectable
+        // (`M2_KERNEL=avx2`, `M2_KERNEL=avxvnni`).
         let vnni = std::is_x86_feature_detected!("avxvnni");
+        let avx512 = std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512vnni");
         assert_eq!(Isa::AvxVnni.is_available(), vnni);
-        let want = if vnni { Isa::AvxVnni } else { Isa::Avx2 };
+        assert_eq!(Isa::Avx512.is_available(), avx512);
+        let want = if avx512 {
+            Isa::Avx512
+        } else if vnni {
+            Isa::AvxVnni
+        } else {
+            Isa::Avx2
+        };
         assert_eq!(Kernels::detect().isa(), want);
         assert_eq!(Kernels::from_name("avx2").unwrap().isa(), Isa::Avx2);
+        if vnni {
+            assert_eq!(Kernels::from_name("avxvnni").unwrap().isa(), Isa::AvxVnni);
+        }
         println!("x86_64: detected {}", Kernels::detect().isa());
     }
     #[cfg(not(target_arch = "x86_64"))]
-    assert!(!Isa::AvxVnni.is_available() && !Isa::Avx2.is_available());
+    assert!(
+        !Isa::Avx512.is_available() && !Isa::AvxVnni.is_available() && !Isa::Avx2.is_available()
+    );
     assert!(!Isa::Dsp.is_available());
     // cross/test-aarch64.sh says which path each emulated CPU must get.
     if let Ok(want) = std::env::var("M2_EXPECT_ISA") {
@@ -502,14 +518,16 @@ fn dot_f32_matches_scalar() {
     }
 }
 
-/// The AVX-VNNI path, or `None` (with a note, once) on a CPU or build without it.
-fn vnni() -> Option<Kernels> {
-    static NOTE: std::sync::Once = std::sync::Once::new();
-    let k = Kernels::with_isa(Isa::AvxVnni);
+/// The `isa` path, or `None` (with a note, once per path) on a CPU or build without it.
+fn path(isa: Isa) -> Option<Kernels> {
+    static NOTED: std::sync::Mutex<Vec<Isa>> = std::sync::Mutex::new(Vec::new());
+    let k = Kernels::with_isa(isa);
     if k.is_none() {
-        NOTE.call_once(|| {
-            println!("note: AVX-VNNI is not available on this CPU/build: VNNI checks skipped")
-        });
+        let mut noted = NOTED.lock().unwrap();
+        if !noted.contains(&isa) {
+            noted.push(isa);
+            println!("note: {isa} is not available on this CPU/build: its checks are skipped");
+        }
     }
     k
 }
@@ -531,9 +549,9 @@ fn int8_matches_scalar(kern: &Kernels, x: &[f32], n: usize, k: usize, wf: &[f32]
     );
 }
 
-/// Activation row counts for the VNNI tiles: every single-tile count (1..=9), several 3 × 4
-/// tiles with every remainder, the encoder (50, 51), cross K/V (150) and more than one block
-/// of 256 rows.
+/// Activation row counts for the VNNI tiles (AVX-VNNI and AVX-512): every single-tile count
+/// (1..=9), several 3 × 4 / 4 × 6 tiles with every remainder, the encoder (50, 51), cross K/V
+/// (150) and more than one block of 256 rows.
 fn vnni_rows() -> impl Strategy<Value = usize> {
     prop_oneof![
         4 => 1usize..=9,
@@ -545,17 +563,19 @@ fn vnni_rows() -> impl Strategy<Value = usize> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
-    /// The AVX-VNNI int8 GEMM is bit-identical to scalar on random shapes, odd lengths
-    /// included (k tails below 32, weight-row counts off every tile height).
+    /// The VNNI int8 GEMMs (AVX-VNNI, AVX-512) are bit-identical to scalar on random shapes,
+    /// odd lengths included (k tails below 32, masked k tails below 64, weight-row counts off
+    /// every tile height, every activation-row tile: AVX-VNNI 4 × 1 to 2 × 6 and 3 × 4,
+    /// AVX-512 4 × 1 to 3 × 8 and 4 × 6, with every remainder).
     #[test]
-    fn avx_vnni_int8_matches_scalar(
+    fn vnni_int8_matches_scalar(
         ((n, k, m), x, w) in (vnni_rows(), prop::sample::select(KS), 0usize..=13)
             .prop_flat_map(|(n, k, m)| {
-                let k = if n > 64 { k.min(100) } else { k };
+                let k = if n > 64 { k.min(191) } else { k };
                 (Just((n, k, m)), data(n * k, 3.0), data(m * k, 0.5))
             })
     ) {
-        if let Some(kern) = vnni() {
+        for kern in [Isa::AvxVnni, Isa::Avx512].into_iter().filter_map(path) {
             int8_matches_scalar(&kern, &x, n, k, &w, m);
             int8_matches_scalar(&kern.with_threads(2), &x, n, k, &w, m);
         }

@@ -157,7 +157,7 @@ fn kernel_paths(names: &[String]) -> Result<Vec<Isa>> {
         .iter()
         .map(|n| {
             let isa = Isa::from_name(n).with_context(|| {
-                format!("--kernel: {n:?} is not a kernel path (scalar, avx2, avxvnni, neon, dotprod, dsp, all)")
+                format!("--kernel: {n:?} is not a kernel path (scalar, avx2, avxvnni, avx512, neon, dotprod, dsp, all)")
             })?;
             if !isa.is_available() {
                 bail!("--kernel: this CPU has no {n} path");

@@ -53,7 +53,7 @@ pub struct Common {
     #[arg(long, short = 'm')]
     pub model: PathBuf,
     /// Worker threads for large layers (default: all cores).
-    /// `M2_KERNEL=scalar|avx2|avxvnni|neon|dotprod` forces a kernel path.
+    /// `M2_KERNEL=scalar|avx2|avxvnni|avx512|neon|dotprod` forces a kernel path.
     #[arg(long)]
     pub threads: Option<usize>,
     /// No progress bar or warnings.

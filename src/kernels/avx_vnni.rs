@@ -35,6 +35,7 @@ use super::avx2::{hsum4_epi32, PREFETCH};
 use super::operand::{Gemm, Int8Gemm};
 use super::tiles::{for_each_tile, Tiles};
 use core::arch::x86_64::*;
+use core::marker::PhantomData;
 
 /// Weight rows per tile when there are more than 6 activation rows.
 const WR: usize = 3;
@@ -42,10 +43,10 @@ const WR: usize = 3;
 const XR: usize = 4;
 /// Activation rows whose corrections are computed together (a stack array); more rows run as
 /// several blocks, each streaming the weights once.
-const BLOCK: usize = 256;
+pub(super) const BLOCK: usize = 256;
 /// Stack arrays indexed by block row are this much longer, so that the epilogue can read four
 /// lanes from any row of the block.
-const PAD: usize = 3;
+pub(super) const PAD: usize = 3;
 
 /// `y = dequant(x.q[n, k] · w.q[m, k]ᵀ)`; see the module doc.
 ///
@@ -53,62 +54,85 @@ const PAD: usize = 3;
 /// AVX2 and AVX-VNNI are available; `g` keeps the kernel contract ([`super::operand`]).
 #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
 pub(crate) unsafe fn gemm_i8(g: Int8Gemm<'_>) {
-    let Gemm { x, n, k, m, .. } = g;
-    let k32 = k & !31;
+    let m = g.m;
     let b80 = _mm256_set1_epi8(-128);
     let z = _mm256_setzero_si256();
+    let corr = |row: &[i8]| {
+        let mut a = z;
+        let mut c = 0;
+        while c + 32 <= row.len() {
+            // SAFETY: c + 32 <= row.len().
+            let xv = unsafe { _mm256_loadu_si256(row.as_ptr().add(c) as *const __m256i) };
+            a = _mm256_dpbusd_avx_epi32(a, b80, xv);
+            c += 32;
+        }
+        // SAFETY: AVX2 is enabled here.
+        _mm_cvtsi128_si32(unsafe { hsum4_epi32(a, z, z, z) })
+    };
+    by_blocks::<Vnni256>(g, corr, |blk, nb| {
+        // SAFETY: `by_blocks` passes the block's row count: block rows 0..nb exist; the
+        // operands are `g`'s, forwarded.
+        unsafe {
+            match nb {
+                1 => for_each_tile::<_, 4, 1>(blk, m, nb),
+                2 => for_each_tile::<_, 4, 2>(blk, m, nb),
+                3 => for_each_tile::<_, 3, 3>(blk, m, nb),
+                4 => for_each_tile::<_, 3, 4>(blk, m, nb),
+                5 => for_each_tile::<_, 2, 5>(blk, m, nb),
+                6 => for_each_tile::<_, 2, 6>(blk, m, nb),
+                _ => for_each_tile::<_, WR, XR>(blk, m, nb),
+            }
+        }
+    });
+}
+
+/// One block of activation rows `i0..i0+nb`, with `corr[t]` the activation row's correction
+/// `128 · Σ xq[i0 + t, c]` (over the bytes its kernel's vector steps cover) and
+/// `scale[t] = xs[i0 + t]`. `K` names the kernel whose tiles run over it ([`Vnni256`] here,
+/// `super::avx512`'s for the 512-bit form).
+pub(super) struct Block<'a, K> {
+    pub g: Int8Gemm<'a>,
+    pub corr: &'a [i32; BLOCK + PAD],
+    pub scale: &'a [f32; BLOCK + PAD],
+    pub i0: usize,
+    pub kernel: PhantomData<K>,
+}
+
+/// Runs `tiles(block, nb)` over the activation rows of `g` in blocks of at most [`BLOCK`] rows,
+/// each with its corrections `corr(xq row)` and scales; the VNNI kernels share it.
+#[inline(always)]
+pub(super) fn by_blocks<K>(
+    g: Int8Gemm<'_>,
+    corr: impl Fn(&[i8]) -> i32,
+    tiles: impl Fn(&Block<'_, K>, usize),
+) {
+    let Gemm { x, n, k, .. } = g;
     let mut i0 = 0;
     while i0 < n {
         let nb = (n - i0).min(BLOCK);
-        let mut corr = [0i32; BLOCK + PAD];
+        let mut c = [0i32; BLOCK + PAD];
         let mut scale = [0f32; BLOCK + PAD];
         scale[..nb].copy_from_slice(&x.scales[i0..i0 + nb]);
-        for (t, ct) in corr.iter_mut().enumerate().take(nb) {
-            let mut a = z;
-            let mut c = 0;
-            while c < k32 {
-                // SAFETY: row i0 + t < n, c + 32 <= k32 <= k.
-                let xv = unsafe {
-                    _mm256_loadu_si256(x.q.as_ptr().add((i0 + t) * k + c) as *const __m256i)
-                };
-                a = _mm256_dpbusd_avx_epi32(a, b80, xv);
-                c += 32;
-            }
-            // SAFETY: AVX2 is enabled here.
-            *ct = _mm_cvtsi128_si32(unsafe { hsum4_epi32(a, z, z, z) });
+        for (t, ct) in c.iter_mut().enumerate().take(nb) {
+            let row = (i0 + t) * k;
+            *ct = corr(&x.q[row..row + k]);
         }
         let blk = Block {
             g,
-            corr: &corr,
+            corr: &c,
             scale: &scale,
             i0,
+            kernel: PhantomData,
         };
-        // SAFETY: block rows 0..nb are rows i0..i0+nb < n; forwarded.
-        unsafe {
-            match nb {
-                1 => for_each_tile::<_, 4, 1>(&blk, m, nb),
-                2 => for_each_tile::<_, 4, 2>(&blk, m, nb),
-                3 => for_each_tile::<_, 3, 3>(&blk, m, nb),
-                4 => for_each_tile::<_, 3, 4>(&blk, m, nb),
-                5 => for_each_tile::<_, 2, 5>(&blk, m, nb),
-                6 => for_each_tile::<_, 2, 6>(&blk, m, nb),
-                _ => for_each_tile::<_, WR, XR>(&blk, m, nb),
-            }
-        }
+        tiles(&blk, nb);
         i0 += nb;
     }
 }
 
-/// One block of activation rows `i0..i0+nb`, with `corr[t] = 128 · Σ_{c < k32} xq[i0 + t, c]`
-/// and `scale[t] = xs[i0 + t]`.
-struct Block<'a> {
-    g: Int8Gemm<'a>,
-    corr: &'a [i32; BLOCK + PAD],
-    scale: &'a [f32; BLOCK + PAD],
-    i0: usize,
-}
+/// The 256-bit AVX-VNNI kernel's [`Block`]s.
+pub(super) enum Vnni256 {}
 
-impl Tiles for Block<'_> {
+impl Tiles for Block<'_, Vnni256> {
     /// One `R × N` tile: weight rows `r..r+R`, block rows `t..t+N`, over all of `k`.
     ///
     /// # Safety

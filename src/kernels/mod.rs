@@ -9,7 +9,7 @@
 //! | `operand.rs` | what a kernel is handed (one `Gemm`: operands, shapes, output); its contract |
 //! | `tiles.rs` | the tile loop the paths share; each path supplies its tile body |
 //! | `scalar.rs` | the ground truth, and the scalar path's tiles |
-//! | `avx2.rs`, `avx_vnni.rs`, `neon.rs`, `dsp.rs` | the SIMD paths |
+//! | `avx2.rs`, `avx_vnni.rs`, `avx512.rs`, `neon.rs`, `dsp.rs` | the SIMD paths |
 //! | `simd.rs` | [`dot_f32`], and non-GEMM code compiled for the path's vector unit |
 //! | `pool.rs`, `trace.rs` | worker threads; watching linears for calibration (std) |
 //!
@@ -25,16 +25,18 @@
 //! |---|---|---|
 //! | [`Isa::Avx2`] | `vpsignb` + `vpmaddubsw` + `vpmaddwd`, 32 bytes | 2 × 4 |
 //! | [`Isa::AvxVnni`] | `vpdpbusd` on `w + 128`, minus `128·Σx`, 32 bytes | 3 × 4, 2 × 5 |
+//! | [`Isa::Avx512`] | `vpdpbusd` (zmm) on `w + 128`, minus `128·Σx`, 64 bytes, masked tail | 4 × 6, 4 × 5 |
 //! | [`Isa::Neon`] | `smull` + `smlal2` + `sadalp`, 16 bytes | 4 × 4 |
 //! | [`Isa::NeonDot`] | `sdot`, 16 bytes | 4 × 4 |
 //! | [`Isa::Dsp`] | `sxtb16` + `smlad`, 4 bytes | 2 × 2 |
 //!
-//! [`Isa::AvxVnni`] has its own int8 GEMM only; its f32 / f16 GEMMs and its quantiser are the
-//! AVX2 path's.
+//! [`Isa::AvxVnni`] and [`Isa::Avx512`] have their own int8 GEMMs only; their f32 / f16 GEMMs
+//! and their quantiser are the AVX2 path's.
 //!
 //! Selection: [`Kernels::detect`] picks the best path the CPU supports (at run time on std
 //! targets, at compile time on no_std), [`Kernels::from_env`] honours `M2_KERNEL`, so
-//! `M2_KERNEL=avx2` still runs the plain AVX2 path on a VNNI machine.
+//! `M2_KERNEL=avx2` still runs the plain AVX2 path on a VNNI machine, and `M2_KERNEL=avxvnni`
+//! the 256-bit VNNI path on an AVX-512 one.
 
 mod operand;
 #[cfg(feature = "std")]
@@ -47,6 +49,8 @@ pub mod trace;
 
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub mod avx512;
 #[cfg(target_arch = "x86_64")]
 pub mod avx_vnni;
 pub mod dsp;
@@ -70,6 +74,9 @@ pub enum Isa {
     /// x86_64 AVX2 + FMA + F16C + AVX-VNNI (`vpdpbusd`, VEX-encoded; Alder Lake, Zen 5): the
     /// AVX2 path with a VNNI int8 GEMM.
     AvxVnni,
+    /// x86_64 AVX2 + FMA + F16C + AVX-512 F/BW/VNNI (`vpdpbusd` on zmm; Sapphire Rapids and
+    /// later, Zen 4, Zen 5): the AVX2 path with a 512-bit VNNI int8 GEMM.
+    Avx512,
     /// aarch64 NEON (widening multiplies; Raspberry Pi 4 / Cortex-A72).
     Neon,
     /// aarch64 NEON with SDOT (Raspberry Pi 5 / Cortex-A76).
@@ -80,13 +87,14 @@ pub enum Isa {
 
 impl Isa {
     /// Every path, best last.
-    pub const ALL: [Isa; 6] = [
+    pub const ALL: [Isa; 7] = [
         Isa::Scalar,
         Isa::Dsp,
         Isa::Neon,
         Isa::NeonDot,
         Isa::Avx2,
         Isa::AvxVnni,
+        Isa::Avx512,
     ];
 
     /// The name `M2_KERNEL` uses.
@@ -95,6 +103,7 @@ impl Isa {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
             Isa::AvxVnni => "avxvnni",
+            Isa::Avx512 => "avx512",
             Isa::Neon => "neon",
             Isa::NeonDot => "dotprod",
             Isa::Dsp => "dsp",
@@ -115,6 +124,7 @@ impl Isa {
             Isa::Scalar => true,
             Isa::Avx2 => avx2_available(),
             Isa::AvxVnni => avx2_available() && avx_vnni_available(),
+            Isa::Avx512 => avx2_available() && avx512_available(),
             Isa::Neon => cfg!(target_arch = "aarch64"),
             Isa::NeonDot => dotprod_available(),
             Isa::Dsp => cfg!(all(
@@ -164,6 +174,25 @@ fn avx_vnni_available() -> bool {
     false
 }
 
+#[cfg(all(target_arch = "x86_64", feature = "std"))]
+fn avx512_available() -> bool {
+    std::is_x86_feature_detected!("avx512f")
+        && std::is_x86_feature_detected!("avx512bw")
+        && std::is_x86_feature_detected!("avx512vnni")
+}
+#[cfg(all(target_arch = "x86_64", not(feature = "std")))]
+fn avx512_available() -> bool {
+    cfg!(all(
+        target_feature = "avx512f",
+        target_feature = "avx512bw",
+        target_feature = "avx512vnni"
+    ))
+}
+#[cfg(not(target_arch = "x86_64"))]
+fn avx512_available() -> bool {
+    false
+}
+
 #[cfg(all(target_arch = "aarch64", feature = "std"))]
 fn dotprod_available() -> bool {
     std::arch::is_aarch64_feature_detected!("dotprod")
@@ -203,7 +232,7 @@ impl core::fmt::Display for KernelError {
         match self {
             KernelError::Unknown(v) => write!(
                 f,
-                "M2_KERNEL={v:?} is not a kernel path (expected one of scalar, avx2, avxvnni, neon, dotprod, dsp); using {best}"
+                "M2_KERNEL={v:?} is not a kernel path (expected one of scalar, avx2, avxvnni, avx512, neon, dotprod, dsp); using {best}"
             ),
             KernelError::Unavailable(isa) => {
                 write!(f, "M2_KERNEL={isa}: this CPU or build cannot run it; using {best}")
@@ -451,7 +480,7 @@ unsafe fn kernel(isa: Isa, part: Part<'_>) {
         Part::F32(g) => match isa {
             // SAFETY: AVX2/FMA/F16C detected (isa is available); the contract is forwarded.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 | Isa::AvxVnni => unsafe { avx2::gemm_f32(g) },
+            Isa::Avx2 | Isa::AvxVnni | Isa::Avx512 => unsafe { avx2::gemm_f32(g) },
             // SAFETY: NEON is baseline on aarch64; the contract is forwarded.
             #[cfg(target_arch = "aarch64")]
             Isa::Neon | Isa::NeonDot => unsafe { neon::gemm_f32(g) },
@@ -461,7 +490,7 @@ unsafe fn kernel(isa: Isa, part: Part<'_>) {
         Part::F16(g) => match isa {
             // SAFETY: as above.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 | Isa::AvxVnni => unsafe { avx2::gemm_f16(g) },
+            Isa::Avx2 | Isa::AvxVnni | Isa::Avx512 => unsafe { avx2::gemm_f16(g) },
             // SAFETY: as above.
             #[cfg(target_arch = "aarch64")]
             Isa::Neon | Isa::NeonDot => unsafe { neon::gemm_f16(g) },
@@ -475,6 +504,10 @@ unsafe fn kernel(isa: Isa, part: Part<'_>) {
             // SAFETY: AVX2 and AVX-VNNI detected (isa is available); the contract is forwarded.
             #[cfg(target_arch = "x86_64")]
             Isa::AvxVnni => unsafe { avx_vnni::gemm_i8(g) },
+            // SAFETY: AVX2 and AVX-512 F/BW/VNNI detected (isa is available); the contract is
+            // forwarded.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { avx512::gemm_i8(g) },
             // SAFETY: as above.
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => unsafe { neon::gemm_i8(g) },
@@ -496,7 +529,7 @@ fn quantize(isa: Isa, x: &[f32], n: usize, k: usize, q: &mut [i8], s: &mut [f32]
     match isa {
         // SAFETY: AVX2 detected (isa is available); x and q hold n*k, s holds n.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::AvxVnni => unsafe { avx2::quantize_rows(x, n, k, q, s) },
+        Isa::Avx2 | Isa::AvxVnni | Isa::Avx512 => unsafe { avx2::quantize_rows(x, n, k, q, s) },
         _ => scalar::quantize_rows(x, n, k, q, s),
     }
 }

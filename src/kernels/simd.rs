@@ -15,10 +15,10 @@ impl Kernels {
     pub fn vectorised<R>(&self, f: impl FnOnce() -> R) -> R {
         match self.isa {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Isa::Avx2` and `Isa::AvxVnni` are only selected when the CPU has AVX2,
-            // FMA and F16C (`Isa::is_available`, checked by every constructor of `Kernels` with
-            // that isa). The VNNI path's non-GEMM code is the AVX2 path's.
-            super::Isa::Avx2 | super::Isa::AvxVnni => unsafe { avx2(f) },
+            // SAFETY: `Isa::Avx2`, `Isa::AvxVnni` and `Isa::Avx512` are only selected when the
+            // CPU has AVX2, FMA and F16C (`Isa::is_available`, checked by every constructor of
+            // `Kernels` with that isa). The VNNI paths' non-GEMM code is the AVX2 path's.
+            super::Isa::Avx2 | super::Isa::AvxVnni | super::Isa::Avx512 => unsafe { avx2(f) },
             _ => f(),
         }
     }

@@ -11,6 +11,8 @@
 //! | AVX2 f32 / f16, int8 | 2 × 6, 2 × 4 (1 × `n` for 5 to 8 rows) |
 //! | AVX-VNNI int8, 1 to 6 rows per block | 4 × 1, 4 × 2, 3 × 3, 3 × 4, 2 × 5, 2 × 6 |
 //! | AVX-VNNI int8, more | 3 × 4 |
+//! | AVX-512 int8, 1 to 8 rows per block | 4 × 1 … 4 × 6, 3 × 7, 3 × 8 |
+//! | AVX-512 int8, more | 4 × 6 |
 //! | NEON / SDOT f32 / f16, int8 | 4 × 4 |
 //! | Cortex-M DSP int8 | 2 × 2 |
 

@@ -1,0 +1,221 @@
+//! x86_64 int8 GEMM with AVX-512 VNNI (`vpdpbusd` on zmm, 64 bytes per step). Only called
+//! after run-time detection ([`super::Isa::Avx512`]); the float GEMMs and the activation
+//! quantiser of that path are [`super::avx2`]'s.
+//!
+//! The arithmetic is [`super::avx_vnni`]'s, twice as wide: the unsigned operand of `vpdpbusd`
+//! is the weight offset by 128 (`w ^ 0x80 = w + 128 ∈ [0, 255]`, exact for every int8), the
+//! signed one the quantised activation as it is, and
+//!
+//! ```text
+//! Σ (w + 128)·x = Σ w·x + 128·Σ x
+//! ```
+//!
+//! so `128·Σ x`, a property of the activation row, is computed once per call (one `vpdpbusd`
+//! of each activation row against `0x80` bytes) and subtracted from every accumulator of that
+//! row. The last `k % 64` bytes are one more step with masked loads (`vmovdqu8` with a zeroing
+//! mask; the masked-off bytes are neither read nor faulted on, and load as 0, so they add
+//! `(0 + 128)·0 = 0` to both the products and the correction): there is no scalar tail. The
+//! sums wrap modulo 2³² exactly as the integer sums they stand for, so the accumulators are
+//! exactly scalar's, and with the same dequantisation (`cvtdq2ps`, then `× xs`, then `× ws`,
+//! scalar's order) the outputs are bit-identical to [`super::scalar::gemm_i8`]'s. Nothing
+//! relies on activations avoiding `-128`.
+//!
+//! Tiles (weight rows × activation rows): 32 zmm registers hold up to 24 accumulators next to
+//! the weight vectors, so every row count up to 8 is one tile and the weights are streamed once
+//! — 4 × 1 to 4 × 6 (a decode step's 5 beams: 4 × 5), 3 × 7, 3 × 8. More rows run as 4 × 6
+//! tiles (and a narrower last one) over blocks of 256 rows (`BLOCK`); the leftover weight rows
+//! (fewer than a tile's) form one shorter tile (`super::tiles`); the blocks and their
+//! corrections are [`super::avx_vnni`]'s `by_blocks`. The epilogue reduces four accumulators at
+//! a time with 512-bit unpacks and adds (`hsum4_epi32_512`) and dequantises four outputs per
+//! instruction.
+
+use super::avx2::PREFETCH;
+use super::avx_vnni::{by_blocks, Block};
+use super::operand::{Gemm, Int8Gemm};
+use super::tiles::{for_each_tile, Tiles};
+use core::arch::x86_64::*;
+
+/// Weight rows per tile when there are more than 8 activation rows.
+const WR: usize = 4;
+/// Activation rows per tile when there are more than 8.
+const XR: usize = 6;
+
+/// The zeroing mask of the last, partial 64-byte step of a row of `k` bytes: its low
+/// `k % 64` bits (0 when `k` is a multiple of 64: no partial step).
+#[inline(always)]
+fn tail_mask(k: usize) -> __mmask64 {
+    match k % 64 {
+        0 => 0,
+        t => (1u64 << t) - 1,
+    }
+}
+
+/// Sums of four i32x16 vectors, as the lanes `[Σa, Σb, Σc, Σd]` (integer sums: the order does
+/// not change them).
+///
+/// With 512-bit unpacks and adds only, not [`super::avx2::hsum4_epi32`]'s `vphaddd`, which
+/// has no EVEX form: an accumulator that reached a VEX-only instruction would be confined to
+/// zmm0–15 for its whole life, and the 20- and 24-accumulator tiles would spill.
+#[inline(always)]
+unsafe fn hsum4_epi32_512(a: __m512i, b: __m512i, c: __m512i, d: __m512i) -> __m128i {
+    // SAFETY: inlined only into `tile` (`#[target_feature]` with AVX-512 F), which runs after
+    // detection; no memory is accessed.
+    unsafe {
+        // Per 128-bit lane: [a0 + a2, b0 + b2, a1 + a3, b1 + b3], and the same for c, d.
+        let ab = _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+        let cd = _mm512_add_epi32(_mm512_unpacklo_epi32(c, d), _mm512_unpackhi_epi32(c, d));
+        // Per 128-bit lane: [Σa, Σb, Σc, Σd] of that lane.
+        let v = _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));
+        let h = _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64::<1>(v));
+        _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h))
+    }
+}
+
+/// `y = dequant(x.q[n, k] · w.q[m, k]ᵀ)`; see the module doc.
+///
+/// # Safety
+/// AVX2, AVX-512 F/BW and AVX-512 VNNI are available; `g` keeps the kernel contract
+/// ([`super::operand`]).
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vnni")]
+pub(crate) unsafe fn gemm_i8(g: Int8Gemm<'_>) {
+    let m = g.m;
+    let b80 = _mm512_set1_epi8(-128);
+    // 128 · Σ x over the whole row: its full 64-byte steps, then the masked rest.
+    let corr = |row: &[i8]| {
+        let (k, xp) = (row.len(), row.as_ptr());
+        let k64 = k & !63;
+        let mut a = _mm512_setzero_si512();
+        let mut c = 0;
+        while c < k64 {
+            // SAFETY: c + 64 <= k64 <= row.len().
+            let xv = unsafe { _mm512_loadu_si512(xp.add(c) as *const __m512i) };
+            a = _mm512_dpbusd_epi32(a, b80, xv);
+            c += 64;
+        }
+        let mask = tail_mask(k);
+        if mask != 0 {
+            // SAFETY: the mask selects bytes k64..k of the row, all inside it; masked-off
+            // bytes are not accessed.
+            let xv = unsafe { _mm512_maskz_loadu_epi8(mask, xp.add(k64)) };
+            a = _mm512_dpbusd_epi32(a, b80, xv);
+        }
+        _mm512_reduce_add_epi32(a)
+    };
+    by_blocks::<Vnni512>(g, corr, |blk, nb| {
+        // SAFETY: `by_blocks` passes the block's row count: block rows 0..nb exist; the
+        // operands are `g`'s, forwarded.
+        unsafe {
+            match nb {
+                1 => for_each_tile::<_, 4, 1>(blk, m, nb),
+                2 => for_each_tile::<_, 4, 2>(blk, m, nb),
+                3 => for_each_tile::<_, 4, 3>(blk, m, nb),
+                4 => for_each_tile::<_, 4, 4>(blk, m, nb),
+                5 => for_each_tile::<_, 4, 5>(blk, m, nb),
+                6 => for_each_tile::<_, 4, 6>(blk, m, nb),
+                7 => for_each_tile::<_, 3, 7>(blk, m, nb),
+                8 => for_each_tile::<_, 3, 8>(blk, m, nb),
+                _ => for_each_tile::<_, WR, XR>(blk, m, nb),
+            }
+        }
+    });
+}
+
+/// This kernel's [`Block`]s (activation rows with their corrections over all of `k`).
+enum Vnni512 {}
+
+impl Tiles for Block<'_, Vnni512> {
+    /// One `R × N` tile: [`tile`].
+    ///
+    /// # Safety
+    /// As for [`tile`]; inlined only into [`gemm_i8`], which runs after detection.
+    #[inline(always)]
+    unsafe fn tile<const R: usize, const N: usize>(&self, r: usize, t: usize) {
+        // SAFETY: forwarded; the CPU features were detected before `gemm_i8` was called.
+        unsafe { tile::<R, N>(self, r, t) }
+    }
+}
+
+/// One `R × N` tile: weight rows `r..r+R`, block rows `t..t+N`, over all of `k`.
+///
+/// A function of its own (`#[inline(never)]`): [`gemm_i8`] instantiates about thirty tile
+/// shapes through [`for_each_tile`], and each stays a compact loop. Of the 32 zmm registers,
+/// the 4 × 6 tile keeps 24 accumulators, 4 weight vectors, one activation vector and the `0x80`
+/// constant live in the loop, and no accumulator is spilled (checked in the disassembly; see
+/// `hsum4_epi32_512` for what made them spill).
+///
+/// # Safety
+/// Weight rows `r..r+R` and block rows `t..t+N` of `blk` exist (`N <= 8`: [`for_each_tile`]);
+/// AVX2 and AVX-512 F/BW/VNNI are available.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vnni")]
+#[inline(never)]
+unsafe fn tile<const R: usize, const N: usize>(blk: &Block<'_, Vnni512>, r: usize, t: usize) {
+    let Gemm { x, w, k, out, .. } = blk.g;
+    let i = blk.i0 + t;
+    // SAFETY: pointer accesses as stated below.
+    unsafe {
+        let k64 = k & !63;
+        let mask = tail_mask(k);
+        // SAFETY (whole function): rows r..r+R of `wq` and i..i+N of `xq` exist (callers),
+        // each `k` bytes; every full load reads 64 bytes at an offset c + 64 <= k64 <= k,
+        // and the masked loads read only bytes k64..k of a row.
+        let wp: [*const i8; R] = core::array::from_fn(|j| w.q.as_ptr().add((r + j) * k));
+        let xp: [*const i8; N] = core::array::from_fn(|u| x.q.as_ptr().add((i + u) * k));
+        let flip = _mm512_set1_epi8(-128);
+        let mut acc = [[_mm512_setzero_si512(); N]; R];
+        let mut c = 0;
+        while c < k64 {
+            // Weights are streamed once: fetch the ones a few tiles ahead (a prefetch never
+            // faults, so running past the end of the matrix is harmless).
+            for p in wp {
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(c + PREFETCH));
+            }
+            // w + 128 as u8.
+            let wu: [__m512i; R] = core::array::from_fn(|j| {
+                _mm512_xor_si512(_mm512_loadu_si512(wp[j].add(c) as *const __m512i), flip)
+            });
+            for u in 0..N {
+                let xv = _mm512_loadu_si512(xp[u].add(c) as *const __m512i);
+                for j in 0..R {
+                    acc[j][u] = _mm512_dpbusd_epi32(acc[j][u], wu[j], xv);
+                }
+            }
+            c += 64;
+        }
+        if mask != 0 {
+            // The partial step: masked-off bytes load as 0 (w + 128 = 128 there, times an
+            // activation of 0).
+            let wu: [__m512i; R] = core::array::from_fn(|j| {
+                _mm512_xor_si512(_mm512_maskz_loadu_epi8(mask, wp[j].add(k64)), flip)
+            });
+            for u in 0..N {
+                let xv = _mm512_maskz_loadu_epi8(mask, xp[u].add(k64));
+                for j in 0..R {
+                    acc[j][u] = _mm512_dpbusd_epi32(acc[j][u], wu[j], xv);
+                }
+            }
+        }
+        // Epilogue, four activation rows at a time: Σ lanes − correction, then
+        // `acc as f32 * xs * ws` — the scalar dequantisation, lane by lane.
+        let z = _mm512_setzero_si512();
+        for (j, accj) in acc.iter().enumerate() {
+            let mut a = [z; 8];
+            a[..N].copy_from_slice(accj);
+            let wsv = _mm_set1_ps(*w.scales.get_unchecked(r + j));
+            for g in 0..N.div_ceil(4) {
+                let u0 = 4 * g;
+                let mut s = hsum4_epi32_512(a[u0], a[u0 + 1], a[u0 + 2], a[u0 + 3]);
+                // t + u0 < nb <= BLOCK: four lanes are inside the padded arrays.
+                let b = t + u0;
+                s = _mm_sub_epi32(s, _mm_loadu_si128(blk.corr.as_ptr().add(b).cast()));
+                let xsv = _mm_loadu_ps(blk.scale.as_ptr().add(b));
+                let y = _mm_mul_ps(_mm_mul_ps(_mm_cvtepi32_ps(s), xsv), wsv);
+                let mut o = [0f32; 4];
+                _mm_storeu_ps(o.as_mut_ptr(), y);
+                for (v, ov) in o.iter().enumerate().take(N - u0) {
+                    // SAFETY: i + u0 + v < n, r + j < m (callers).
+                    out.set(i + u0 + v, r + j, *ov);
+                }
+            }
+        }
+    }
+}
