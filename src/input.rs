@@ -330,6 +330,15 @@ pub(crate) mod npy_header {
             .and_then(|n| n.parse::<u64>().ok())
             .filter(|&n| n > 0)
             .ok_or_else(|| format!("unsupported .npy dtype {descr:?}"))?;
+        // Readers multiply the dimensions in other orders (npyz computes strides from the
+        // last dimension: `(2, 0, 5, 10**19)` overflowed there although the whole product is
+        // 0 — found by the npy fuzz target with overflow checks): the product of the non-zero
+        // dimensions must fit, which bounds every partial product.
+        shape
+            .iter()
+            .filter(|&&d| d != 0)
+            .try_fold(item_bytes, |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| format!("a .npy shape {shape:?} whose size overflows"))?;
         Ok(Header {
             shape,
             descr,
@@ -476,6 +485,11 @@ pub(crate) mod npy_header {
             ] {
                 assert!(read(&mut &header(bad)[..]).is_err(), "{bad}");
             }
+            let huge = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 0, 5, 10000000000000000020), }";
+            assert!(read(&mut &header(huge)[..])
+                .err()
+                .unwrap()
+                .contains("overflows"));
             let nested = format!(
                 "{{'descr': '<f4', 'fortran_order': False, 'shape': (4, {}3, 2), }}",
                 "[".repeat(5000)

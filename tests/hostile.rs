@@ -401,3 +401,45 @@ fn class6_without_the_checksum_every_structural_flip_is_refused() {
     }
     Blob::parse(&v).unwrap();
 }
+
+/// What the ≥ 30-minute fuzz runs with overflow checks found (their inputs are in
+/// fuzz/corpus): a `.npy` shape with a zero dimension whose other dimensions overflow when a
+/// reader multiplies them in its own order, and a PNG palette that is not whole RGB triples
+/// (png 0.17 panicked expanding it). Both are one error line now, wherever they are read.
+#[test]
+fn class1_class5_fuzz_findings_are_one_error_line() {
+    let t = Tmp::new("hostile-fuzz");
+    let model = demo();
+    let npy = t.path("zero-dim.npy");
+    std::fs::write(
+        &npy,
+        include_bytes!("../fuzz/corpus/npy/regression-zero-dim-stride-overflow.npy"),
+    )
+    .unwrap();
+    refused(
+        &["caption", "-m", &model, "-f", &npy],
+        "zero-dim.npy",
+        &[&npy],
+    );
+    let toks = t.path("t.npy");
+    std::fs::copy(&npy, &toks).unwrap();
+    let feats = t.path("f.npy");
+    write_npy(&feats, "<f4", &[1, 1, 72], &[0u8; 288]);
+    let out = t.path("o.npy");
+    refused(
+        &["score", "-m", &model, "-f", &feats, "-t", &toks, "-o", &out],
+        "overflows",
+        &[&toks, &feats],
+    );
+    let png = t.path("plte.png");
+    std::fs::write(
+        &png,
+        include_bytes!("../fuzz/corpus/png_regions/regression-plte-7-bytes.png"),
+    )
+    .unwrap();
+    refused(
+        &["caption", "-m", &model, "--image", &png],
+        "palette",
+        &[&png],
+    );
+}

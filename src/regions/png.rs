@@ -31,6 +31,27 @@ pub fn from_png(bytes: &[u8]) -> Result<Gray, std::string::String> {
             "PNG of {hw}x{hh} pixels is larger than the {MAX_PNG_PIXELS}-pixel limit"
         ));
     }
+    // The palette, checked before the decoder expands it: png 0.17 indexes a PLTE chunk whose
+    // length is not whole RGB triples out of bounds (a panic, found by the png_regions fuzz
+    // target); the PNG spec makes such a file invalid anyway.
+    let info = reader.info();
+    if let Some(plte) = info.palette.as_deref() {
+        if plte.is_empty() || plte.len() % 3 != 0 || plte.len() > 3 * 256 {
+            return Err(std::format!(
+                "invalid PNG palette of {} bytes (whole RGB entries, at most 256)",
+                plte.len()
+            ));
+        }
+        if info
+            .trns
+            .as_deref()
+            .is_some_and(|t| t.len() > plte.len() / 3)
+        {
+            return Err("invalid PNG: more transparency entries than palette entries".into());
+        }
+    } else if info.color_type == ::png::ColorType::Indexed {
+        return Err("invalid PNG: an indexed image without a palette".into());
+    }
     let mut buf = std::vec![0u8; reader.output_buffer_size()];
     let info = reader.next_frame(&mut buf).map_err(|e| e.to_string())?;
     let (w, h) = (info.width as usize, info.height as usize);
@@ -142,6 +163,18 @@ mod tests {
     /// A PNG whose header declares `w × h` 16-bit RGBA pixels, with one empty IDAT chunk: a few
     /// dozen bytes that would ask for `w · h · 8` bytes if decoded.
     fn png_header_only(w: u32, h: u32) -> std::vec::Vec<u8> {
+        png_of(w, h, [16, 6, 0, 0, 0], &[], &[])
+    }
+
+    /// A PNG of `w × h` (IHDR depth/colour/… bytes `kind`), with `extra` chunks before the one
+    /// IDAT holding `idat` (zlib-wrapped as a stored deflate block; empty: no data at all).
+    fn png_of(
+        w: u32,
+        h: u32,
+        kind: [u8; 5],
+        extra: &[(&[u8; 4], &[u8])],
+        idat: &[u8],
+    ) -> std::vec::Vec<u8> {
         let mut out = std::vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
         let mut chunk = |kind: &[u8; 4], data: &[u8]| {
             out.extend_from_slice(&(data.len() as u32).to_be_bytes());
@@ -155,11 +188,48 @@ mod tests {
         let mut ihdr = std::vec::Vec::new();
         ihdr.extend_from_slice(&w.to_be_bytes());
         ihdr.extend_from_slice(&h.to_be_bytes());
-        ihdr.extend_from_slice(&[16, 6, 0, 0, 0]); // 16-bit RGBA, deflate, no interlace
+        ihdr.extend_from_slice(&kind);
         chunk(b"IHDR", &ihdr);
-        chunk(b"IDAT", &[]);
+        for (k, d) in extra {
+            chunk(k, d);
+        }
+        let mut z = std::vec::Vec::new();
+        if !idat.is_empty() {
+            z.extend_from_slice(&[0x78, 0x01, 0x01]);
+            z.extend_from_slice(&(idat.len() as u16).to_le_bytes());
+            z.extend_from_slice(&(!(idat.len() as u16)).to_le_bytes());
+            z.extend_from_slice(idat);
+            let (mut a, mut b) = (1u32, 0u32);
+            for &x in idat {
+                a = (a + x as u32) % 65521;
+                b = (b + a) % 65521;
+            }
+            z.extend_from_slice(&((b << 16) | a).to_be_bytes());
+        }
+        chunk(b"IDAT", &z);
         chunk(b"IEND", &[]);
         out
+    }
+
+    #[test]
+    fn a_palette_that_is_not_whole_rgb_entries_is_an_error_not_a_panic() {
+        // 2x2 8-bit indexed, every pixel index 2: rows are filter byte 0 + 2 indices
+        let rows = [0, 2, 2, 0, 2, 2];
+        let indexed = [8, 3, 0, 0, 0];
+        let ok = png_of(
+            2,
+            2,
+            indexed,
+            &[(b"PLTE", &[0, 0, 0, 9, 9, 9, 200, 200, 200])],
+            &rows,
+        );
+        let g = from_png(&ok).unwrap();
+        assert_eq!((g.width, g.height, g.pixels[0]), (2, 2, 200));
+        // what the fuzzer found: a 7-byte palette (png 0.17 panicked expanding it)
+        let bad = png_of(2, 2, indexed, &[(b"PLTE", &[0, 0, 0, 9, 9, 9, 200])], &rows);
+        assert!(from_png(&bad).unwrap_err().contains("palette"));
+        let trns = [(b"PLTE", &[0u8, 0, 0][..]), (b"tRNS", &[1u8, 2][..])];
+        assert!(from_png(&png_of(2, 2, indexed, &trns, &[0, 0, 0, 0, 0, 0])).is_err());
     }
 
     #[test]
