@@ -559,8 +559,11 @@ pub fn read_features(path: &Path, d_in: usize) -> Result<Features, InputError> {
     let src = crate::dataset::npy::Npy::open(path, d_in)?;
     let (images, regions) = (src.len(), src.regions());
     let mut data = Vec::new();
-    data.try_reserve_exact(images * regions * d_in)
-        .map_err(|_| InputError::ShapeTooLarge {
+    images
+        .checked_mul(regions)
+        .and_then(|n| n.checked_mul(d_in))
+        .and_then(|n| data.try_reserve_exact(n).ok())
+        .ok_or_else(|| InputError::ShapeTooLarge {
             path: path.into(),
             shape: vec![images, regions, d_in],
             file_bytes: 0,

@@ -515,3 +515,32 @@ fn malformed_records_are_one_error_line_naming_the_file_and_the_image() {
     assert!(stderr_line(&o).contains("refusing"));
     assert_eq!(std::fs::read(&npy).unwrap(), kept);
 }
+
+#[cfg(feature = "hdf5")]
+#[test]
+fn malformed_hdf5_datasets_name_the_file_and_the_image() {
+    let tmp = Tmp::new("ds-bad-h5");
+    let h5 = tmp.path("coco_detections.hdf5");
+    let run = || stderr_line(&m2(&["caption", "-m", &demo(), "-f", &h5, "-q"]));
+    let f = hdf5::File::create(&h5).unwrap();
+    f.new_dataset::<f32>()
+        .shape((2, 3, D))
+        .create("41_features")
+        .unwrap();
+    drop(f);
+    let e = run();
+    assert!(e.contains("image 41") && e.contains("shape"), "{e}");
+    let f = hdf5::File::create(&h5).unwrap();
+    f.new_dataset::<i32>()
+        .shape((2, D))
+        .create("42_features")
+        .unwrap();
+    drop(f);
+    let e = run();
+    assert!(
+        e.contains("image 42") && e.contains("floating point"),
+        "{e}"
+    );
+    std::fs::write(&h5, b"not hdf5").unwrap();
+    assert!(run().contains("HDF5"));
+}

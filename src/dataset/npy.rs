@@ -110,11 +110,29 @@ impl Source for Npy {
         ImageId::Num(k as u64)
     }
     fn read_raw(&self, k: usize, max_rows: usize, out: &mut Vec<f32>) -> Result<Raw, InputError> {
-        let item = if self.f16 { 2 } else { 4 };
-        // sizes were checked against the file's length at open: these products fit
-        let image_bytes = (self.regions * self.width * item) as u64;
+        let item: u64 = if self.f16 { 2 } else { 4 };
         let rows = self.regions.min(max_rows);
-        let mut bytes = vec![0u8; rows * self.width * item];
+        // u64 and checked: on a 32-bit host one image of a huge file may not be addressable
+        let (image_bytes, want) = (
+            self.regions as u64 * self.width as u64 * item,
+            rows as u64 * self.width as u64 * item,
+        );
+        let mut bytes = usize::try_from(want)
+            .ok()
+            .and_then(|n| {
+                let mut v = Vec::new();
+                v.try_reserve_exact(n).ok().map(|_| {
+                    v.resize(n, 0u8);
+                    v
+                })
+            })
+            .ok_or_else(|| {
+                io_record(
+                    &self.path,
+                    &self.id(k),
+                    std::io::ErrorKind::OutOfMemory.into(),
+                )
+            })?;
         self.file
             .read_exact_at(&mut bytes, self.data_offset + k as u64 * image_bytes)
             .map_err(|e| io_record(&self.path, &self.id(k), e))?;
