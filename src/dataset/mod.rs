@@ -9,7 +9,7 @@
 //! | `F.tsv` | the original bottom-up-attention: `image_id, image_w, image_h, num_boxes, boxes, features`, tab-separated, base64 f32 | the first column |
 //! | `F.hdf5` / `F.h5` (feature `hdf5`) | the reference's `coco_detections.hdf5`: a dataset `<image_id>_features` `[N, d_in]` per image | from the dataset names |
 //!
-//! [`open`] tells them apart by extension; [`Source::read`] gives image `k`'s rows, checked
+//! [`open`] tells them apart by extension; [`read_image`] gives image `k`'s rows, checked
 //! (width `d_in`, at least one row, every value finite) with an error naming the file and the
 //! image. `.npy` and `.tsv` are read with positioned reads (`pread`), not a mapping: the pages
 //! of a 2 GB file never count against the process, and a file truncated while it is read is an
