@@ -428,7 +428,7 @@ fn class1_class5_fuzz_findings_are_one_error_line() {
     let out = t.path("o.npy");
     refused(
         &["score", "-m", &model, "-f", &feats, "-t", &toks, "-o", &out],
-        "overflows",
+        "declares more data than the file",
         &[&toks, &feats],
     );
     let png = t.path("plte.png");

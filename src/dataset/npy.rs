@@ -69,10 +69,7 @@ impl Npy {
                 shape,
             });
         }
-        let declared = h
-            .shape
-            .iter()
-            .try_fold(h.item_bytes, |acc, &d| acc.checked_mul(d));
+        let declared = h.declared_bytes();
         if declared.is_none_or(|b| b > file_bytes.saturating_sub(h.data_offset)) {
             return Err(InputError::ShapeTooLarge {
                 path: path.into(),
