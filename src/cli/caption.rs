@@ -126,12 +126,19 @@ pub fn run(a: &CaptionArgs) -> Result<()> {
     };
     let kernel_threads = if workers > 1 { 1 } else { threads };
     let model_plan = M2::new(&blob, kernels(Some(kernel_threads))?).plan(beam, a.max_len);
+    // Every worker has its own workspace; together they stay under the workspace cap
+    // (--max-workspace, default a quarter of RAM): fewer workers if the plan is large.
+    let cap = a
+        .common
+        .max_workspace
+        .map_or_else(super::default_workspace_cap, |m| m.saturating_mul(1 << 20));
+    let fit = model_plan
+        .checked_total_bytes()
+        .map_or(1, |b| (cap / (b as u64).max(1)).max(1));
+    let workers = workers.min(usize::try_from(fit).unwrap_or(usize::MAX));
     let mut mems = Vec::with_capacity(workers);
     for w in 0..workers {
-        match workspace_memory(
-            &model_plan,
-            a.common.max_workspace.map(|m| m / workers as u64),
-        ) {
+        match workspace_memory(&model_plan, Some(cap >> 20)) {
             Ok(m) => mems.push(m),
             Err(e) if w > 0 => {
                 if !a.common.quiet {
