@@ -41,7 +41,7 @@ done
 for cpu in cortex-a72:neon cortex-a76:dotprod; do
     echo "=== aarch64 under qemu: QEMU_CPU=${cpu%%:*} (expect kernel path ${cpu##*:})"
     if [ "${cpu%%:*}" = cortex-a72 ]; then sel=("${SELECT_A72[@]}"); else sel=("${SELECT[@]}"); fi
-    QEMU_CPU="${cpu%%:*}" M2_EXPECT_ISA="${cpu##*:}" "${CARGO[@]}" "${sel[@]}"
+    QEMU_CPU="${cpu%%:*}" M2_EXPECT_ISA="${cpu##*:}" "${CARGO[@]}" "${sel[@]}" -- "${CROSS_SKIP[@]}"
     QEMU_CPU="${cpu%%:*}" M2_EXPECT_ISA="${cpu##*:}" "${CARGO[@]}" --doc
 done
 echo "=== aarch64: both CPU models passed"

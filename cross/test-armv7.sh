@@ -34,6 +34,6 @@ if [ -z "${M2_ARMV7_FIDELITY:-}" ]; then
 fi
 
 echo "=== armv7 (32-bit Raspberry Pi OS) under qemu-arm: QEMU_CPU=cortex-a7 (expect kernel path scalar)"
-QEMU_CPU=cortex-a7 M2_EXPECT_ISA=scalar "${CARGO[@]}" "${SELECT[@]}"
+QEMU_CPU=cortex-a7 M2_EXPECT_ISA=scalar "${CARGO[@]}" "${SELECT[@]}" -- "${CROSS_SKIP[@]}"
 QEMU_CPU=cortex-a7 M2_EXPECT_ISA=scalar "${CARGO[@]}" --doc
 echo "=== armv7: passed"
