@@ -34,6 +34,10 @@ if [ -z "${M2_ARMV7_FIDELITY:-}" ]; then
 fi
 
 echo "=== armv7 (32-bit Raspberry Pi OS) under qemu-arm: QEMU_CPU=cortex-a7 (expect kernel path scalar)"
-QEMU_CPU=cortex-a7 M2_EXPECT_ISA=scalar "${CARGO[@]}" "${SELECT[@]}" -- "${CROSS_SKIP[@]}"
+# The SIGKILL-and-resume test captions 600 images three times (~4 of the suite's minutes under
+# qemu-arm); it runs natively and on the aarch64 model, and the 32-bit file paths it uses are
+# covered here by the other dataset tests.
+QEMU_CPU=cortex-a7 M2_EXPECT_ISA=scalar "${CARGO[@]}" "${SELECT[@]}" -- "${CROSS_SKIP[@]}" \
+    --skip a_killed_run_resumes_without_losing_or_repeating_an_image
 QEMU_CPU=cortex-a7 M2_EXPECT_ISA=scalar "${CARGO[@]}" --doc
 echo "=== armv7: passed"
