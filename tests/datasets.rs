@@ -544,3 +544,36 @@ fn malformed_hdf5_datasets_name_the_file_and_the_image() {
     std::fs::write(&h5, b"not hdf5").unwrap();
     assert!(run().contains("HDF5"));
 }
+
+/// `--image-ids` files that cannot be used: one error line naming the file, nothing written.
+#[test]
+fn bad_image_id_files_are_one_error_line() {
+    let tmp = Tmp::new("ds-bad-ids");
+    let npy = asset("test_features.npy").to_string_lossy().into_owned();
+    let ids = tmp.path("ids.json");
+    let out = tmp.path("out.jsonl");
+    for (text, needle) in [
+        ("not json", "not valid JSON"),
+        ("{\"x\": 1}", "expected a JSON list"),
+        ("[1.5]", "expected a JSON list"),
+        (
+            "{\"images\": [{\"cocoid\": 1, \"split\": \"val\"}]}",
+            "no image ids",
+        ),
+    ] {
+        std::fs::write(&ids, text).unwrap();
+        let o = m2(&[
+            "caption",
+            "-m",
+            &demo(),
+            "-f",
+            &npy,
+            "--image-ids",
+            &ids,
+            "-o",
+            &out,
+        ]);
+        assert!(stderr_line(&o).contains(needle), "{text}");
+        assert!(std::fs::metadata(&out).is_err(), "nothing written");
+    }
+}
