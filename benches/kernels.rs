@@ -92,6 +92,7 @@ impl Weights {
             Dt::I8 => WeightData::I8 {
                 q: &self.q,
                 scales: &self.s,
+                act16: false,
             },
         };
         Matrix {

@@ -92,6 +92,7 @@ fn main() {
     let blob = m2::Blob::parse(&bytes)
         .unwrap_or_else(|e| panic!("the model blob from {source} is invalid: {e}"));
     let cfg = *blob.config();
+    let act_bytes = blob.act_bytes();
     let regions = cfg.max_regions as usize;
     let max_len = cfg.max_len().min(m2::plan::DEFAULT_MAX_LEN);
 
@@ -122,11 +123,13 @@ fn main() {
     let frame_ram = images.frame_ram(regions);
     let default_beam = match board.ram_budget {
         Some(ram) => {
-            let fits =
-                |b| m2::plan::workspace_bytes(&cfg, b, regions) + frame_ram + STACK_RESERVE <= ram;
+            let fits = |b| {
+                m2::plan::workspace_bytes(&cfg, act_bytes, b, regions) + frame_ram + STACK_RESERVE
+                    <= ram
+            };
             let b = (1..=DEFAULT_BEAM).rev().find(|&b| fits(b)).unwrap_or(1);
             if env::var_os("M2_BEAM").is_none() {
-                let used = m2::plan::workspace_bytes(&cfg, b, regions) + frame_ram;
+                let used = m2::plan::workspace_bytes(&cfg, act_bytes, b, regions) + frame_ram;
                 println!(
                     "cargo:warning={}: beam {b}, the largest ≤ {DEFAULT_BEAM} that fits: workspace + frame path {used} B of the {ram} B RAM leave {} B for the stack and statics (reserve {STACK_RESERVE} B; M2_BEAM overrides)",
                     board.cfg,
@@ -138,12 +141,12 @@ fn main() {
         None => DEFAULT_BEAM,
     };
     let beam = env_usize("M2_BEAM", default_beam);
-    let ws_floats = m2::plan::workspace_floats(&cfg, beam, regions);
+    let ws_floats = m2::plan::workspace_floats(&cfg, act_bytes, beam, regions);
 
     // 5. the expected captions, from the host engine with the same plan and beam search
     let model = M2::new(&blob, Kernels::SCALAR);
     let mut buf = vec![0f32; ws_floats];
-    let plan = m2::plan::Plan::new(&cfg, beam, regions, max_len);
+    let plan = m2::plan::Plan::new(&cfg, beam, regions, max_len).with_act_bytes(act_bytes);
     let mut ws = Workspace::new(&mut buf, plan).expect("workspace from the plan");
     let opts = SearchOptions { beam, max_len };
     let mut expected = Vec::new();
@@ -197,6 +200,12 @@ fn main() {
     )
     .unwrap();
     writeln!(w, "pub const BEAM: usize = {beam};").unwrap();
+    writeln!(
+        w,
+        "/// Bytes per quantised activation (`m2::Blob::act_bytes` of the blob)."
+    )
+    .unwrap();
+    writeln!(w, "pub const ACT_BYTES: usize = {act_bytes};").unwrap();
     writeln!(w, "pub const MAX_LEN: usize = {max_len};").unwrap();
     writeln!(w, "pub const REGIONS: usize = {regions};").unwrap();
     writeln!(
@@ -206,7 +215,7 @@ fn main() {
     .unwrap();
     writeln!(
         w,
-        "pub const WORKSPACE_FLOATS: usize = m2::plan::workspace_floats(&MODEL_CONFIG, BEAM, REGIONS);"
+        "pub const WORKSPACE_FLOATS: usize = m2::plan::workspace_floats(&MODEL_CONFIG, ACT_BYTES, BEAM, REGIONS);"
     )
     .unwrap();
     writeln!(

@@ -26,7 +26,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
 /// Settings of a pack run that the checkpoint cannot tell.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PackOptions {
     /// dtype of every Linear weight, `word_emb` and `decoder.fc` (everything else is f32).
     pub dtype: DType,
@@ -35,6 +35,10 @@ pub struct PackOptions {
     /// cancellation): an int8 or f16 blob with an f32 read-out trades 4–8 bytes per V·d
     /// weight for accuracy.
     pub readout_dtype: Option<DType>,
+    /// Weight tensors stored at another dtype than `dtype` (mixed precision, e.g. the layers
+    /// `m2-pack --budget` keeps f16 in an int8 blob): `(kind, layer, dtype)`; last one wins,
+    /// and it wins over `readout_dtype`.
+    pub tensor_dtypes: Vec<(TensorKind, u16, DType)>,
     /// Attention heads h (d_k = d_v = d_model / h). COCO: 8.
     pub heads: u32,
     /// Regions per image (the reference pads/truncates to this). COCO: 50.
@@ -51,12 +55,28 @@ pub struct PackOptions {
     pub enc_pad_value: f32,
 }
 
+impl PackOptions {
+    /// The dtype a weight tensor is stored at: its `tensor_dtypes` entry, else the read-out's
+    /// `readout_dtype`, else `dtype`.
+    pub fn weight_dtype(&self, kind: TensorKind, layer: u16) -> DType {
+        let kept = self.tensor_dtypes.iter().rev();
+        match kept.into_iter().find(|(k, l, _)| (*k, *l) == (kind, layer)) {
+            Some(&(_, _, d)) => d,
+            None => match (kind, self.readout_dtype) {
+                (TensorKind::VocabW, Some(d)) => d,
+                _ => self.dtype,
+            },
+        }
+    }
+}
+
 impl Default for PackOptions {
     /// f32, 8 heads, 50 regions, special ids from the vocabulary, enc_pad_value 0.
     fn default() -> Self {
         PackOptions {
             dtype: DType::F32,
             readout_dtype: None,
+            tensor_dtypes: Vec::new(),
             heads: 8,
             max_regions: 50,
             pad: None,
@@ -472,10 +492,7 @@ pub fn pack_with_progress(
         let data = match kind.class() {
             Class::Weight => {
                 let cols = kind.shape(&cfg).1 as usize;
-                let dtype = match (kind, opts.readout_dtype) {
-                    (TensorKind::VocabW, Some(d)) => d,
-                    _ => opts.dtype,
-                };
+                let dtype = opts.weight_dtype(*kind, *layer);
                 if dtype == DType::F16 {
                     if let Some((index, &value)) = values
                         .iter()

@@ -51,6 +51,9 @@ pub struct Plan {
     pub regions: usize,
     pub beam: usize,
     pub max_len: usize,
+    /// Bytes per quantised activation: 1, or 2 when the blob has an int8 weight with int16
+    /// activations ([`crate::blob::DType::I8A16`]; [`Plan::with_act_bytes`]).
+    pub act_bytes: usize,
 }
 
 const fn max(a: usize, b: usize) -> usize {
@@ -75,10 +78,22 @@ impl Plan {
             regions: max(regions, 1),
             beam: max(beam, 1),
             max_len: max(max_len, 1),
+            act_bytes: 1,
         }
     }
 
-    /// Largest `n × in` product of any linear layer: the int8 activation scratch in bytes.
+    /// The same plan with `bytes` (1 or 2; anything else counts as 2) per quantised
+    /// activation: 2 for a blob with a [`crate::blob::DType::I8A16`] tensor
+    /// ([`crate::Blob::act_bytes`]).
+    pub const fn with_act_bytes(self, bytes: usize) -> Plan {
+        Plan {
+            act_bytes: if bytes == 1 { 1 } else { 2 },
+            ..self
+        }
+    }
+
+    /// Largest `n × in` product of any linear layer times [`Plan::act_bytes`]: the quantised
+    /// activation scratch in bytes.
     pub const fn quant_bytes(&self) -> usize {
         quant_bytes!(self, usize)
     }
@@ -156,7 +171,7 @@ macro_rules! quant_bytes {
         // encoder linears over R rows; cross-attention K/V over the 3 levels at once (3R rows)
         let enc = max(r * max($p.d_in, max(d, $p.d_ff)), 3 * r * d);
         let dec = max(3 * b * d, b * max(2 * d, $p.d_ff));
-        max(enc, dec)
+        max(enc, dec) * $p.act_bytes
     }};
 }
 use quant_bytes;
@@ -187,6 +202,7 @@ pub struct Wide {
     pub regions: u128,
     pub beam: u128,
     pub max_len: u128,
+    pub act_bytes: u128,
 }
 
 impl Wide {
@@ -201,6 +217,7 @@ impl Wide {
             regions: p.regions as u128,
             beam: p.beam as u128,
             max_len: p.max_len as u128,
+            act_bytes: p.act_bytes as u128,
         }
     }
 
@@ -298,7 +315,7 @@ slots! {
         enc_out: 3 * r * p.d,
         /// Additive attention bias of each encoder row as a key `[R]`.
         key_bias: r,
-        /// int8 activations ([`Plan::quant_bytes`] bytes).
+        /// Quantised activations ([`Plan::quant_bytes`] bytes).
         quant: p.quant_bytes().div_ceil(4),
         /// int8 per-row scales `[3·max(R, B)]`.
         scales: p.quant_rows(),
@@ -370,11 +387,14 @@ slots! {
     }
 }
 
-/// RAM bytes of the workspace for `cfg` at `beam` beams and `regions` regions, for captions of
-/// up to [`DEFAULT_MAX_LEN`] words (capped by the positional table). This is the figure
+/// RAM bytes of the workspace for `cfg` (with `act_bytes` per quantised activation:
+/// [`crate::Blob::act_bytes`]) at `beam` beams and `regions` regions, for captions of up to
+/// [`DEFAULT_MAX_LEN`] words (capped by the positional table). This is the figure
 /// `m2-pack inspect` and `m2 info` print.
-pub const fn workspace_bytes(cfg: &Config, beam: usize, regions: usize) -> usize {
-    Plan::new(cfg, beam, regions, default_max_len(cfg)).total_bytes()
+pub const fn workspace_bytes(cfg: &Config, act_bytes: usize, beam: usize, regions: usize) -> usize {
+    Plan::new(cfg, beam, regions, default_max_len(cfg))
+        .with_act_bytes(act_bytes)
+        .total_bytes()
 }
 
 /// The caption length [`workspace_bytes`] plans for: [`DEFAULT_MAX_LEN`], capped by the
@@ -388,8 +408,13 @@ pub const fn default_max_len(cfg: &Config) -> usize {
 }
 
 /// Same as [`workspace_bytes`] in f32 elements (the length of a `static [f32; N]`).
-pub const fn workspace_floats(cfg: &Config, beam: usize, regions: usize) -> usize {
-    workspace_bytes(cfg, beam, regions) / 4
+pub const fn workspace_floats(
+    cfg: &Config,
+    act_bytes: usize,
+    beam: usize,
+    regions: usize,
+) -> usize {
+    workspace_bytes(cfg, act_bytes, beam, regions) / 4
 }
 
 #[cfg(test)]
@@ -400,11 +425,11 @@ mod tests {
 
     #[test]
     fn coco_workspace_at_beam_5_is_under_4_mib() {
-        let b = workspace_bytes(&Config::COCO, 5, 50);
+        let b = workspace_bytes(&Config::COCO, 1, 5, 50);
         assert!(b <= 4 << 20, "COCO workspace {b} bytes");
         // Beam 1 needs less than beam 5; more regions need more.
-        assert!(workspace_bytes(&Config::COCO, 1, 50) < b);
-        assert!(workspace_bytes(&Config::COCO, 5, 100) > b);
+        assert!(workspace_bytes(&Config::COCO, 1, 1, 50) < b);
+        assert!(workspace_bytes(&Config::COCO, 1, 5, 100) > b);
     }
 
     #[test]
@@ -436,9 +461,9 @@ mod tests {
 
     #[test]
     fn usable_in_const_context() {
-        const N: usize = workspace_floats(&Config::TINY, 5, 10);
+        const N: usize = workspace_floats(&Config::TINY, 1, 5, 10);
         static WS: [f32; N] = [0.0; N];
-        assert_eq!(WS.len() * 4, workspace_bytes(&Config::TINY, 5, 10));
+        assert_eq!(WS.len() * 4, workspace_bytes(&Config::TINY, 1, 5, 10));
     }
 
     #[test]

@@ -122,17 +122,25 @@ fn bad_magic_version_header_len() {
     let err = parse(b"GGUF\0\0\0\0 and then more bytes, more than a header's worth ......................................................................................................................").unwrap_err();
     assert!(matches!(err, BlobError::BadMagic { .. }));
     assert!(err.to_string().contains("not an M2 blob"));
-    for ver in [0u32, 3, 0x0100_0000] {
+    for ver in [0u32, 4, 0x0100_0000] {
         let mut v = b.to_vec();
         put_u32(&mut v, hdr::VERSION, ver);
         assert_eq!(
             parse(&v).unwrap_err(),
             BlobError::UnsupportedVersion {
                 found: ver,
-                supported: 2
+                supported: 3
             }
         );
     }
+    // version 3 is only for a blob with a tensor that needs it (int8a16), even re-signed
+    assert_eq!(
+        edited(&b, |v| put_u32(v, hdr::VERSION, 3)).unwrap_err(),
+        BlobError::VersionNotNeeded {
+            found: 3,
+            expected: 2
+        }
+    );
     let mut v = b.to_vec();
     put_u32(&mut v, hdr::HEADER_LEN, 161);
     assert_eq!(

@@ -44,7 +44,7 @@ fn check_fixture(name: &str, dtype: DType) {
                             assert_eq!(g.to_bits(), f16::from_f32(*x).to_bits(), "{key}[{i}]");
                         }
                     }
-                    WeightData::I8 { q, scales } => {
+                    WeightData::I8 { q, scales, .. } => {
                         assert_eq!(scales.len(), m.rows);
                         for r in 0..m.rows {
                             let row = &want[r * m.cols..(r + 1) * m.cols];
@@ -317,4 +317,76 @@ fn skip_checksum_and_declared_len() {
         blob.verify_checksum(),
         Err(m2::BlobError::ChecksumMismatch { .. })
     ));
+}
+
+/// `int8a16` (format version 3): the same int8 bytes and scales as `int8`, a different dtype
+/// code; the writer gives version 3 only to a blob that has such a tensor, and a blob that
+/// claims an older version with one is refused.
+#[test]
+fn int8a16_is_version_3_with_int8_bytes() {
+    let (a, b) = (
+        packed("tiny-s0", DType::I8),
+        packed("tiny-s0", DType::I8A16),
+    );
+    assert_eq!(a.len(), b.len());
+    assert_eq!(get_u32(&a, m2::blob::hdr::VERSION), 2);
+    assert_eq!(get_u32(&b, m2::blob::hdr::VERSION), 3);
+    let (ba, bb) = (Blob::parse(&a).unwrap(), Blob::parse(&b).unwrap());
+    assert_eq!((ba.act_bytes(), bb.act_bytes()), (1, 2));
+    for (ta, tb) in ba.tensors().zip(bb.tensors()) {
+        let (ma, mb) = (
+            ba.matrix(ta.kind, ta.layer as usize),
+            bb.matrix(tb.kind, tb.layer as usize),
+        );
+        match (ma.data, mb.data) {
+            (
+                WeightData::I8 {
+                    q: qa,
+                    scales: sa,
+                    act16: false,
+                },
+                WeightData::I8 {
+                    q: qb,
+                    scales: sb,
+                    act16: true,
+                },
+            ) => {
+                assert_eq!(tb.dtype, DType::I8A16);
+                assert_eq!((qa, sa), (qb, sb));
+            }
+            (WeightData::F32(x), WeightData::F32(y)) => assert_eq!(x, y),
+            _ => panic!("{:?}: {:?} vs {:?}", ta.kind, ta.dtype, tb.dtype),
+        }
+    }
+    // one int8a16 tensor in a version-2 header: that version has no dtype 3
+    let err = edited(&b, |v| put_u32(v, m2::blob::hdr::VERSION, 2)).unwrap_err();
+    assert!(
+        matches!(err, m2::BlobError::UnknownDType { code: 3, .. }),
+        "{err:?}"
+    );
+    // the workspace of an int8a16 model plans two bytes per quantised activation
+    let (ma, mb) = (
+        m2::model::M2::new(&ba, m2::kernels::Kernels::SCALAR),
+        m2::model::M2::new(&bb, m2::kernels::Kernels::SCALAR),
+    );
+    let (pa, pb) = (ma.plan(5, 10), mb.plan(5, 10));
+    assert_eq!(pb.quant_bytes(), 2 * pa.quant_bytes());
+    // a workspace planned for int8 activations is refused by the int8a16 model, not overrun
+    let mut mem = vec![0f32; pa.total_floats()];
+    let mut ws = m2::workspace::Workspace::new(&mut mem, pa).unwrap();
+    let feats = vec![0.5f32; bb.config().d_in as usize * 2];
+    let got = m2::search::beam_search(
+        &mb,
+        &feats,
+        &mut ws,
+        &m2::search::SearchOptions {
+            beam: 5,
+            max_len: 10,
+        },
+        |_| {},
+    );
+    assert!(
+        matches!(got, Err(m2::model::EngineError::PlanMismatch { .. })),
+        "{got:?}"
+    );
 }

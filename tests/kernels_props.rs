@@ -21,7 +21,8 @@ fn simd_paths() -> Vec<Kernels> {
         .collect()
 }
 
-/// `y = x · Wᵀ + b` through `kern.linear`, returning y and the quantised activations.
+/// `y = x · Wᵀ + b` through `kern.linear`, returning y and the quantised activations (the
+/// scratch's bytes: int16 activations as little-endian pairs).
 fn run(
     kern: &Kernels,
     x: &[f32],
@@ -30,14 +31,24 @@ fn run(
     bias: Option<&[f32]>,
 ) -> (Vec<f32>, Vec<i8>, Vec<f32>) {
     let mut y = vec![f32::NAN; n * w.rows];
-    let mut q = vec![0i8; n * w.cols];
+    // i16 storage: room and alignment for int16 activations
+    let mut q = vec![0i16; n * w.cols];
     let mut s = vec![0f32; n];
     let mut qs = QuantScratch {
-        q: &mut q,
+        q: bytemuck::cast_slice_mut(&mut q),
         scales: &mut s,
     };
     kern.linear(x, n, w, bias, &mut y, &mut qs);
-    (y, q, s)
+    (y, bytemuck::cast_slice(&q).to_vec(), s)
+}
+
+/// The first `len` int16 activations of a [`run`]'s scratch bytes.
+fn as_i16(bytes: &[i8], len: usize) -> Vec<i16> {
+    bytes
+        .chunks_exact(2)
+        .take(len)
+        .map(|b| i16::from_le_bytes([b[0] as u8, b[1] as u8]))
+        .collect()
 }
 
 /// Per-row int8 weights and scales from f32 values, as the packer does.
@@ -53,12 +64,12 @@ fn qrows<'a>(q: &'a [i8], scales: &'a [f32]) -> QRows<'a> {
     QRows { q, scales }
 }
 
-/// An int8 weight matrix `[m, k]`.
-fn int8_matrix<'a>(m: usize, k: usize, q: &'a [i8], scales: &'a [f32]) -> Matrix<'a> {
+/// An int8 weight matrix `[m, k]`, with int16 activations if `act16`.
+fn int8_matrix<'a>(m: usize, k: usize, q: &'a [i8], scales: &'a [f32], act16: bool) -> Matrix<'a> {
     Matrix {
         rows: m,
         cols: k,
-        data: WeightData::I8 { q, scales },
+        data: WeightData::I8 { q, scales, act16 },
     }
 }
 
@@ -102,7 +113,8 @@ fn check_all(x: &[f32], n: usize, k: usize, wf: &[f32], m: usize, bias: Option<&
             cols: k,
             data: WeightData::F16(&w16),
         },
-        int8_matrix(m, k, &wq, &ws),
+        int8_matrix(m, k, &wq, &ws, false),
+        int8_matrix(m, k, &wq, &ws, true),
     ];
     let refs: Vec<_> = mats
         .iter()
@@ -120,6 +132,27 @@ fn check_all(x: &[f32], n: usize, k: usize, wf: &[f32], m: usize, bias: Option<&
         bits(&yq),
         bits(&refs[2].0),
         "scalar linear != scalar::gemm_i8"
+    );
+    // int16 activations: the same, and within the bound that keeps every i32 sum exact
+    let x16 = as_i16(&refs[3].1, n * k);
+    let a = m2::kernels::act16_max(k);
+    assert!(
+        x16.iter().all(|v| (*v as i32).abs() <= a),
+        "int16 activation beyond {a}"
+    );
+    let q16 = QRows {
+        q: &x16[..],
+        scales: &refs[3].2,
+    };
+    scalar::gemm_i8(q16, n, k, qrows(&wq, &ws), m, &mut yq);
+    if let Some(b) = bias {
+        yq.chunks_exact_mut(m.max(1))
+            .for_each(|row| row.iter_mut().zip(b).for_each(|(o, bv)| *o += bv));
+    }
+    assert_eq!(
+        bits(&yq),
+        bits(&refs[3].0),
+        "scalar int8a16 linear != scalar::gemm_i8"
     );
 
     for kern in simd_paths()
@@ -150,6 +183,12 @@ fn check_all(x: &[f32], n: usize, k: usize, wf: &[f32], m: usize, bias: Option<&
             bits(&refs[2].0),
             "{isa} int8: outputs differ (n {n} k {k} m {m})"
         );
+        assert_eq!(got[3].1, refs[3].1, "{isa}: int16 activations differ");
+        assert_eq!(
+            bits(&got[3].0),
+            bits(&refs[3].0),
+            "{isa} int8a16: outputs differ (n {n} k {k} m {m})"
+        );
     }
     // The DSP packing scheme, emulated.
     let mut yd = vec![f32::NAN; n * m];
@@ -174,6 +213,14 @@ fn check_all(x: &[f32], n: usize, k: usize, wf: &[f32], m: usize, bias: Option<&
         bits(&yd),
         bits(&ys),
         "dsp (emulated) int8 differs (n {n} k {k} m {m})"
+    );
+    let mut yd16 = vec![f32::NAN; n * m];
+    dsp::emulated_gemm_i8a16(q16, n, k, qrows(&wq, &ws), m, &mut yd16);
+    scalar::gemm_i8(q16, n, k, qrows(&wq, &ws), m, &mut ys);
+    assert_eq!(
+        bits(&yd16),
+        bits(&ys),
+        "dsp (emulated) int8a16 differs (n {n} k {k} m {m})"
     );
 }
 
@@ -273,6 +320,43 @@ fn decode_shapes() {
     }
 }
 
+/// int16 activations at their bound `act16_max(k)` against int8 weights at ±127 and −128:
+/// the largest sums any path accumulates stay exact in i32 and every path gives scalar's bits.
+#[test]
+fn int8a16_extremes_exact() {
+    for &k in &[1usize, 16, 17, 255, 256, 511, 512, 513, 2048, 4099, 65536] {
+        for wv in [-128i8, -127, 127] {
+            for xv in [-1.0f32, 1.0] {
+                let (n, m) = (5, 2);
+                let x = vec![xv; n * k];
+                let (wq, ws) = (vec![wv; m * k], vec![1.0f32; m]);
+                let mat = int8_matrix(m, k, &wq, &ws, true);
+                let reference = run(&Kernels::SCALAR, &x, n, &mat, None);
+                let a = m2::kernels::act16_max(k) as i64;
+                assert!(as_i16(&reference.1, n * k)
+                    .iter()
+                    .all(|q| *q as f32 == xv * a as f32));
+                let exact = k as i64 * a * wv as i64 * xv as i64;
+                assert!(exact.abs() <= i32::MAX as i64, "k {k}: {exact} overflows");
+                let want = exact as i32 as f32 * (1.0 / a as f32);
+                assert!(reference
+                    .0
+                    .iter()
+                    .all(|y| (y - want).abs() <= want.abs() * 1e-6));
+                for kern in simd_paths() {
+                    let got = run(&kern, &x, n, &mat, None);
+                    assert_eq!(
+                        bits(&got.0),
+                        bits(&reference.0),
+                        "{} k {k} w {wv}",
+                        kern.isa()
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// Raw int8 weights and activations at the extremes: every product ±127·127 or ±128·127
 /// (the maddubs / smlal pair sums at their largest), exact accumulation checked directly.
 #[test]
@@ -290,10 +374,10 @@ fn int8_extremes_exact() {
                 scalar::gemm_i8(qrows(&xq, &xs), n, k, qrows(&wq, &ws), m, &mut want);
                 // through linear: x rows whose quantisation is exactly xv
                 let x: Vec<f32> = xq.iter().map(|v| *v as f32).collect();
-                let mat = int8_matrix(m, k, &wq, &ws);
+                let mat = int8_matrix(m, k, &wq, &ws, false);
                 let reference = run(&Kernels::SCALAR, &x, n, &mat, None);
                 if xv != 0 {
-                    assert_eq!(reference.1, xq);
+                    assert_eq!(&reference.1[..n * k], &xq[..]);
                     assert_eq!(
                         bits(&reference.0),
                         bits(&want),
@@ -349,7 +433,7 @@ fn quantiser_special_values() {
     let x: Vec<f32> = rows.concat();
     let w: Vec<f32> = (0..3 * k).map(|i| ((i % 13) as f32 - 6.0) / 6.0).collect();
     let (wq, ws) = quantise_weights(&w, 3, k);
-    let mat = int8_matrix(3, k, &wq, &ws);
+    let mat = int8_matrix(3, k, &wq, &ws, false);
     let want = run(&Kernels::SCALAR, &x, n, &mat, None);
     for kern in simd_paths() {
         let got = run(&kern, &x, n, &mat, None);
@@ -374,6 +458,12 @@ fn threads_match_single() {
             WeightData::I8 {
                 q: &wq,
                 scales: &ws,
+                act16: false,
+            },
+            WeightData::I8 {
+                q: &wq,
+                scales: &ws,
+                act16: true,
             },
         ] {
             let mat = Matrix {
@@ -411,6 +501,7 @@ fn short_slices_are_caught() {
                 WeightData::I8 {
                     q: &wq,
                     scales: &ws[..m - 1],
+                    act16: false,
                 },
                 true,
             ),
@@ -535,7 +626,7 @@ fn path(isa: Isa) -> Option<Kernels> {
 /// `kern`'s int8 `linear` against scalar's, bit for bit (outputs, quantised activations, scales).
 fn int8_matches_scalar(kern: &Kernels, x: &[f32], n: usize, k: usize, wf: &[f32], m: usize) {
     let (wq, ws) = quantise_weights(wf, m, k);
-    let mat = int8_matrix(m, k, &wq, &ws);
+    let mat = int8_matrix(m, k, &wq, &ws, false);
     let bias: Vec<f32> = (0..m).map(|r| r as f32 / 8.0).collect();
     let want = run(&Kernels::SCALAR, x, n, &mat, Some(&bias));
     let got = run(kern, x, n, &mat, Some(&bias));

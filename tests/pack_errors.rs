@@ -260,7 +260,7 @@ fn non_finite_and_f16_overflow() {
     let buf = AlignedBuf::from_bytes(&blob);
     let b = Blob::parse(&buf).unwrap();
     match b.matrix(TensorKind::EncFf1W, 1).data {
-        WeightData::I8 { q, scales } => {
+        WeightData::I8 { q, scales, .. } => {
             assert_eq!(q[10], 127);
             assert_eq!(scales[0], 1e6 / 127.0);
         }
@@ -330,7 +330,15 @@ fn vocabulary_problems() {
             token: "<eos>"
         }
     );
-    let blob = pack(&st, &v, &PackOptions { eos: Some(3), ..o }).unwrap();
+    let blob = pack(
+        &st,
+        &v,
+        &PackOptions {
+            eos: Some(3),
+            ..o.clone()
+        },
+    )
+    .unwrap();
     let buf = AlignedBuf::from_bytes(&blob);
     assert_eq!(Blob::parse(&buf).unwrap().config().eos, 3);
     assert_eq!(Blob::parse(&buf).unwrap().token(3).unwrap(), b"</s>");
@@ -341,7 +349,7 @@ fn vocabulary_problems() {
         &PackOptions {
             pad: Some(7),
             bos: Some(9),
-            ..o
+            ..o.clone()
         },
     )
     .unwrap();

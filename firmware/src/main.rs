@@ -188,7 +188,7 @@ fn run(board: &mut Board) -> (bool, Verdict) {
         core::ptr::write_bytes(p, 0, WORKSPACE_FLOATS);
         core::slice::from_raw_parts_mut(p, WORKSPACE_FLOATS)
     };
-    let plan = Plan::new(&c, BEAM, REGIONS, MAX_LEN);
+    let plan = Plan::new(&c, BEAM, REGIONS, MAX_LEN).with_act_bytes(ACT_BYTES);
     defmt::info!(
         "workspace: {=usize} bytes at {=usize:#x} (static, beam {=usize}, {=usize} regions, {=usize} steps)",
         plan.total_bytes(),

@@ -78,6 +78,9 @@ pub enum BlobError {
     /// [`Blob::parse_skip_checksum`](super::Blob::parse_skip_checksum) on a version-1 blob,
     /// whose structure nothing but the full checksum protects.
     NoStructureChecksum { version: u32 },
+    /// A version-3 blob without a tensor that needs version 3: a blob carries the oldest
+    /// version that can hold its tensors (so no corruption of the version word goes unseen).
+    VersionNotNeeded { found: u32, expected: u32 },
     /// A reserved header or table field is not zero.
     Reserved { offset: usize, value: u32 },
     /// The config violates a relation (see [`ConfigError`]).
@@ -242,6 +245,10 @@ impl core::fmt::Display for BlobError {
             NoStructureChecksum { version } => write!(
                 f,
                 "format version {version} blob has no structure checksum, so it cannot be loaded without the full checksum pass: verify it (Blob::parse) or re-pack it with m2-pack"
+            ),
+            VersionNotNeeded { found, expected } => write!(
+                f,
+                "format version {found} but no tensor needs more than version {expected} (a blob carries the oldest version that holds it; corrupted header?)"
             ),
             Reserved { offset, value } => {
                 write!(f, "reserved field at offset {offset} is {value:#x}, must be 0")

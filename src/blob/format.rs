@@ -1,4 +1,4 @@
-//! Byte layout constants of the M2 blob (format version 2; version 1 is still read): header and
+//! Byte layout constants of the M2 blob (format version 3; versions 1 and 2 are still read): header and
 //! table-entry offsets, the config's header bytes, the two checksums, the dtype codes. Which tensors a valid blob holds,
 //! and with which shapes, is `kinds.rs`'s table.
 //!
@@ -10,8 +10,25 @@ use crate::config::{Config, N_FIELDS};
 
 /// The 8 magic bytes at offset 0: `0x7F 'M' '2' 'B' 'L' 'O' 'B' '\n'`.
 pub const MAGIC: [u8; 8] = *b"\x7fM2BLOB\n";
-/// The format version the writer produces (and the newest the reader understands).
-pub const VERSION: u32 = 2;
+/// The newest format version the reader understands. Version 3 adds the dtype
+/// [`DType::I8A16`]; the writer writes 3 only for a blob that has such a tensor, else 2
+/// ([`version_for`]), so that a blob without one still loads in version-2 readers.
+pub const VERSION: u32 = 3;
+
+/// The oldest format version that can hold a tensor of `dtype`.
+pub const fn min_version(dtype: DType) -> u32 {
+    match dtype {
+        DType::I8A16 => 3,
+        _ => 1,
+    }
+}
+
+/// The version the writer gives a blob whose tensors have these dtypes: the newest
+/// [`min_version`] among them, and 2 at least (the structure checksum). A reader requires a
+/// version-3 blob to have a tensor that needs it ([`super::BlobError::VersionNotNeeded`]).
+pub fn version_for(dtypes: impl IntoIterator<Item = DType>) -> u32 {
+    dtypes.into_iter().map(min_version).fold(2, u32::max)
+}
 /// The oldest format version the reader still accepts. Version 1 differs only in the header
 /// word at [`hdr::STRUCTURE_CRC`], which it reserves as zero: a version-1 blob has no structure
 /// checksum, so [`Blob::parse_skip_checksum`](super::Blob::parse_skip_checksum) refuses it.
@@ -178,6 +195,7 @@ impl DType {
             0 => Some(DType::F32),
             1 => Some(DType::F16),
             2 => Some(DType::I8),
+            3 => Some(DType::I8A16),
             _ => None,
         }
     }
@@ -190,15 +208,16 @@ impl DType {
         match self {
             DType::F32 => 4,
             DType::F16 => 2,
-            DType::I8 => 1,
+            DType::I8 | DType::I8A16 => 1,
         }
     }
-    /// Lower-case name: `f32`, `f16`, `int8`.
+    /// Lower-case name: `f32`, `f16`, `int8`, `int8a16`.
     pub const fn name(self) -> &'static str {
         match self {
             DType::F32 => "f32",
             DType::F16 => "f16",
             DType::I8 => "int8",
+            DType::I8A16 => "int8a16",
         }
     }
 }

@@ -246,9 +246,20 @@ impl<'a> Blob<'a> {
         let area = (data_off, data_off + data_len);
 
         // ---- tensor entries ------------------------------------------------------------
+        let mut needed = 2;
         for i in 0..n_tensors {
             let e = read_entry(bytes, table_off, i);
-            Self::check_entry(i, &e, &config, area, table_off)?;
+            Self::check_entry(i, &e, &config, area, table_off, version)?;
+            if let Some(d) = DType::from_code(e.dtype) {
+                needed = needed.max(crate::blob::format::min_version(d));
+            }
+        }
+        // version 3 only when a tensor needs it (1 and 2 differ in the checksums alone)
+        if version >= 3 && version != needed {
+            return Err(BlobError::VersionNotNeeded {
+                found: version,
+                expected: needed,
+            });
         }
         // duplicates and overlaps
         for i in 0..n_tensors {
@@ -357,6 +368,7 @@ impl<'a> Blob<'a> {
         cfg: &Config,
         area: (u64, u64),
         table_off: usize,
+        version: u32,
     ) -> Result<(), BlobError> {
         let kind = TensorKind::from_code(e.kind).ok_or(BlobError::UnknownKind {
             entry: i as u32,
@@ -372,11 +384,14 @@ impl<'a> Blob<'a> {
                 layers,
             });
         }
-        let dtype = DType::from_code(e.dtype).ok_or(BlobError::UnknownDType {
-            kind,
-            layer,
-            code: e.dtype,
-        })?;
+        // a dtype newer than the blob's version is unknown to that version
+        let dtype = DType::from_code(e.dtype)
+            .filter(|d| crate::blob::format::min_version(*d) <= version)
+            .ok_or(BlobError::UnknownDType {
+                kind,
+                layer,
+                code: e.dtype,
+            })?;
         if !kind.allows(dtype) {
             return Err(BlobError::DTypeNotAllowed { kind, layer, dtype });
         }
@@ -431,7 +446,7 @@ impl<'a> Blob<'a> {
             Ok(())
         };
         check_range(Part::Data, e.off, e.len, want)?;
-        if dtype == DType::I8 {
+        if matches!(dtype, DType::I8 | DType::I8A16) {
             check_range(Part::Scales, e.soff, e.slen, e.rows as u64 * 4)?;
         } else if e.soff != 0 || e.slen != 0 {
             return Err(BlobError::UnexpectedScales {

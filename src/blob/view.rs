@@ -183,6 +183,15 @@ impl<'a> Blob<'a> {
         })
     }
 
+    /// Bytes per quantised activation a linear of this blob needs: 2 if any tensor is
+    /// [`DType::I8A16`], else 1 — what [`crate::plan::Plan::with_act_bytes`] takes.
+    pub fn act_bytes(&self) -> usize {
+        match self.tensors().any(|t| t.dtype == DType::I8A16) {
+            true => 2,
+            false => 1,
+        }
+    }
+
     /// Every table entry, in file order.
     pub fn tensors(&self) -> impl Iterator<Item = TensorInfo> + 'a {
         let b = *self;
@@ -234,15 +243,16 @@ impl<'a> Blob<'a> {
         let data = match t.dtype {
             DType::F32 => WeightData::F32(cast_f32(raw)),
             DType::F16 => WeightData::F16(cast_f16(raw)),
-            DType::I8 => WeightData::I8 {
+            DType::I8 | DType::I8A16 => WeightData::I8 {
                 q: cast_i8(raw),
                 scales: cast_f32(self.range(t.scales_offset, t.scales_len)),
+                act16: t.dtype == DType::I8A16,
             },
         };
         let ok = match data {
             WeightData::F32(w) => w.len() == n,
             WeightData::F16(w) => w.len() == n,
-            WeightData::I8 { q, scales } => q.len() == n && scales.len() == t.rows as usize,
+            WeightData::I8 { q, scales, .. } => q.len() == n && scales.len() == t.rows as usize,
         };
         if !ok {
             return EMPTY;

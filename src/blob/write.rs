@@ -1,6 +1,6 @@
 //! The blob writer (std only) and std helpers to hold a blob in suitably aligned memory.
 
-use super::format::{self, entry, hdr, ALIGN, ENTRY_LEN, HEADER_LEN, MAGIC, VERSION};
+use super::format::{self, entry, hdr, ALIGN, ENTRY_LEN, HEADER_LEN, MAGIC};
 use super::{Blob, BlobError, DType, TensorKind};
 use crate::config::{Config, ConfigError};
 use half::f16;
@@ -16,8 +16,13 @@ pub enum TensorData {
     F32(Vec<f32>),
     /// f16 values, row-major.
     F16(Vec<f16>),
-    /// int8 values, row-major, and one f32 scale per row.
-    I8 { q: Vec<i8>, scales: Vec<f32> },
+    /// int8 values, row-major, and one f32 scale per row; `act16`: stored as
+    /// [`DType::I8A16`] (int16 activations) rather than [`DType::I8`].
+    I8 {
+        q: Vec<i8>,
+        scales: Vec<f32>,
+        act16: bool,
+    },
 }
 
 impl TensorData {
@@ -27,9 +32,10 @@ impl TensorData {
         match dtype {
             DType::F32 => TensorData::F32(values.to_vec()),
             DType::F16 => TensorData::F16(values.iter().map(|&v| f16::from_f32(v)).collect()),
-            DType::I8 => {
+            DType::I8 | DType::I8A16 => {
                 let (q, scales) = quantize_rows_i8(values, cols);
-                TensorData::I8 { q, scales }
+                let act16 = dtype == DType::I8A16;
+                TensorData::I8 { q, scales, act16 }
             }
         }
     }
@@ -39,7 +45,8 @@ impl TensorData {
         match self {
             TensorData::F32(_) => DType::F32,
             TensorData::F16(_) => DType::F16,
-            TensorData::I8 { .. } => DType::I8,
+            TensorData::I8 { act16: false, .. } => DType::I8,
+            TensorData::I8 { act16: true, .. } => DType::I8A16,
         }
     }
 
@@ -264,7 +271,8 @@ impl BlobWriter {
 
         let mut out = vec![0u8; total];
         out[hdr::MAGIC..hdr::MAGIC + 8].copy_from_slice(&MAGIC);
-        put_u32(&mut out, hdr::VERSION, VERSION);
+        let version = format::version_for(slots.iter().flatten().map(|d| d.dtype()));
+        put_u32(&mut out, hdr::VERSION, version);
         put_u32(&mut out, hdr::HEADER_LEN, HEADER_LEN as u32);
         put_u64(&mut out, hdr::TOTAL_LEN, total as u64);
         out[hdr::CONFIG..hdr::CONFIG + format::CONFIG_LEN]
@@ -302,7 +310,7 @@ impl BlobWriter {
                 TensorData::F16(v) => {
                     dst.copy_from_slice(bytemuck::cast_slice(v.reinterpret_cast()))
                 }
-                TensorData::I8 { q, scales } => {
+                TensorData::I8 { q, scales, .. } => {
                     dst.copy_from_slice(bytemuck::cast_slice(q));
                     out[soff..soff + slen].copy_from_slice(bytemuck::cast_slice(scales));
                 }

@@ -28,7 +28,7 @@ pub struct BenchArgs {
     /// Measure this blob instead of the built-in COCO-size model (its dtype is the blob's).
     #[arg(long, short = 'm')]
     pub model: Option<PathBuf>,
-    /// Weight dtypes of the built-in model, comma-separated.
+    /// Weight dtypes of the built-in model, comma-separated (f32, f16, int8, int8a16).
     #[arg(long, value_delimiter = ',', default_value = "f32,f16,int8")]
     pub dtype: Vec<String>,
     /// Thread counts, comma-separated (default: 1 and all cores).
@@ -172,7 +172,8 @@ fn parse_dtype(name: &str) -> Result<DType> {
         "f32" => DType::F32,
         "f16" => DType::F16,
         "int8" | "i8" => DType::I8,
-        _ => bail!("--dtype: {name:?} is not one of f32, f16, int8"),
+        "int8a16" => DType::I8A16,
+        _ => bail!("--dtype: {name:?} is not one of f32, f16, int8, int8a16"),
     })
 }
 
@@ -447,11 +448,12 @@ fn step_linears_ms(blob: &Blob, kernels: Kernels, beam: usize, reps: usize) -> f
         .map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0)
         .collect();
     let mut y = vec![0f32; ymax];
-    let (mut q, mut sc) = (vec![0i8; kmax], vec![0f32; 3 * beam]);
+    // i16 storage: room and alignment for int16 activations too
+    let (mut q, mut sc) = (vec![0i16; kmax], vec![0f32; 3 * beam]);
     let mut run = || {
         for (m, b, n) in &jobs {
             let mut qs = QuantScratch {
-                q: &mut q,
+                q: bytemuck::cast_slice_mut(&mut q),
                 scales: &mut sc,
             };
             kernels.linear(&x[..m.cols * n], *n, m, *b, &mut y[..m.rows * n], &mut qs);
@@ -732,7 +734,7 @@ mod tests {
         // (seed 0's first output is SplitMix64's published reference value)
         assert_eq!(Rng(0).next(), 0xe220_a839_7b1d_cdaf);
         assert_eq!(Rng(SEED).next(), 0xa56b_dab8_3798_234e);
-        for dt in [DType::F32, DType::F16, DType::I8] {
+        for dt in [DType::F32, DType::F16, DType::I8, DType::I8A16] {
             let buf = pack(&cfg, &a, dt).unwrap();
             let blob = buf.blob().unwrap();
             assert_eq!(blob.matrix(TensorKind::VocabW, 0).dtype(), dt);

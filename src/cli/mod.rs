@@ -419,7 +419,8 @@ pub fn info(a: &InfoArgs) -> Result<()> {
     if regions == 0 {
         bail!("--regions must be at least 1");
     }
-    let plan = m2::plan::Plan::new(c, a.beam, regions, m2::plan::default_max_len(c));
+    let plan = m2::plan::Plan::new(c, a.beam, regions, m2::plan::default_max_len(c))
+        .with_act_bytes(blob.act_bytes());
     let Some(ws_bytes) = plan.checked_total_bytes() else {
         bail!(
             "the memory plan for {regions} regions at beam {} overflows this machine's address \
@@ -435,6 +436,7 @@ pub fn info(a: &InfoArgs) -> Result<()> {
         (DType::F32, 0usize, 0u64),
         (DType::F16, 0, 0),
         (DType::I8, 0, 0),
+        (DType::I8A16, 0, 0),
     ];
     for t in blob.tensors() {
         if let Some(e) = by_dtype.iter_mut().find(|e| e.0 == t.dtype) {

@@ -10,11 +10,14 @@
 //! scalar's, and so is the dequantisation. Weights are streamed once; the activation rows
 //! (`n · k` bytes) stay in L1.
 //!
+//! int8 weights × int16 activations (`gemm_i8a16`): the same tiles, 16 values per step: the
+//! weights widened with `vpmovsxbw`, then `vpmaddwd` (pair sums ≤ 2 · 128 · 32767 < 2³¹).
+//!
 //! f32 / f16 (`gemm_f32`, `gemm_f16`): 2 weight rows × up to 4 activation rows, 8 lanes, FMA;
 //! f16 weights are widened with `vcvtph2ps`.
 
-use super::operand::{dequant, FloatGemm, Gemm, Int8Gemm};
-use super::tiles::{for_each_tile, Tiles};
+use super::operand::{FloatGemm, Gemm, Int16Gemm, Int8Gemm};
+use super::tiles::{finish_int_tile, for_each_tile, Tiles};
 use core::arch::x86_64::*;
 use half::f16;
 
@@ -84,16 +87,8 @@ unsafe fn hsum4_f32(a: __m256, b: __m256, c: __m256, d: __m256) -> [f32; 4] {
 /// AVX2 is available; `g` keeps the kernel contract ([`super::operand`]).
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn gemm_i8(g: Int8Gemm<'_>) {
-    let tiles = I8Tiles(g);
-    // SAFETY (both): forwarded.
-    if (XR + 1..=XR1_MAX).contains(&g.n) {
-        // 5..=8 activation rows (a decode step's beams): one weight row at a time against all
-        // of them, a single pass over the weights (n accumulators + |w|, w, x, ones fit in 16
-        // registers; a 2 × n tile would not).
-        unsafe { for_each_tile::<_, 1, XR1_MAX>(&tiles, g.m, g.n) }
-    } else {
-        unsafe { for_each_tile::<_, 2, XR>(&tiles, g.m, g.n) }
-    }
+    // SAFETY: forwarded.
+    unsafe { int_tiles(&I8Tiles(g), g.m, g.n) }
 }
 
 /// The int8 tile: `R` weight rows × `N` activation rows, 32 bytes per step.
@@ -133,27 +128,91 @@ impl Tiles for I8Tiles<'_> {
                 }
                 c += 32;
             }
-            let z = _mm256_setzero_si256();
-            for j in 0..R {
-                let mut a = [z; 8];
-                a[..N].copy_from_slice(&acc[j]);
-                let (lo, hi) = (
-                    hsum4_i32(a[0], a[1], a[2], a[3]),
-                    hsum4_i32(a[4], a[5], a[6], a[7]),
-                );
-                let mut s = [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]];
-                for (t, st) in s.iter_mut().enumerate().take(N) {
-                    for c in k32..k {
-                        // SAFETY: c < k.
-                        *st += *xp[t].add(c) as i32 * *wp[j].add(c) as i32;
-                    }
-                    // SAFETY: i + t < n, r + j < m (callers); xs, ws hold n and m elements.
-                    {
-                        let v = dequant(*st, *xs.get_unchecked(i + t), *ws.get_unchecked(r + j));
-                        out.set(i + t, r + j, v);
+            finish_int_tile(lane_sums(acc), xp, wp, (r, i), k32, k, (xs, ws), out);
+        }
+    }
+}
+
+/// Each accumulator's eight lanes summed: `sums[j][t]` of weight row `j`, activation row `t`.
+#[inline(always)]
+unsafe fn lane_sums<const R: usize, const N: usize>(acc: [[__m256i; N]; R]) -> [[i32; N]; R] {
+    // SAFETY: inlined only into the AVX2 `#[target_feature]` entry points (register-only).
+    unsafe {
+        let z = _mm256_setzero_si256();
+        acc.map(|row| {
+            let mut a = [z; 8];
+            a[..N].copy_from_slice(&row);
+            let (lo, hi) = (
+                hsum4_i32(a[0], a[1], a[2], a[3]),
+                hsum4_i32(a[4], a[5], a[6], a[7]),
+            );
+            let s = [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]];
+            core::array::from_fn(|t| s[t])
+        })
+    }
+}
+
+/// Runs an int8-weight GEMM's tiles: 2 weight rows × 4 activation rows, or for 5 to 8
+/// activation rows (a decode step's beams) one weight row against all of them, a single pass
+/// over the weights (n accumulators + the weight and activation vectors fit in 16 registers;
+/// a 2 × n tile would not).
+///
+/// # Safety
+/// Inlined only into an AVX2 `#[target_feature]` entry point; `t`'s operands keep the kernel
+/// contract for `m` weight rows and `n` activation rows.
+#[inline(always)]
+unsafe fn int_tiles<T: Tiles>(t: &T, m: usize, n: usize) {
+    // SAFETY (both): forwarded.
+    if (XR + 1..=XR1_MAX).contains(&n) {
+        unsafe { for_each_tile::<_, 1, XR1_MAX>(t, m, n) }
+    } else {
+        unsafe { for_each_tile::<_, 2, XR>(t, m, n) }
+    }
+}
+
+/// `y = dequant(x.q[n, k] · w.q[m, k]ᵀ)` with int16 activations; see the module doc.
+///
+/// # Safety
+/// AVX2 is available; `g` keeps the kernel contract ([`super::operand`]).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn gemm_i8a16(g: Int16Gemm<'_>) {
+    // SAFETY: forwarded.
+    unsafe { int_tiles(&I8A16Tiles(g), g.m, g.n) }
+}
+
+/// The int8 × int16 tile: `R` weight rows × `N` activation rows, 16 values per step.
+struct I8A16Tiles<'a>(Int16Gemm<'a>);
+
+impl Tiles for I8A16Tiles<'_> {
+    #[inline(always)]
+    unsafe fn tile<const R: usize, const N: usize>(&self, r: usize, i: usize) {
+        let Gemm { x, w, k, out, .. } = self.0;
+        // SAFETY: inlined only into `gemm_i8a16` (`#[target_feature]`), which runs after
+        // detection. Rows r..r+R of `w.q` and i..i+N of `x.q` exist (callers), each `k` values;
+        // every load reads 16 values at an offset c + 16 <= k16 <= k.
+        unsafe {
+            let k16 = k & !15;
+            let wp: [*const i8; R] = core::array::from_fn(|j| w.q.as_ptr().add((r + j) * k));
+            let xp: [*const i16; N] = core::array::from_fn(|t| x.q.as_ptr().add((i + t) * k));
+            let mut acc = [[_mm256_setzero_si256(); N]; R];
+            let mut c = 0;
+            while c < k16 {
+                for p in wp {
+                    _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(c + PREFETCH));
+                }
+                let w16: [__m256i; R] = core::array::from_fn(|j| {
+                    _mm256_cvtepi8_epi16(_mm_loadu_si128(wp[j].add(c) as *const __m128i))
+                });
+                for t in 0..N {
+                    let xv = _mm256_loadu_si256(xp[t].add(c) as *const __m256i);
+                    for j in 0..R {
+                        acc[j][t] = _mm256_add_epi32(acc[j][t], _mm256_madd_epi16(xv, w16[j]));
                     }
                 }
+                c += 16;
             }
+            let sums = lane_sums(acc);
+            finish_int_tile(sums, xp, wp, (r, i), k16, k, (x.scales, w.scales), out);
         }
     }
 }
@@ -256,9 +315,52 @@ impl<W: Load8> Tiles for FloatTiles<'_, W> {
     }
 }
 
-/// [`super::scalar::quantize_rows`], vectorised, byte for byte the same: the absolute maximum
-/// is order-independent (NaNs ignored as `f32::max` does) and `roundf` (half away from zero) is
-/// rebuilt exactly from truncation and the exact fractional part.
+/// The absolute maximum of a row, NaNs ignored as `f32::max` ignores them (`maxps` returns its
+/// second operand when either is NaN); order-independent, so exactly scalar's.
+#[inline(always)]
+unsafe fn row_absmax(xr: &[f32]) -> f32 {
+    // SAFETY: inlined only into the `#[target_feature]` quantisers; loads as stated below.
+    unsafe {
+        let (sign, xp, k) = (_mm256_set1_ps(-0.0), xr.as_ptr(), xr.len());
+        let mut vmax = _mm256_setzero_ps();
+        let mut c = 0;
+        while c + 8 <= k {
+            // SAFETY: c + 8 <= k = xr.len().
+            vmax = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(xp.add(c))), vmax);
+            c += 8;
+        }
+        let mut lanes = [0f32; 8];
+        // SAFETY: `lanes` is 32 writable bytes.
+        _mm256_storeu_ps(lanes.as_mut_ptr(), vmax);
+        let amax = lanes.iter().fold(0.0f32, |a, v| a.max(*v));
+        xr[c..].iter().fold(amax, |a, v| a.max(v.abs()))
+    }
+}
+
+/// `clamp(roundf(v · inv), −a, a)` of eight lanes as i32 (NaN → 0): `roundf` (half away from
+/// zero) rebuilt exactly from truncation and the exact fractional part.
+#[inline(always)]
+unsafe fn round8(v: __m256, inv: __m256, a: __m256) -> __m256i {
+    // SAFETY: inlined only into the `#[target_feature]` quantisers (register-only).
+    unsafe {
+        let (sign, half, one) = (
+            _mm256_set1_ps(-0.0),
+            _mm256_set1_ps(0.5),
+            _mm256_set1_ps(1.0),
+        );
+        let t = _mm256_mul_ps(v, inv);
+        let tr = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(t);
+        let frac = _mm256_andnot_ps(sign, _mm256_sub_ps(t, tr));
+        let up = _mm256_cmp_ps::<_CMP_GE_OQ>(frac, half);
+        let step = _mm256_and_ps(up, _mm256_or_ps(_mm256_and_ps(t, sign), one));
+        let neg_a = _mm256_xor_ps(a, sign);
+        let rv = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(tr, step), neg_a), a);
+        let nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(t, t);
+        _mm256_cvttps_epi32(_mm256_andnot_ps(nan, rv))
+    }
+}
+
+/// [`super::scalar::quantize_rows`], vectorised, byte for byte the same.
 ///
 /// # Safety
 /// AVX2 is available; `x` and `q` hold `n * k` elements, `scales` `n`.
@@ -271,55 +373,27 @@ pub(crate) unsafe fn quantize_rows(
     scales: &mut [f32],
 ) {
     let k32 = k & !31;
-    let sign = _mm256_set1_ps(-0.0);
     for i in 0..n {
         let xr = &x[i * k..(i + 1) * k];
         let qr = &mut q[i * k..(i + 1) * k];
         let xp = xr.as_ptr();
-        let mut vmax = _mm256_setzero_ps();
-        let mut c = 0;
-        while c + 8 <= k {
-            // SAFETY: c + 8 <= k = xr.len().
-            let v = _mm256_andnot_ps(sign, unsafe { _mm256_loadu_ps(xp.add(c)) });
-            // maxps returns its second operand when either is NaN: NaNs are skipped.
-            vmax = _mm256_max_ps(v, vmax);
-            c += 8;
-        }
-        let mut lanes = [0f32; 8];
-        // SAFETY: `lanes` is 32 writable bytes.
-        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), vmax) };
-        let mut amax = lanes.iter().fold(0.0f32, |a, v| a.max(*v));
-        amax = xr[c..].iter().fold(amax, |a, v| a.max(v.abs()));
+        // SAFETY: AVX2 is available (caller).
+        let amax = unsafe { row_absmax(xr) };
         if amax == 0.0 || !amax.is_finite() {
             scales[i] = 0.0;
             qr.fill(0);
             continue;
         }
         let inv = 127.0 / amax;
-        let vinv = _mm256_set1_ps(inv);
-        let (half, one) = (_mm256_set1_ps(0.5), _mm256_set1_ps(1.0));
-        let (lo, hi) = (_mm256_set1_ps(-127.0), _mm256_set1_ps(127.0));
-        let round8 = |v: __m256| -> __m256i {
-            let t = _mm256_mul_ps(v, vinv);
-            let tr = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(t);
-            let frac = _mm256_andnot_ps(sign, _mm256_sub_ps(t, tr));
-            let up = _mm256_cmp_ps::<_CMP_GE_OQ>(frac, half);
-            let step = _mm256_and_ps(up, _mm256_or_ps(_mm256_and_ps(t, sign), one));
-            let rv = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(tr, step), lo), hi);
-            let nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(t, t);
-            _mm256_cvttps_epi32(_mm256_andnot_ps(nan, rv))
-        };
+        let (vinv, a) = (_mm256_set1_ps(inv), _mm256_set1_ps(127.0));
         let perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
         let mut c = 0;
         while c < k32 {
             // SAFETY: c + 32 <= k32 <= k for all four loads and the store.
             unsafe {
-                let a = round8(_mm256_loadu_ps(xp.add(c)));
-                let b = round8(_mm256_loadu_ps(xp.add(c + 8)));
-                let cc = round8(_mm256_loadu_ps(xp.add(c + 16)));
-                let d = round8(_mm256_loadu_ps(xp.add(c + 24)));
-                let ab = _mm256_packs_epi32(a, b);
-                let cd = _mm256_packs_epi32(cc, d);
+                let r8 = |o: usize| round8(_mm256_loadu_ps(xp.add(c + o)), vinv, a);
+                let ab = _mm256_packs_epi32(r8(0), r8(8));
+                let cd = _mm256_packs_epi32(r8(16), r8(24));
                 let v = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(ab, cd), perm);
                 _mm256_storeu_si256(qr.as_mut_ptr().add(c) as *mut __m256i, v);
             }
@@ -329,5 +403,51 @@ pub(crate) unsafe fn quantize_rows(
             *o = libm::roundf(v * inv).clamp(-127.0, 127.0) as i8;
         }
         scales[i] = amax / 127.0;
+    }
+}
+
+/// [`super::scalar::quantize_rows16`], vectorised, value for value the same.
+///
+/// # Safety
+/// AVX2 is available; `x` and `q` hold `n * k` elements, `scales` `n`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn quantize_rows16(
+    x: &[f32],
+    n: usize,
+    k: usize,
+    q: &mut [i16],
+    scales: &mut [f32],
+) {
+    let k16 = k & !15;
+    let af = super::operand::act16_max(k) as f32;
+    for i in 0..n {
+        let xr = &x[i * k..(i + 1) * k];
+        let qr = &mut q[i * k..(i + 1) * k];
+        let xp = xr.as_ptr();
+        // SAFETY: AVX2 is available (caller).
+        let amax = unsafe { row_absmax(xr) };
+        if amax == 0.0 || !amax.is_finite() {
+            scales[i] = 0.0;
+            qr.fill(0);
+            continue;
+        }
+        let inv = af / amax;
+        let (vinv, a) = (_mm256_set1_ps(inv), _mm256_set1_ps(af));
+        let mut c = 0;
+        while c < k16 {
+            // SAFETY: c + 16 <= k16 <= k for both loads and the store.
+            unsafe {
+                let lo = round8(_mm256_loadu_ps(xp.add(c)), vinv, a);
+                let hi = round8(_mm256_loadu_ps(xp.add(c + 8)), vinv, a);
+                // packs interleaves the 128-bit halves: [lo0..3 hi0..3 lo4..7 hi4..7]
+                let v = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(lo, hi));
+                _mm256_storeu_si256(qr.as_mut_ptr().add(c) as *mut __m256i, v);
+            }
+            c += 16;
+        }
+        for (o, v) in qr[k16..].iter_mut().zip(&xr[k16..]) {
+            *o = libm::roundf(v * inv).clamp(-af, af) as i16;
+        }
+        scales[i] = amax / af;
     }
 }

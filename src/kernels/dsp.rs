@@ -5,14 +5,18 @@
 //! 16×16 products to an i32 accumulator. Tiles are 2 weight rows × 2 activation rows
 //! (12 of the 13 free core registers). f32 / f16 use the scalar kernels (the M4F FPU runs them).
 //!
+//! int16 activations ([`gemm_i8a16`]): the weights split as above; two words of activations
+//! `[x0, x1]`, `[x2, x3]` are repacked into `[x0, x2]`, `[x1, x3]` (`pkhbt` / `pkhtb`, which
+//! LLVM emits for the two mask-and-shift expressions), then the same two `smlad`.
+//!
 //! The packing scheme is generic over [`Mac`]: `Smlad` issues the instructions (only on
 //! bare-metal Arm eabihf targets, i.e. `thumbv7em-none-eabihf`, the only Cortex-M target whose
 //! DSP support is visible to stable `cfg`), and [`Emulated`] is the same arithmetic in portable
 //! Rust so that the host test suite checks the scheme against scalar ([`emulated_gemm_i8`]).
 //! The instructions themselves only run on target (the firmware's on-target tests under QEMU).
 
-use super::operand::{dequant, Gemm, Int8Gemm, Out, QRows};
-use super::tiles::{for_each_tile, Tiles};
+use super::operand::{Gemm, Int16Gemm, Int8Gemm, Out, QRows};
+use super::tiles::{finish_int_tile, for_each_tile, Tiles};
 use core::marker::PhantomData;
 
 /// The two DSP primitives the kernel is built from.
@@ -76,20 +80,100 @@ impl Mac for Smlad {
     }
 }
 
-/// [`super::scalar::gemm_i8`] through the DSP packing scheme of [`Emulated`], into `y[n, m]`.
-/// Returns without writing if a slice is too short.
-pub fn emulated_gemm_i8(x: QRows<'_>, n: usize, k: usize, w: QRows<'_>, m: usize, y: &mut [f32]) {
-    let short = |v: QRows<'_>, rows: usize| v.q.len() < rows * k || v.scales.len() < rows;
-    if short(x, n) || short(w, m) || y.len() < n * m {
-        return;
+/// The operands of an emulated product into `y[n, m]`, or `None` if a slice is too short.
+fn emulated_operands<'a, X>(
+    x: QRows<'a, X>,
+    n: usize,
+    k: usize,
+    w: QRows<'a>,
+    m: usize,
+    y: &mut [f32],
+) -> Option<Gemm<QRows<'a, X>, QRows<'a>>> {
+    let short = |q: usize, s: usize, rows: usize| q < rows * k || s < rows;
+    if short(x.q.len(), x.scales.len(), n) || short(w.q.len(), w.scales.len(), m) || y.len() < n * m
+    {
+        return None;
     }
     let out = Out {
         ptr: y.as_mut_ptr(),
         ld: m,
     };
-    let g = Gemm { x, w, n, k, m, out };
-    // SAFETY: lengths checked above; `out` addresses y, borrowed mutably here.
-    unsafe { gemm_i8::<Emulated>(g) }
+    Some(Gemm { x, w, n, k, m, out })
+}
+
+/// [`super::scalar::gemm_i8`] through the DSP packing scheme of [`Emulated`], into `y[n, m]`.
+/// Returns without writing if a slice is too short.
+pub fn emulated_gemm_i8(x: QRows<'_>, n: usize, k: usize, w: QRows<'_>, m: usize, y: &mut [f32]) {
+    if let Some(g) = emulated_operands(x, n, k, w, m, y) {
+        // SAFETY: lengths checked; `out` addresses y, borrowed mutably here.
+        unsafe { gemm_i8::<Emulated>(g) }
+    }
+}
+
+/// [`super::scalar::gemm_i8`] with int16 activations through [`gemm_i8a16`]'s scheme on
+/// [`Emulated`], into `y[n, m]`. Returns without writing if a slice is too short.
+pub fn emulated_gemm_i8a16(
+    x: QRows<'_, i16>,
+    n: usize,
+    k: usize,
+    w: QRows<'_>,
+    m: usize,
+    y: &mut [f32],
+) {
+    if let Some(g) = emulated_operands(x, n, k, w, m, y) {
+        // SAFETY: lengths checked; `out` addresses y, borrowed mutably here.
+        unsafe { gemm_i8a16::<Emulated>(g) }
+    }
+}
+
+/// `y = dequant(x.q[n, k] · w.q[m, k]ᵀ)`, int16 activations, with `M`'s instructions.
+///
+/// # Safety
+/// `g` keeps the kernel contract ([`super::operand`]).
+pub(crate) unsafe fn gemm_i8a16<M: Mac>(g: Int16Gemm<'_>) {
+    // SAFETY: forwarded.
+    unsafe { for_each_tile::<_, 2, 2>(&I8A16Tiles::<M>(g, PhantomData), g.m, g.n) }
+}
+
+/// The 2 × 2 int8 × int16 tile, 4 values per step.
+struct I8A16Tiles<'a, M>(Int16Gemm<'a>, PhantomData<M>);
+
+impl<M: Mac> Tiles for I8A16Tiles<'_, M> {
+    #[inline(always)]
+    unsafe fn tile<const R: usize, const N: usize>(&self, r: usize, i: usize) {
+        let Gemm { x, w, k, out, .. } = self.0;
+        let k4 = k & !3;
+        // SAFETY (whole function): rows r..r+R of `w.q` and i..i+N of `x.q` exist (callers),
+        // each `k` values; every word read covers values c..c+4 <= k4 <= k (unaligned reads are
+        // fine on v7-M).
+        let wp: [*const i8; R] = core::array::from_fn(|j| unsafe { w.q.as_ptr().add((r + j) * k) });
+        let xp: [*const i16; N] =
+            core::array::from_fn(|t| unsafe { x.q.as_ptr().add((i + t) * k) });
+        let mut acc = [[0i32; N]; R];
+        let mut c = 0;
+        while c < k4 {
+            let w: [u32; R] =
+                core::array::from_fn(|j| unsafe { (wp[j].add(c) as *const u32).read_unaligned() });
+            let (w02, w13): ([u32; R], [u32; R]) = (
+                core::array::from_fn(|j| M::sxtb16::<false>(w[j])),
+                core::array::from_fn(|j| M::sxtb16::<true>(w[j])),
+            );
+            for t in 0..N {
+                let (x01, x23) = unsafe {
+                    let p = xp[t].add(c) as *const u32;
+                    (p.read_unaligned(), p.add(1).read_unaligned())
+                };
+                let x02 = (x01 & 0xffff) | (x23 << 16);
+                let x13 = (x01 >> 16) | (x23 & 0xffff_0000);
+                for j in 0..R {
+                    acc[j][t] = M::smlad(x13, w13[j], M::smlad(x02, w02[j], acc[j][t]));
+                }
+            }
+            c += 4;
+        }
+        // SAFETY: forwarded from the callers.
+        unsafe { finish_int_tile(acc, xp, wp, (r, i), k4, k, (x.scales, w.scales), out) }
+    }
 }
 
 /// `y = dequant(x.q[n, k] · w.q[m, k]ᵀ)` with `M`'s instructions.
@@ -133,19 +217,7 @@ impl<M: Mac> Tiles for I8Tiles<'_, M> {
             }
             c += 4;
         }
-        for j in 0..R {
-            for t in 0..N {
-                let mut s = acc[j][t];
-                for c in k4..k {
-                    // SAFETY: c < k.
-                    unsafe { s += *xp[t].add(c) as i32 * *wp[j].add(c) as i32 };
-                }
-                // SAFETY: i + t < n, r + j < m (callers); xs, ws hold n and m elements.
-                unsafe {
-                    let v = dequant(s, *xs.get_unchecked(i + t), *ws.get_unchecked(r + j));
-                    out.set(i + t, r + j, v);
-                }
-            }
-        }
+        // SAFETY: forwarded from the callers.
+        unsafe { finish_int_tile(acc, xp, wp, (r, i), k4, k, (xs, ws), out) }
     }
 }

@@ -57,7 +57,7 @@ pub mod dsp;
 #[cfg(target_arch = "aarch64")]
 pub mod neon;
 
-pub use operand::QRows;
+pub use operand::{act16_max, QRows};
 pub use simd::dot_f32;
 
 use crate::blob::{Matrix, WeightData};
@@ -244,8 +244,9 @@ impl core::fmt::Display for KernelError {
 #[cfg(feature = "std")]
 impl std::error::Error for KernelError {}
 
-/// Scratch the int8 path needs to quantise activations: `q[n * in]` and `scales[n]`.
-/// Its size is part of the memory plan ([`crate::plan`]). No kernel needs more.
+/// Scratch the int8 path needs to quantise activations: `q[n * in]` bytes (twice that, 2-byte
+/// aligned, for int16 activations) and `scales[n]`. Its size is part of the memory plan
+/// ([`crate::plan`]). No kernel needs more.
 pub struct QuantScratch<'s> {
     pub q: &'s mut [i8],
     pub scales: &'s mut [f32],
@@ -380,15 +381,30 @@ impl Kernels {
         let weights = match w.data {
             WeightData::F32(wd) => Weights::F32(&wd[..mk]),
             WeightData::F16(wd) => Weights::F16(&wd[..mk]),
-            WeightData::I8 { q, scales } => {
-                let (xq, xs) = (&mut qs.q[..nk], &mut qs.scales[..n]);
-                quantize(isa, x, n, k, xq, xs);
-                Weights::I8 {
-                    x: QRows { q: xq, scales: xs },
-                    w: QRows {
-                        q: &q[..mk],
-                        scales: &scales[..m],
-                    },
+            WeightData::I8 { q, scales, act16 } => {
+                let w = QRows {
+                    q: &q[..mk],
+                    scales: &scales[..m],
+                };
+                let xs = &mut qs.scales[..n];
+                if act16 {
+                    // `fits` checked the length and the 2-byte alignment
+                    let Ok(xq) = bytemuck::try_cast_slice_mut::<i8, i16>(&mut qs.q[..2 * nk])
+                    else {
+                        return;
+                    };
+                    quantize16(isa, x, n, k, xq, xs);
+                    Weights::I8A16 {
+                        x: QRows { q: xq, scales: xs },
+                        w,
+                    }
+                } else {
+                    let xq = &mut qs.q[..nk];
+                    quantize(isa, x, n, k, xq, xs);
+                    Weights::I8 {
+                        x: QRows { q: xq, scales: xs },
+                        w,
+                    }
                 }
             }
         };
@@ -465,8 +481,17 @@ fn fits(
         && match w.data {
             WeightData::F32(wd) => wd.len() >= mk,
             WeightData::F16(wd) => wd.len() >= mk,
-            WeightData::I8 { q, scales } => {
-                q.len() >= mk && scales.len() >= m && qs.q.len() >= nk && qs.scales.len() >= n
+            WeightData::I8 { q, scales, act16 } => {
+                // int16 activations take two bytes each, 2-byte aligned
+                let (width, aligned) = match act16 {
+                    false => (1, true),
+                    true => (2, qs.q.as_ptr().align_offset(2) == 0),
+                };
+                q.len() >= mk
+                    && scales.len() >= m
+                    && nk.checked_mul(width).is_some_and(|b| qs.q.len() >= b)
+                    && aligned
+                    && qs.scales.len() >= n
             }
         }
 }
@@ -521,6 +546,30 @@ unsafe fn kernel(isa: Isa, part: Part<'_>) {
             // SAFETY: the contract is forwarded.
             _ => unsafe { scalar::linear_i8(g) },
         },
+        Part::I8A16(g) => match isa {
+            // SAFETY: AVX2 detected (isa is available; the VNNI paths include AVX2); the
+            // contract is forwarded.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 | Isa::AvxVnni | Isa::Avx512 => unsafe { avx2::gemm_i8a16(g) },
+            // SAFETY: NEON is baseline on aarch64; the contract is forwarded.
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon | Isa::NeonDot => unsafe { neon::gemm_i8a16(g) },
+            // SAFETY: as for the int8 DSP kernel.
+            #[cfg(all(target_arch = "arm", target_os = "none", target_abi = "eabihf"))]
+            Isa::Dsp => unsafe { dsp::gemm_i8a16::<dsp::Smlad>(g) },
+            // SAFETY: the contract is forwarded.
+            _ => unsafe { scalar::linear_i8a16(g) },
+        },
+    }
+}
+
+/// Quantises `x[n, k]` per row to int16 exactly as [`scalar::quantize_rows16`] does.
+fn quantize16(isa: Isa, x: &[f32], n: usize, k: usize, q: &mut [i16], s: &mut [f32]) {
+    match isa {
+        // SAFETY: AVX2 detected (isa is available); x and q hold n*k, s holds n.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 | Isa::AvxVnni | Isa::Avx512 => unsafe { avx2::quantize_rows16(x, n, k, q, s) },
+        _ => scalar::quantize_rows16(x, n, k, q, s),
     }
 }
 

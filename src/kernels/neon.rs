@@ -7,11 +7,14 @@
 //! * [`gemm_i8_dot`] (Cortex-A76 / Pi 5): one `sdot` per 16 bytes. `vdotq_s32` is not stable
 //!   (rust-lang/rust#117224), so SDOT is emitted with inline `asm!` in a `dotprod` function.
 //!
+//! * [`gemm_i8a16`] (int16 activations, both cores): weights widened with `sxtl`, then
+//!   `smlal` + `smlal2`, 8 values per step.
+//!
 //! Accumulators and dequantisation are exactly scalar's. f32 / f16: 4 × 4 tiles of `fmla`;
 //! f16 weights are widened with `fcvtl` (arithmetic in f32).
 
-use super::operand::{dequant, FloatGemm, Gemm, Int8Gemm};
-use super::tiles::{for_each_tile, Tiles};
+use super::operand::{FloatGemm, Gemm, Int16Gemm, Int8Gemm};
+use super::tiles::{finish_int_tile, for_each_tile, Tiles};
 use core::arch::aarch64::*;
 use half::f16;
 
@@ -91,20 +94,51 @@ impl<const DOT: bool> Tiles for I8Tiles<'_, DOT> {
                 }
                 c += 16;
             }
-            for j in 0..R {
-                for t in 0..N {
-                    let mut s = vaddvq_s32(acc[j][t]);
-                    for c in k16..k {
-                        // SAFETY: c < k.
-                        s += *xp[t].add(c) as i32 * *wp[j].add(c) as i32;
-                    }
-                    // SAFETY: i + t < n, r + j < m (callers); xs, ws hold n and m elements.
-                    {
-                        let v = dequant(s, *xs.get_unchecked(i + t), *ws.get_unchecked(r + j));
-                        out.set(i + t, r + j, v);
+            let sums = acc.map(|row| row.map(|v| vaddvq_s32(v)));
+            finish_int_tile(sums, xp, wp, (r, i), k16, k, (xs, ws), out);
+        }
+    }
+}
+
+/// `y = dequant(x.q[n, k] · w.q[m, k]ᵀ)` with int16 activations (`smlal`, no SDOT needed).
+///
+/// # Safety
+/// `g` keeps the kernel contract ([`super::operand`]).
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn gemm_i8a16(g: Int16Gemm<'_>) {
+    // SAFETY: forwarded.
+    unsafe { for_each_tile::<_, WR, XR>(&I8A16Tiles(g), g.m, g.n) }
+}
+
+/// The int8 × int16 tile, 8 values per step.
+struct I8A16Tiles<'a>(Int16Gemm<'a>);
+
+impl Tiles for I8A16Tiles<'_> {
+    #[inline(always)]
+    unsafe fn tile<const R: usize, const N: usize>(&self, r: usize, i: usize) {
+        let Gemm { x, w, k, out, .. } = self.0;
+        // SAFETY: inlined only into `gemm_i8a16` (`#[target_feature]`). Rows r..r+R of `w.q`
+        // and i..i+N of `x.q` exist (callers), each `k` values; every load reads 8 values at an
+        // offset c + 8 <= k8 <= k.
+        unsafe {
+            let k8 = k & !7;
+            let wp: [*const i8; R] = core::array::from_fn(|j| w.q.as_ptr().add((r + j) * k));
+            let xp: [*const i16; N] = core::array::from_fn(|t| x.q.as_ptr().add((i + t) * k));
+            let mut acc = [[vdupq_n_s32(0); N]; R];
+            let mut c = 0;
+            while c < k8 {
+                let w16: [int16x8_t; R] = core::array::from_fn(|j| vmovl_s8(vld1_s8(wp[j].add(c))));
+                let xv: [int16x8_t; N] = core::array::from_fn(|t| vld1q_s16(xp[t].add(c)));
+                for j in 0..R {
+                    for t in 0..N {
+                        let lo = vmlal_s16(acc[j][t], vget_low_s16(xv[t]), vget_low_s16(w16[j]));
+                        acc[j][t] = vmlal_high_s16(lo, xv[t], w16[j]);
                     }
                 }
+                c += 8;
             }
+            let sums = acc.map(|row| row.map(|v| vaddvq_s32(v)));
+            finish_int_tile(sums, xp, wp, (r, i), k8, k, (x.scales, w.scales), out);
         }
     }
 }

@@ -10,12 +10,13 @@
 
 use half::f16;
 
-/// Rows of int8 values with one f32 scale per row (value = `q · scale`): the quantised
-/// activations `[n, k]` of a `linear`, or an int8 weight matrix `[m, k]`.
+/// Rows of integer values (int8, or int16 for [`crate::blob::DType::I8A16`]'s activations)
+/// with one f32 scale per row (value = `q · scale`): the quantised activations `[n, k]` of a
+/// `linear`, or an int8 weight matrix `[m, k]`.
 #[derive(Clone, Copy, Debug)]
-pub struct QRows<'a> {
+pub struct QRows<'a, Q = i8> {
     /// The values, row after row.
-    pub q: &'a [i8],
+    pub q: &'a [Q],
     /// One scale per row.
     pub scales: &'a [f32],
 }
@@ -63,6 +64,24 @@ pub(crate) struct Gemm<X, W> {
 pub(crate) type FloatGemm<'a, W> = Gemm<&'a [f32], &'a [W]>;
 /// Quantised activations, int8 weights.
 pub(crate) type Int8Gemm<'a> = Gemm<QRows<'a>, QRows<'a>>;
+/// int16 activations, int8 weights ([`crate::blob::DType::I8A16`]).
+pub(crate) type Int16Gemm<'a> = Gemm<QRows<'a, i16>, QRows<'a>>;
+
+/// The largest magnitude of an int16 activation in a product with `k` inputs: 32767, or less
+/// when `k` is so large that `128 · A · k` would overflow an i32. Every int8 × int16 sum then
+/// stays exact in i32 on every path (an int8 weight is at least −128), in any order — which is
+/// what makes the paths agree bit for bit. COCO: k ≤ 2048 gives A = 8191 (13 bits).
+pub const fn act16_max(k: usize) -> i32 {
+    let k = if k == 0 { 1 } else { k };
+    let a = i32::MAX as usize / (128 * k);
+    if a > i16::MAX as usize {
+        i16::MAX as i32
+    } else if a == 0 {
+        1
+    } else {
+        a as i32
+    }
+}
 
 /// The int8 dequantisation every path uses, so their outputs agree bit for bit.
 #[inline(always)]
@@ -76,6 +95,7 @@ pub(crate) enum Weights<'a> {
     F32(&'a [f32]),
     F16(&'a [f16]),
     I8 { x: QRows<'a>, w: QRows<'a> },
+    I8A16 { x: QRows<'a, i16>, w: QRows<'a> },
 }
 
 /// One `linear` call, validated: `x` is `[n, k]`, the weights `[m, k]`, `out` addresses `y`
@@ -95,6 +115,7 @@ pub(crate) enum Part<'a> {
     F32(FloatGemm<'a, f32>),
     F16(FloatGemm<'a, f16>),
     I8(Int8Gemm<'a>),
+    I8A16(Int16Gemm<'a>),
 }
 
 impl<'a> Job<'a> {
@@ -133,6 +154,17 @@ impl<'a> Job<'a> {
                 out,
             }),
             Weights::I8 { x, w } => Part::I8(Gemm {
+                x,
+                w: QRows {
+                    q: &w.q[rows],
+                    scales: &w.scales[r0..r1],
+                },
+                n,
+                k,
+                m,
+                out,
+            }),
+            Weights::I8A16 { x, w } => Part::I8A16(Gemm {
                 x,
                 w: QRows {
                     q: &w.q[rows],

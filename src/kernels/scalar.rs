@@ -1,6 +1,6 @@
 //! Portable scalar kernels: the ground truth every SIMD path is tested against.
 
-use super::operand::{dequant, FloatGemm, Gemm, Int8Gemm, QRows};
+use super::operand::{act16_max, dequant, FloatGemm, Gemm, Int16Gemm, Int8Gemm, QRows};
 use super::tiles::{for_each_tile, Tiles};
 use half::f16;
 
@@ -68,41 +68,75 @@ pub fn gemm_f16(x: &[f32], n: usize, k: usize, w: &[f16], m: usize, y: &mut [f32
 /// Quantise each row of `x[n, k]` symmetrically to int8: `scale = absmax / 127`,
 /// `q = round(x / scale)` clamped to [-127, 127]. An all-zero row gets scale 0 and q = 0.
 pub fn quantize_rows(x: &[f32], n: usize, k: usize, q: &mut [i8], scales: &mut [f32]) {
+    quantize_rows_to(x, n, k, q, scales, 127.0, |v| v as i8)
+}
+
+/// Quantise each row of `x[n, k]` symmetrically to int16 ([`crate::blob::DType::I8A16`]'s
+/// activations): as [`quantize_rows`] with `A = act16_max(k)` in place of 127 (32767 up to
+/// k = 512).
+pub fn quantize_rows16(x: &[f32], n: usize, k: usize, q: &mut [i16], scales: &mut [f32]) {
+    quantize_rows_to(x, n, k, q, scales, act16_max(k) as f32, |v| v as i16)
+}
+
+/// The row quantiser of both widths: `scale = absmax / a`, `q = clamp(roundf(x · a / absmax),
+/// −a, a)` (`a` exactly representable, `to` exact on that range).
+#[inline(always)]
+fn quantize_rows_to<Q: Copy + Default>(
+    x: &[f32],
+    n: usize,
+    k: usize,
+    q: &mut [Q],
+    scales: &mut [f32],
+    a: f32,
+    to: impl Fn(f32) -> Q,
+) {
     for i in 0..n {
         let xr = &x[i * k..(i + 1) * k];
-        let amax = xr.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+        let amax = xr.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let qr = &mut q[i * k..(i + 1) * k];
         if amax == 0.0 || !amax.is_finite() {
             scales[i] = 0.0;
-            qr.fill(0);
+            qr.fill(Q::default());
             continue;
         }
-        let s = amax / 127.0;
-        let inv = 127.0 / amax;
+        let inv = a / amax;
         for (o, v) in qr.iter_mut().zip(xr) {
-            *o = libm::roundf(v * inv).clamp(-127.0, 127.0) as i8;
+            *o = to(libm::roundf(v * inv).clamp(-a, a));
         }
-        scales[i] = s;
+        scales[i] = amax / a;
     }
+}
+
+/// Σ `a[i]·b[i]` in i32 (int8 or int16 activations `a`, int8 weights `b`).
+#[inline]
+pub fn dot_q<X: Copy + Into<i32>>(a: &[X], b: &[i8]) -> i32 {
+    let mut acc = 0i32;
+    for (x, y) in a.iter().zip(b) {
+        acc += (*x).into() * *y as i32;
+    }
+    acc
 }
 
 /// Σ `a[i]·b[i]` in i32.
 #[inline]
 pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
-    let mut acc = 0i32;
-    for (x, y) in a.iter().zip(b) {
-        acc += *x as i32 * *y as i32;
-    }
-    acc
+    dot_q(a, b)
 }
 
-/// `y[n, m] = (x.q[n, k] · w.q[m, k]ᵀ) * x.scales[n] * w.scales[m]`.
-pub fn gemm_i8(x: QRows<'_>, n: usize, k: usize, w: QRows<'_>, m: usize, y: &mut [f32]) {
+/// `y[n, m] = (x.q[n, k] · w.q[m, k]ᵀ) * x.scales[n] * w.scales[m]`, int8 or int16 `x`.
+pub fn gemm_i8<X: Copy + Into<i32>>(
+    x: QRows<'_, X>,
+    n: usize,
+    k: usize,
+    w: QRows<'_>,
+    m: usize,
+    y: &mut [f32],
+) {
     for r in 0..m {
         let wr = &w.q[r * k..(r + 1) * k];
         for i in 0..n {
-            let acc = dot_i8(&x.q[i * k..(i + 1) * k], wr);
-            y[i * m + r] = acc as f32 * x.scales[i] * w.scales[r];
+            let acc = dot_q(&x.q[i * k..(i + 1) * k], wr);
+            y[i * m + r] = dequant(acc, x.scales[i], w.scales[r]);
         }
     }
 }
@@ -136,6 +170,15 @@ pub(crate) unsafe fn linear_i8(g: Int8Gemm<'_>) {
     unsafe { for_each_tile::<_, 1, 1>(&I8Tiles(g), g.m, g.n) }
 }
 
+/// [`gemm_i8`] with int16 activations, writing through the [`Gemm`]'s `out`, bit for bit.
+///
+/// # Safety
+/// As for [`linear_f32`].
+pub(crate) unsafe fn linear_i8a16(g: Int16Gemm<'_>) {
+    // SAFETY: forwarded.
+    unsafe { for_each_tile::<_, 1, 1>(&I8Tiles(g), g.m, g.n) }
+}
+
 /// f32 / f16 tiles: [`dot_tile`], every output summed in [`dot_f32`]'s order.
 struct FloatTiles<'a, W>(FloatGemm<'a, W>);
 
@@ -155,16 +198,16 @@ impl<W: Copy + Into<f32>> Tiles for FloatTiles<'_, W> {
     }
 }
 
-/// int8 tiles: [`dot_i8`] and the dequantisation of [`gemm_i8`].
-struct I8Tiles<'a>(Int8Gemm<'a>);
+/// int8-weight tiles: [`dot_q`] and the dequantisation of [`gemm_i8`].
+struct I8Tiles<'a, X>(Gemm<QRows<'a, X>, QRows<'a>>);
 
-impl Tiles for I8Tiles<'_> {
+impl<X: Copy + Into<i32>> Tiles for I8Tiles<'_, X> {
     #[inline(always)]
     unsafe fn tile<const R: usize, const N: usize>(&self, r: usize, i: usize) {
         let Gemm { x, w, k, out, .. } = self.0;
         for j in r..r + R {
             for a in i..i + N {
-                let acc = dot_i8(&x.q[a * k..(a + 1) * k], &w.q[j * k..(j + 1) * k]);
+                let acc = dot_q(&x.q[a * k..(a + 1) * k], &w.q[j * k..(j + 1) * k]);
                 // SAFETY: a < n, j < m (the caller).
                 unsafe { out.set(a, j, dequant(acc, x.scales[a], w.scales[j])) };
             }

@@ -107,3 +107,40 @@ unsafe fn block<T: Tiles, const R: usize, const N: usize, const NR: usize>(
         unsafe { t.tile::<R, NR>(r, full) };
     }
 }
+
+/// The end of an int8-weight tile, shared by the SIMD paths: adds the columns `from..k` that
+/// the vector loop left to each lane-summed accumulator `sums[j][t]` (weight row `r + j`,
+/// activation row `i + t`) and writes the dequantised outputs, as scalar's `dot_q` and
+/// `dequant` would.
+///
+/// # Safety
+/// The rows `xp` and `wp` point at hold `k` values; `i + N <= n`, `r + R <= m`; the scales hold
+/// `n` and `m` values; `out` addresses `y`, which nobody else writes meanwhile.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn finish_int_tile<X: Copy + Into<i32>, const R: usize, const N: usize>(
+    sums: [[i32; N]; R],
+    xp: [*const X; N],
+    wp: [*const i8; R],
+    (r, i): (usize, usize),
+    from: usize,
+    k: usize,
+    (xs, ws): (&[f32], &[f32]),
+    out: super::operand::Out,
+) {
+    for j in 0..R {
+        for t in 0..N {
+            let mut s = sums[j][t];
+            for c in from..k {
+                // SAFETY: c < k (the caller's rows hold k values).
+                unsafe { s += (*xp[t].add(c)).into() * *wp[j].add(c) as i32 };
+            }
+            // SAFETY: i + t < n, r + j < m (the caller); xs, ws hold n and m elements.
+            unsafe {
+                let v =
+                    super::operand::dequant(s, *xs.get_unchecked(i + t), *ws.get_unchecked(r + j));
+                out.set(i + t, r + j, v);
+            }
+        }
+    }
+}

@@ -211,6 +211,8 @@ pub struct M2<'a> {
     encoder: MemoryAugmentedEncoder<'a>,
     decoder: MeshedDecoder<'a>,
     kernels: Kernels,
+    /// [`Blob::act_bytes`]: what the quantised-activation scratch needs per value.
+    act_bytes: usize,
 }
 
 impl<'a> M2<'a> {
@@ -221,6 +223,7 @@ impl<'a> M2<'a> {
             encoder: MemoryAugmentedEncoder::load(blob),
             decoder: MeshedDecoder::load(blob),
             kernels,
+            act_bytes: blob.act_bytes(),
         }
     }
 
@@ -238,6 +241,7 @@ impl<'a> M2<'a> {
     /// `max_regions`.
     pub fn plan(&self, beam: usize, max_len: usize) -> Plan {
         Plan::new(&self.cfg, beam, self.cfg.max_regions as usize, max_len)
+            .with_act_bytes(self.act_bytes)
     }
 
     /// Check a workspace plan can run `beam` rows for `steps` steps of this model.
@@ -283,6 +287,13 @@ impl<'a> M2<'a> {
                 what: "caption length",
                 needed: steps,
                 planned: plan.max_len,
+            });
+        }
+        if plan.act_bytes < want.act_bytes {
+            return Err(EngineError::PlanMismatch {
+                what: "bytes per quantised activation",
+                needed: want.act_bytes,
+                planned: plan.act_bytes,
             });
         }
         Ok(())

@@ -241,14 +241,19 @@ pub fn pack_calibrated(
     cal: &Calibration<'_>,
     progress: Progress<'_>,
 ) -> Result<Vec<u8>, PackError> {
-    if opts.dtype != DType::I8 && opts.readout_dtype != Some(DType::I8) {
+    let int8 = |d: DType| matches!(d, DType::I8 | DType::I8A16);
+    let any_int8 = int8(opts.dtype)
+        || opts.readout_dtype.is_some_and(int8)
+        || opts.tensor_dtypes.iter().any(|t| int8(t.2));
+    if !any_int8 {
         return Err(PackError::CalibrationDType(opts.dtype));
     }
     let target = AlignedBuf::from_bytes(&pack(st_bytes, vocab, opts)?);
     let f32_opts = PackOptions {
         dtype: DType::F32,
         readout_dtype: None,
-        ..*opts
+        tensor_dtypes: Vec::new(),
+        ..opts.clone()
     };
     let reference = AlignedBuf::from_bytes(&pack(st_bytes, vocab, &f32_opts)?);
     let internal = |e: crate::BlobError| PackError::Internal(format!("re-reading the blob: {e}"));
@@ -276,7 +281,7 @@ pub fn pack_calibrated(
     let mut slots: Vec<(TensorKind, u16, usize, usize)> = Vec::new(); // kind, layer, rows, cols
     let mut by_address = HashMap::new();
     for t in tb.tensors() {
-        if t.dtype == DType::I8 && t.kind != TensorKind::WordEmb {
+        if matches!(t.dtype, DType::I8 | DType::I8A16) && t.kind != TensorKind::WordEmb {
             let m = rb.matrix(t.kind, t.layer as usize);
             by_address.insert(weight_address(&m), slots.len());
             slots.push((t.kind, t.layer, t.rows as usize, t.cols as usize));
@@ -356,7 +361,11 @@ pub fn pack_calibrated(
                     break;
                 };
                 let (q, scales) = gptq_rows(&w, cols, gram.into_full(), cal.damping);
-                if send.send((key, TensorData::I8 { q, scales })).is_err() {
+                let act16 = false; // set from the target's dtype when the blob is written
+                if send
+                    .send((key, TensorData::I8 { q, scales, act16 }))
+                    .is_err()
+                {
                     break;
                 }
             });
@@ -374,14 +383,17 @@ pub fn pack_calibrated(
     let mut writer = BlobWriter::new(*tb.config());
     for t in tb.tensors() {
         let len = t.rows as usize * t.cols as usize;
+        let act16 = t.dtype == DType::I8A16;
         let data = match calibrated.remove(&(t.kind, t.layer)) {
+            Some(TensorData::I8 { q, scales, .. }) => TensorData::I8 { q, scales, act16 },
             Some(d) => d,
             None => match tb.matrix(t.kind, t.layer as usize).data {
                 WeightData::F32(d) if d.len() >= len => TensorData::F32(d[..len].to_vec()),
                 WeightData::F16(d) if d.len() >= len => TensorData::F16(d[..len].to_vec()),
-                WeightData::I8 { q, scales } if q.len() >= len => TensorData::I8 {
+                WeightData::I8 { q, scales, .. } if q.len() >= len => TensorData::I8 {
                     q: q[..len].to_vec(),
                     scales: scales[..t.rows as usize].to_vec(),
+                    act16,
                 },
                 _ => return Err(PackError::Internal(format!("{:?} is short", t.kind))),
             },

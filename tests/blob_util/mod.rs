@@ -7,7 +7,7 @@ use safetensors::{Dtype, SafeTensors};
 use std::path::PathBuf;
 
 pub const FIXTURES: [&str; 3] = ["tiny-s0", "tiny-s2-masked", "small-s3"];
-pub const DTYPES: [DType; 3] = [DType::F32, DType::F16, DType::I8];
+pub const DTYPES: [DType; 4] = [DType::F32, DType::F16, DType::I8, DType::I8A16];
 
 pub fn fixture_dir(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -179,7 +179,14 @@ fn calibrate_rounds_only_the_int8_linears() {
             b.matrix(tb.kind, tb.layer as usize),
         );
         match (ma.data, mb.data) {
-            (WeightData::I8 { q: qa, scales: sa }, WeightData::I8 { q: qb, scales: sb }) => {
+            (
+                WeightData::I8 {
+                    q: qa, scales: sa, ..
+                },
+                WeightData::I8 {
+                    q: qb, scales: sb, ..
+                },
+            ) => {
                 // same per-row scales; the values move by at most a few steps
                 assert_eq!(sa, sb, "{:?}", ta.kind);
                 if ta.kind == TensorKind::WordEmb {
@@ -294,7 +301,7 @@ fn inspect_prints_config_tensors_and_plan() {
         "{text}"
     );
     assert!(text.contains("memory plan (beam 5, 50 regions)"), "{text}");
-    let ws = m2::plan::workspace_bytes(&cfg, 5, 50);
+    let ws = m2::plan::workspace_bytes(&cfg, 1, 5, 50);
     let flash_line = text.lines().find(|l| l.contains("flash (blob)")).unwrap();
     assert!(
         flash_line.contains(&format!(" {} bytes", blob.len())),
@@ -316,7 +323,7 @@ fn inspect_prints_config_tensors_and_plan() {
     ]);
     assert!(o.status.success());
     let text = String::from_utf8_lossy(&o.stdout);
-    let ws = m2::plan::workspace_bytes(&cfg, 2, 36);
+    let ws = m2::plan::workspace_bytes(&cfg, 1, 2, 36);
     assert!(text.contains("memory plan (beam 2, 36 regions)"), "{text}");
     assert!(text.contains(&format!(" {ws} bytes")), "{text}");
 

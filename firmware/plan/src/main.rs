@@ -34,7 +34,7 @@ fn blob_len(cfg: &Config, vocab: Vec<Vec<u8>>, dtype: DType) -> usize {
 
 fn row(what: &str, cfg: &Config, blob: usize) {
     let regions = cfg.max_regions as usize;
-    let ws = m2::plan::workspace_bytes(cfg, BEAM, regions);
+    let ws = m2::plan::workspace_bytes(cfg, 1, BEAM, regions);
     println!("| {what} | {blob} | {ws} | beam {BEAM}, {regions} regions |");
 }
 

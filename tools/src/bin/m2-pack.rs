@@ -2,7 +2,7 @@
 //! M2 blob, or inspect a blob.
 //!
 //! ```text
-//! m2-pack CHECKPOINT.safetensors --vocab VOCAB.json --dtype f32|f16|int8 -o OUT.m2
+//! m2-pack CHECKPOINT.safetensors --vocab VOCAB.json --dtype f32|f16|int8|int8a16 -o OUT.m2
 //!         [--heads 8] [--regions 50] [--pad ID] [--unk ID] [--bos ID] [--eos ID]
 //!         [--enc-pad-value 0] [--readout-dtype f32|f16|int8]
 //!         [--calibrate FEATURES.npy [--calibrate-images N] [--damping 0.1] [--threads N]]
@@ -126,6 +126,9 @@ enum DtypeArg {
     F16,
     #[value(alias = "i8")]
     Int8,
+    /// int8 weights (as int8) whose linears quantise their inputs to int16, not int8: for
+    /// checkpoints trained quantisation-aware (weights on the int8 grid). Format version 3.
+    Int8a16,
 }
 
 impl From<DtypeArg> for DType {
@@ -134,6 +137,7 @@ impl From<DtypeArg> for DType {
             DtypeArg::F32 => DType::F32,
             DtypeArg::F16 => DType::F16,
             DtypeArg::Int8 => DType::I8,
+            DtypeArg::Int8a16 => DType::I8A16,
         }
     }
 }
@@ -242,6 +246,7 @@ fn run_pack(a: &PackArgs) -> Result<ExitCode> {
     let opts = PackOptions {
         dtype,
         readout_dtype: a.readout_dtype.map(Into::into),
+        tensor_dtypes: Vec::new(),
         heads: a.heads,
         max_regions: a.regions,
         pad: a.pad,
@@ -404,7 +409,7 @@ fn inspect(path: &Path, beam: usize, regions: Option<usize>) -> Result<ExitCode>
         "  {:<48} {:<5} {:>14} {:>10}",
         "name", "dtype", "shape", "bytes"
     );
-    let mut per_dtype = [(0usize, 0u64); 3];
+    let mut per_dtype = [(0usize, 0u64); 4];
     for t in blob.tensors() {
         let shape = format!("[{}, {}]", t.rows, t.cols);
         let _ = writeln!(
@@ -419,14 +424,18 @@ fn inspect(path: &Path, beam: usize, regions: Option<usize>) -> Result<ExitCode>
         e.0 += 1;
         e.1 += t.bytes();
     }
-    for (d, (n, bytes)) in [DType::F32, DType::F16, DType::I8].iter().zip(per_dtype) {
+    for (d, (n, bytes)) in [DType::F32, DType::F16, DType::I8, DType::I8A16]
+        .iter()
+        .zip(per_dtype)
+    {
         if n > 0 {
             let _ = writeln!(o, "  {d}: {n} tensors, {bytes} bytes");
         }
     }
     let regions = regions.unwrap_or(c.max_regions as usize).max(1);
-    let Some(ws) =
-        m2::plan::Plan::new(&c, beam, regions, m2::plan::default_max_len(&c)).checked_total_bytes()
+    let Some(ws) = m2::plan::Plan::new(&c, beam, regions, m2::plan::default_max_len(&c))
+        .with_act_bytes(blob.act_bytes())
+        .checked_total_bytes()
     else {
         bail!("the memory plan for {regions} regions at beam {beam} overflows this machine's address space");
     };
