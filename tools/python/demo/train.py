@@ -15,6 +15,7 @@ train_log.json. `make_assets.py` then evaluates and bundles into assets/demo/.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -232,6 +233,7 @@ def main():
     log["train_seconds"] = round(time.time() - t_train, 1)
     if a.qat_from:
         log["qat"] = finish_qat(model, (torch.from_numpy(va_f), vt[:, :-1]))
+        log["qat"]["base_sha256"] = hashlib.sha256(pathlib.Path(a.qat_from).read_bytes()).hexdigest()
         log["qat"]["base_train_log"] = base_log
     sd = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     save_file(sd, str(out / "checkpoint.safetensors"))
