@@ -115,6 +115,26 @@ def main():
 
     cfg = json.load(open(A / "config.json"))
     log = json.load(open(A / "train_log.json")) if (A / "train_log.json").exists() else {}
+    qat = log.get("qat")
+    base = (qat.get("base_train_log") or log) if qat else log
+    training = (f"XE-trained for {base.get('args', {}).get('epochs', '?')} epochs in "
+                f"{base.get('train_seconds', '?')} s")
+    if qat:
+        training += (f", then quantisation-aware fine-tuned (`train.py --qat-from`) for "
+                     f"{log['args']['epochs']} epochs at lr {log['args']['lr']} in "
+                     f"{log['train_seconds']} s: its {qat['int8_tensors']} int8 weight tensors "
+                     "lie on the int8 grid (int8 packing rounds them without error)")
+    run_dir = "/tmp/m2-qat" if qat else "/tmp/m2-demo"
+    train_cmds = [
+        "/tmp/venv-demo/bin/python tools/python/demo/train.py --out /tmp/m2-demo",
+        *(["/tmp/venv-demo/bin/python tools/python/demo/train.py --qat-from "
+           "/tmp/m2-demo/checkpoint.safetensors --out /tmp/m2-qat"] if qat else []),
+        f"/tmp/venv-demo/bin/python tools/python/demo/make_assets.py --run {run_dir}   # PyTorch row",
+        "/tmp/venv-demo/bin/python tools/python/demo/train.py "
+        + ("--qat-from /tmp/m2-demo/checkpoint.safetensors " if qat else "")
+        + f"--out {run_dir}-repro   # determinism check",
+        f"/tmp/venv-demo/bin/python tools/python/demo/evaluate.py --aarch64 --repro-run {run_dir}-repro   # engine rows, this file",
+    ]
     n = len(refs)
     lines = [
         "# Demo model: digit scenes — results",
@@ -128,8 +148,7 @@ def main():
         "",
         f"Model: d_model {cfg['d_model']}, {cfg['h']} heads, d_ff {cfg['d_ff']}, m {cfg['m']}, "
         f"3+3 layers, d_in {cfg['d_in']}, vocab {cfg['vocab']}, {cfg['pos_rows']} positions, "
-        f"4 regions; {log.get('params', '?')} parameters; XE-trained for "
-        f"{log.get('args', {}).get('epochs', '?')} epochs in {log.get('train_seconds', '?')} s "
+        f"4 regions; {log.get('params', '?')} parameters; {training} "
         "(1 torch thread on a shared 2-core machine). `checkpoint.safetensors` sha256 "
         f"`{sha}`"
         + (f"; a second run of `train.py` (output in `{repro[0]}`) gave "
@@ -199,10 +218,7 @@ def main():
         "```sh",
         "python3 -m venv /tmp/venv-demo && /tmp/venv-demo/bin/pip install -r tools/python/requirements-demo.txt",
         "/tmp/venv-demo/bin/python tools/python/demo/validate_fixtures.py   # PyTorch M2 == reference fixtures",
-        "/tmp/venv-demo/bin/python tools/python/demo/train.py --out /tmp/m2-demo",
-        "/tmp/venv-demo/bin/python tools/python/demo/make_assets.py --run /tmp/m2-demo   # PyTorch row",
-        "/tmp/venv-demo/bin/python tools/python/demo/train.py --out /tmp/m2-demo-repro   # determinism check",
-        "/tmp/venv-demo/bin/python tools/python/demo/evaluate.py --aarch64 --repro-run /tmp/m2-demo-repro   # engine rows, this file",
+        *train_cmds,
         "```",
         "",
         "`evaluate.py` runs, per dtype, "
