@@ -38,6 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "f32" => DType::F32,
             "f16" => DType::F16,
             "int8" | "i8" => DType::I8,
+            "int8a16" => DType::I8A16,
             d => return Err(format!("unknown dtype {d}").into()),
         };
         let opts = PackOptions {

@@ -1,7 +1,7 @@
 //! int8 fidelity against f32, one row per quantisation variant (README "int8 that keeps f32's
 //! captions"): identical best captions, how many of the differing ones are near-ties, the
 //! largest caption-word log-prob error, blob bytes. Writes each variant's captions as JSON for
-//! BLEU-4 / CIDEr (`tools/python/demo/score_captions.py`).
+//! BLEU-4 / CIDEr (`tools/python/demo/score_variants.py` adds them and prints the table).
 //!
 //! ```text
 //! cargo run --release --example int8_fidelity -- [--checkpoint C.safetensors --vocab V.json \
@@ -262,7 +262,17 @@ impl Lab {
             row.max_word_err,
             row.bytes
         );
-        let json = serde_json::json!({ "variant": name, "tokens": row.tokens });
+        let buf = AlignedBuf::from_bytes(bytes);
+        let blob = Blob::parse(&buf)?;
+        let captions = row
+            .tokens
+            .iter()
+            .map(|t| m2::text::caption_string(t, |id| blob.token(id), false))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("{e:?}"))?;
+        let json = serde_json::json!({ "variant": name, "what": what, "same": row.same,
+            "near_ties": row.near_ties, "max_word_err": row.max_word_err, "bytes": row.bytes,
+            "tokens": row.tokens, "captions": captions });
         std::fs::write(self.out_dir.join(format!("{name}.json")), json.to_string())?;
         Ok(row)
     }

@@ -215,7 +215,13 @@ fn check_all(x: &[f32], n: usize, k: usize, wf: &[f32], m: usize, bias: Option<&
         "dsp (emulated) int8 differs (n {n} k {k} m {m})"
     );
     let mut yd16 = vec![f32::NAN; n * m];
-    dsp::emulated_gemm_i8a16(q16, n, k, qrows(&wq, &ws), m, &mut yd16);
+    let mut x16d = x16.clone();
+    dsp::interleave16(&mut x16d, n, k);
+    let q16d = QRows {
+        q: &x16d[..],
+        scales: &refs[3].2,
+    };
+    dsp::emulated_gemm_i8a16(q16d, n, k, qrows(&wq, &ws), m, &mut yd16);
     scalar::gemm_i8(q16, n, k, qrows(&wq, &ws), m, &mut ys);
     assert_eq!(
         bits(&yd16),

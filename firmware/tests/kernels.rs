@@ -45,8 +45,13 @@ impl Rng {
     }
 }
 
-/// `y = x·Wᵀ + b` for an int8 `[m, k]` weight on `n` rows, with `isa`.
-fn linear(isa: Isa, n: usize, k: usize, m: usize, seed: u32, y: &mut [f32]) {
+/// The quantised-activation scratch: two bytes a value (int16 activations), 2-byte aligned.
+#[repr(align(4))]
+struct Scratch([i8; 2 * MAX_N * MAX_K]);
+
+/// `y = x·Wᵀ + b` for an int8 `[m, k]` weight on `n` rows, with `isa`; int16 activations if
+/// `act16` (`DType::I8A16`).
+fn linear(isa: Isa, act16: bool, n: usize, k: usize, m: usize, seed: u32, y: &mut [f32]) {
     let mut rng = Rng(seed);
     let mut x = [0f32; MAX_N * MAX_K];
     let mut wq = [0i8; MAX_M * MAX_K];
@@ -64,11 +69,12 @@ fn linear(isa: Isa, n: usize, k: usize, m: usize, seed: u32, y: &mut [f32]) {
         data: WeightData::I8 {
             q: &wq[..m * k],
             scales: &ws[..m],
+            act16,
         },
     };
-    let (mut q, mut s) = ([0i8; MAX_N * MAX_K], [0f32; MAX_N]);
+    let (mut q, mut s) = (Scratch([0i8; 2 * MAX_N * MAX_K]), [0f32; MAX_N]);
     let mut qs = QuantScratch {
-        q: &mut q,
+        q: &mut q.0,
         scales: &mut s,
     };
     let kern = Kernels::with_isa(isa).expect("isa available on this target");
@@ -91,9 +97,9 @@ mod tests {
         defmt::assert!(Kernels::detect().isa() == Isa::Dsp);
     }
 
-    #[test]
-    fn dsp_int8_linear_equals_scalar_bit_for_bit() {
-        // odd sizes exercise every tail of the 2x2-row, 4-byte tiles
+    /// The DSP path against scalar, bit for bit, on shapes that exercise every tail of the
+    /// 2x2-row, 4-value tiles.
+    fn dsp_equals_scalar(act16: bool) {
         let shapes = [
             (1, 1, 1),
             (1, 4, 2),
@@ -109,12 +115,13 @@ mod tests {
         for (i, &(n, k, m)) in shapes.iter().enumerate() {
             let mut a = [0f32; MAX_N * MAX_M];
             let mut b = [0f32; MAX_N * MAX_M];
-            linear(Isa::Scalar, n, k, m, 0x9e37_79b9 ^ i as u32, &mut a);
-            linear(Isa::Dsp, n, k, m, 0x9e37_79b9 ^ i as u32, &mut b);
+            linear(Isa::Scalar, act16, n, k, m, 0x9e37_79b9 ^ i as u32, &mut a);
+            linear(Isa::Dsp, act16, n, k, m, 0x9e37_79b9 ^ i as u32, &mut b);
             for j in 0..n * m {
                 if a[j].to_bits() != b[j].to_bits() {
                     defmt::panic!(
-                        "n={=usize} k={=usize} m={=usize} y[{=usize}]: scalar {=f32} dsp {=f32}",
+                        "act16={=bool} n={=usize} k={=usize} m={=usize} y[{=usize}]: scalar {=f32} dsp {=f32}",
+                        act16,
                         n,
                         k,
                         m,
@@ -125,12 +132,23 @@ mod tests {
                 }
             }
             defmt::info!(
-                "n={=usize} k={=usize} m={=usize}: {=usize} outputs equal",
+                "act16={=bool} n={=usize} k={=usize} m={=usize}: {=usize} outputs equal",
+                act16,
                 n,
                 k,
                 m,
                 n * m
             );
         }
+    }
+
+    #[test]
+    fn dsp_int8_linear_equals_scalar_bit_for_bit() {
+        dsp_equals_scalar(false);
+    }
+
+    #[test]
+    fn dsp_int8a16_linear_equals_scalar_bit_for_bit() {
+        dsp_equals_scalar(true);
     }
 }

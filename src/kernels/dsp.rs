@@ -5,9 +5,10 @@
 //! 16×16 products to an i32 accumulator. Tiles are 2 weight rows × 2 activation rows
 //! (12 of the 13 free core registers). f32 / f16 use the scalar kernels (the M4F FPU runs them).
 //!
-//! int16 activations ([`gemm_i8a16`]): the weights split as above; two words of activations
-//! `[x0, x1]`, `[x2, x3]` are repacked into `[x0, x2]`, `[x1, x3]` (`pkhbt` / `pkhtb`, which
-//! LLVM emits for the two mask-and-shift expressions), then the same two `smlad`.
+//! int16 activations ([`gemm_i8a16`]): the weights split as above; the quantiser has stored
+//! each group of four activations as `[x0, x2, x1, x3]` ([`interleave16`]), so two plain word
+//! loads give the `[x0, x2]` and `[x1, x3]` halves the two `smlad` take: no repacking in the
+//! loop, one instruction fewer per step than int8 activations need.
 //!
 //! The packing scheme is generic over [`Mac`]: `Smlad` issues the instructions (only on
 //! bare-metal Arm eabihf targets, i.e. `thumbv7em-none-eabihf`, the only Cortex-M target whose
@@ -110,8 +111,20 @@ pub fn emulated_gemm_i8(x: QRows<'_>, n: usize, k: usize, w: QRows<'_>, m: usize
     }
 }
 
+/// Reorders each row's groups of four int16 activations `[x0, x1, x2, x3]` (all but the last
+/// `k % 4` values) to `[x0, x2, x1, x3]`: the layout [`gemm_i8a16`] reads, written by the DSP
+/// path's quantiser. Rows beyond `q`'s length are left alone.
+pub fn interleave16(q: &mut [i16], n: usize, k: usize) {
+    for row in q.chunks_exact_mut(k.max(1)).take(n) {
+        for g in row.chunks_exact_mut(4) {
+            g.swap(1, 2);
+        }
+    }
+}
+
 /// [`super::scalar::gemm_i8`] with int16 activations through [`gemm_i8a16`]'s scheme on
-/// [`Emulated`], into `y[n, m]`. Returns without writing if a slice is too short.
+/// [`Emulated`], into `y[n, m]`; `x` as [`interleave16`] leaves it. Returns without writing if
+/// a slice is too short.
 pub fn emulated_gemm_i8a16(
     x: QRows<'_, i16>,
     n: usize,
@@ -159,12 +172,11 @@ impl<M: Mac> Tiles for I8A16Tiles<'_, M> {
                 core::array::from_fn(|j| M::sxtb16::<true>(w[j])),
             );
             for t in 0..N {
-                let (x01, x23) = unsafe {
+                // the group is stored [x0, x2, x1, x3] (interleave16)
+                let (x02, x13) = unsafe {
                     let p = xp[t].add(c) as *const u32;
                     (p.read_unaligned(), p.add(1).read_unaligned())
                 };
-                let x02 = (x01 & 0xffff) | (x23 << 16);
-                let x13 = (x01 >> 16) | (x23 & 0xffff_0000);
                 for j in 0..R {
                     acc[j][t] = M::smlad(x13, w13[j], M::smlad(x02, w02[j], acc[j][t]));
                 }

@@ -569,6 +569,11 @@ fn quantize16(isa: Isa, x: &[f32], n: usize, k: usize, q: &mut [i16], s: &mut [f
         // SAFETY: AVX2 detected (isa is available); x and q hold n*k, s holds n.
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 | Isa::AvxVnni | Isa::Avx512 => unsafe { avx2::quantize_rows16(x, n, k, q, s) },
+        // the DSP kernel reads each group of four as [x0, x2, x1, x3]
+        Isa::Dsp => {
+            scalar::quantize_rows16(x, n, k, q, s);
+            dsp::interleave16(q, n, k);
+        }
         _ => scalar::quantize_rows16(x, n, k, q, s),
     }
 }
