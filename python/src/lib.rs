@@ -68,7 +68,7 @@ fn read_file(path: &Path) -> PyResult<Vec<u8>> {
 
 // ---- arrays in -------------------------------------------------------------------------------
 
-/// Images of region features copied out of numpy: `rows[k]` regions of `d_in` floats each.
+/// Images of region features copied out of numpy: `data[k]` is image k's `[R, d_in]` values.
 struct Images {
     data: Vec<Vec<f32>>,
 }
