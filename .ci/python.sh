@@ -17,6 +17,7 @@ trap 'rm -rf "$WORK"' EXIT
 MATURIN=1.9.6
 NUMPY=2.2.6
 PYTEST=8.4.2
+MYPY=1.18.2
 SECONDS=0
 say() { echo "--- [$(printf '%4d' "$SECONDS")s] $*"; }
 
@@ -33,12 +34,15 @@ cargo build --release --locked --bin m2
 WHEEL=$(ls "$WORK"/wheels/m2-*.whl)
 echo "wheel: $(basename "$WHEEL") $(stat -c %s "$WHEEL") bytes"
 
-say "2. a fresh venv: the wheel + numpy $NUMPY + pytest $PYTEST; pytest"
+say "2. a fresh venv: the wheel + numpy $NUMPY + pytest $PYTEST; pytest; the stubs (mypy stubtest)"
 python3 -m venv "$WORK/test"
-"$WORK/test/bin/pip" install -q --disable-pip-version-check "numpy==$NUMPY" "pytest==$PYTEST"
+"$WORK/test/bin/pip" install -q --disable-pip-version-check "numpy==$NUMPY" "pytest==$PYTEST" \
+    "mypy==$MYPY"
 "$WORK/test/bin/pip" install -q --disable-pip-version-check --no-index --no-deps "$WHEEL"
 (cd python && M2_BIN="$CARGO_TARGET_DIR/release/m2" "$WORK/test/bin/python" -m pytest -q -rs \
     -p no:cacheprovider tests)
+(cd "$WORK" && "$WORK/test/bin/python" -m mypy.stubtest m2 \
+    --allowlist "$ROOT/python/stubtest-allowlist.txt")
 # what the aarch64 wheel must say too
 (cd "$WORK" && "$WORK/test/bin/python" - "$ROOT" > host.json <<'EOF'
 import json, sys, numpy as np, m2

@@ -1,19 +1,20 @@
 """Type stubs for the m2 extension module (the Meshed-Memory Transformer captioner)."""
 
 import os
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union, final
 
 import numpy as np
 import numpy.typing as npt
 from typing_extensions import TypedDict, Unpack
 
+__all__ = ["Model", "pack", "__version__"]
 __version__: str
 
 _Path = Union[str, "os.PathLike[str]"]
 _Features = npt.NDArray[Union[np.float32, np.float16]]
 _Caption = Union[str, Tuple[str, List[int]], Tuple[str, float], Tuple[str, List[int], float]]
 
-class CaptionOptions(TypedDict, total=False):
+class _CaptionOptions(TypedDict, total=False):
     """The keyword options of every caption method."""
 
     beam: int  # beam size, 1..8 (default 5)
@@ -22,6 +23,7 @@ class CaptionOptions(TypedDict, total=False):
     return_tokens: bool  # also return the word ids, up to and including <eos>
     return_score: bool  # also return the sum of their log-probabilities
 
+@final
 class Model:
     """A captioning model: an m2 blob (made by `m2.pack` or `m2-pack`), validated once.
 
@@ -29,7 +31,7 @@ class Model:
     validation or an unknown `M2_KERNEL`.
     """
 
-    def __init__(self, path: _Path, mmap: bool = True) -> None:
+    def __new__(cls, path: _Path, mmap: bool = True) -> "Model":
         """Open a blob file: memory-mapped (or read into memory with `mmap=False`)."""
     @staticmethod
     def from_bytes(data: bytes) -> "Model":
@@ -63,7 +65,7 @@ class Model:
     def caption(
         self,
         features: _Features,
-        **options: Unpack[CaptionOptions],
+        **options: Unpack[_CaptionOptions],
     ) -> _Caption:
         """Caption one image: features [R, d_in] float32/float16, 1 <= R <= max_regions.
 
@@ -75,21 +77,21 @@ class Model:
         self,
         features: Union[_Features, Sequence[_Features]],
         threads: Optional[int] = None,
-        **options: Unpack[CaptionOptions],
+        **options: Unpack[_CaptionOptions],
     ) -> List[_Caption]:
         """Caption many images ([K, R, d_in], or a list of [R, d_in]) on `threads` worker
         threads (default: all cores), GIL released; results in input order."""
     def caption_image(
         self,
         image: npt.NDArray[np.uint8],
-        **options: Unpack[CaptionOptions],
+        **options: Unpack[_CaptionOptions],
     ) -> _Caption:
         """Caption a grayscale uint8 image [H, W] through m2::regions (models trained on its
         72-d region features, such as the bundled demo)."""
     def caption_png(
         self,
         path: _Path,
-        **options: Unpack[CaptionOptions],
+        **options: Unpack[_CaptionOptions],
     ) -> _Caption:
         """Caption a PNG scene (converted to grayscale) through m2::regions."""
     def score(

@@ -705,12 +705,15 @@ fn dtype_of(name: &str, what: &str) -> PyResult<DType> {
     }
 }
 
+// `pack`'s default damping, written as a literal so that Python's signature shows it.
+const _: () = assert!(Calibration::DAMPING == 0.1);
+
 /// Pack a reference checkpoint (safetensors) and its vocabulary (JSON list) into a blob at
 /// `out` (written atomically), as `m2-pack` does. `calibrate`: features `[K, R, d_in]` (a
 /// numpy array, or the path of a `.npy`) to GPTQ-round the int8 weights on. Returns the blob's
 /// size in bytes.
 #[pyfunction]
-#[pyo3(signature = (checkpoint, vocab, dtype, out, heads = 8, regions = 50, calibrate = None, readout_dtype = None, damping = Calibration::DAMPING, threads = None))]
+#[pyo3(signature = (checkpoint, vocab, dtype, out, heads = 8, regions = 50, calibrate = None, readout_dtype = None, damping = 0.1, threads = None))]
 #[allow(clippy::too_many_arguments)]
 fn pack(
     py: Python<'_>,
