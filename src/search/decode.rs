@@ -1,5 +1,5 @@
 //! One image's caption tokens, whichever search: the best beam of [`beam_search`] or the
-//! [`greedy`] caption, cut after the first `<eos>` (the searches' fixed arrays go on past it).
+//! [`greedy()`] caption, cut after the first `<eos>` (the searches' fixed arrays go on past it).
 //! What `m2 caption` and the Python bindings both call per image.
 
 use super::{beam_search, greedy, SearchOptions};
