@@ -80,7 +80,8 @@ class Model:
         **options: Unpack[_CaptionOptions],
     ) -> List[_Caption]:
         """Caption many images ([K, R, d_in], or a list of [R, d_in]) on `threads` worker
-        threads (default: all cores), GIL released; results in input order."""
+        threads (default: all cores), GIL released; results in input order. The features are
+        copied first (the engine runs without the GIL): pass a large dataset in chunks."""
     def caption_image(
         self,
         image: npt.NDArray[np.uint8],
