@@ -411,6 +411,20 @@ fn to_f32(key: &str, t: &safetensors::tensor::TensorView<'_>) -> Result<Vec<f32>
     Ok(out)
 }
 
+fn safetensors_of(st_bytes: &[u8]) -> Result<SafeTensors<'_>, PackError> {
+    SafeTensors::deserialize(st_bytes).map_err(|e| PackError::NotSafetensors(e.to_string()))
+}
+
+/// [`infer_config`] of a checkpoint's bytes (safetensors): the config [`pack`] would write,
+/// e.g. to check calibration features against its `d_in` before packing.
+pub fn infer_config_of(
+    st_bytes: &[u8],
+    vocab: &[Vec<u8>],
+    opts: &PackOptions,
+) -> Result<Config, PackError> {
+    infer_config(&safetensors_of(st_bytes)?, vocab, opts)
+}
+
 /// Pack a safetensors checkpoint (bytes) and a vocabulary (token bytes, index = id) into a
 /// blob at `opts.dtype`. See [`pack_with_progress`].
 pub fn pack(st_bytes: &[u8], vocab: &[Vec<u8>], opts: &PackOptions) -> Result<Vec<u8>, PackError> {
@@ -432,8 +446,7 @@ pub fn pack_with_progress(
     opts: &PackOptions,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Vec<u8>, PackError> {
-    let st =
-        SafeTensors::deserialize(st_bytes).map_err(|e| PackError::NotSafetensors(e.to_string()))?;
+    let st = safetensors_of(st_bytes)?;
     let cfg = infer_config(&st, vocab, opts)?;
 
     let required: Vec<(TensorKind, u16, String)> = TensorKind::required(&cfg)

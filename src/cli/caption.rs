@@ -11,14 +11,13 @@ use anyhow::{bail, Context, Result};
 use m2::dataset::{self, ImageId, Raw, Source};
 use m2::input::InputError;
 use m2::model::M2;
-use m2::search::{beam_search, greedy, SearchOptions};
-use m2::workspace::Workspace;
+use m2::search::batch::{decode_in_order, Batch};
+use m2::search::SearchOptions;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
 pub enum Format {
@@ -149,123 +148,65 @@ pub fn run(a: &CaptionArgs) -> Result<()> {
             Err(e) => return Err(e),
         }
     }
-    let workers = mems.len();
 
     let pb = progress(todo.len(), a.common.quiet);
-    let next = AtomicUsize::new(0);
-    let stop = AtomicBool::new(false);
     let warned = AtomicBool::new(false);
-    let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Result<Done>)>(2 * workers);
     let src = &*src;
-    let opts = SearchOptions {
-        beam,
-        max_len: a.max_len,
+    let batch = Batch {
+        kernels: kernels(Some(kernel_threads))?,
+        plan: model_plan,
+        search: SearchOptions {
+            beam,
+            max_len: a.max_len,
+        },
+        greedy: a.greedy,
     };
-    let result: Result<()> = std::thread::scope(|s| {
-        // owned here: returning early (an error, a closed pipe) drops it, so a worker blocked
-        // sending sees the channel closed and stops before the scope joins it
-        let rx = rx;
-        for mem in mems.iter_mut() {
-            let (tx, next, stop, warned, todo, blob) =
-                (tx.clone(), &next, &stop, &warned, &todo, &blob);
-            let k = kernels(Some(kernel_threads))?;
-            let greedy_mode = a.greedy;
-            let quiet = a.common.quiet;
-            s.spawn(move || {
-                let model = M2::new(blob, k);
-                let mut ws = match Workspace::new(mem, model_plan) {
-                    Ok(ws) => ws,
-                    Err(e) => {
-                        let _ = tx.send((0, Err(anyhow::anyhow!("{e}"))));
-                        return;
-                    }
-                };
-                let mut buf = Vec::new();
-                while !stop.load(Ordering::Relaxed) {
-                    let pos = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&k) = todo.get(pos) else { break };
-                    let r = caption_one(&model, src, k, d_in, max_rows, &mut ws, &mut buf, &opts, greedy_mode);
-                    if let Ok(regions) = r.as_ref().map(|d| d.1) {
-                        if regions > max_rows && !quiet && !warned.swap(true, Ordering::Relaxed) {
-                            eprintln!(
-                                "warning: {}: image {} has {regions} regions; the model takes {max_rows} — using the first {max_rows} of each image, as the reference's loader does",
-                                src.path().display(),
-                                src.id(k)
-                            );
-                        }
-                    }
-                    if tx.send((pos, r.map(|d| d.0))).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(tx);
-        // Results in input order, each written (and flushed) as soon as its turn comes.
-        let mut pending = BTreeMap::new();
-        let mut emitted = 0;
-        // (an error too waits for its turn: the images before it are written first)
-        for (pos, r) in rx.iter() {
-            pending.insert(pos, r);
-            while let Some(r) = pending.remove(&emitted) {
-                let d = match r {
-                    Ok(d) => d,
-                    Err(e) => {
-                        stop.store(true, Ordering::Relaxed);
-                        return Err(e);
-                    }
-                };
-                let k = todo[emitted];
-                let text = m2::text::caption_string(&d.tokens, |id| blob.token(id), a.raw)
-                    .map_err(|e| anyhow::anyhow!("image {}: {e}", src.id(k)))?;
-                let written = pb.suspend(|| sink.emit(&labels[k], &text, &d));
-                if let Err(e) = written {
-                    stop.store(true, Ordering::Relaxed);
-                    return Err(e.into());
-                }
-                pb.inc(1);
-                emitted += 1;
-            }
+    let quiet = a.common.quiet;
+    let read = |pos: usize, buf: &mut Vec<f32>| -> Result<()> {
+        let k = todo[pos];
+        let regions = dataset::read_image(src, k, d_in, max_rows, buf)?;
+        if regions > max_rows && !quiet && !warned.swap(true, Ordering::Relaxed) {
+            eprintln!(
+                "warning: {}: image {} has {regions} regions; the model takes {max_rows} — using the first {max_rows} of each image, as the reference's loader does",
+                src.path().display(),
+                src.id(k)
+            );
         }
         Ok(())
-    });
+    };
+    let engine_error = |pos: Option<usize>, e: m2::model::EngineError| match pos {
+        Some(pos) => anyhow::Error::new(e).context(format!(
+            "{}: image {}",
+            src.path().display(),
+            src.id(todo[pos])
+        )),
+        None => anyhow::anyhow!("{e}"),
+    };
+    // Results in input order, each written (and flushed) as soon as its turn comes.
+    let result = decode_in_order(
+        &blob,
+        &batch,
+        &mut mems,
+        todo.len(),
+        read,
+        engine_error,
+        |pos, d| {
+            let k = todo[pos];
+            let text = m2::text::caption_string(&d.caption.tokens, |id| blob.token(id), a.raw)
+                .map_err(|e| anyhow::anyhow!("image {}: {e}", src.id(k)))?;
+            let done = Done {
+                tokens: d.caption.tokens.to_vec(),
+                score: d.caption.score,
+                ms: d.elapsed.as_secs_f64() * 1e3,
+            };
+            pb.suspend(|| sink.emit(&labels[k], &text, &done))?;
+            pb.inc(1);
+            Ok(())
+        },
+    );
     pb.finish_and_clear();
     result?;
     sink.finish(&labels)
-}
-
-/// Caption image `k`; returns the result and the number of regions the file holds.
-#[allow(clippy::too_many_arguments)]
-fn caption_one(
-    model: &M2,
-    src: &dyn Source,
-    k: usize,
-    d_in: usize,
-    max_rows: usize,
-    ws: &mut Workspace,
-    buf: &mut Vec<f32>,
-    opts: &SearchOptions,
-    greedy_mode: bool,
-) -> Result<(Done, usize)> {
-    let t = Instant::now();
-    let regions = dataset::read_image(src, k, d_in, max_rows, buf)?;
-    let image = || format!("{}: image {}", src.path().display(), src.id(k));
-    let (mut tokens, score): (Vec<u32>, f32) = if greedy_mode {
-        let out = greedy(model, buf, ws, opts.max_len, |_, _| {}).with_context(image)?;
-        (out.tokens.to_vec(), out.logprobs.iter().sum())
-    } else {
-        let out = beam_search(model, buf, ws, opts, |_| {}).with_context(image)?;
-        out.best()
-            .map(|b| (b.tokens.to_vec(), b.score))
-            .unwrap_or_default()
-    };
-    // the words up to and including <eos> (the search's fixed arrays pad after it)
-    let eos = model.config().eos;
-    if let Some(i) = tokens.iter().position(|&t| t == eos) {
-        tokens.truncate(i + 1);
-    }
-    let ms = t.elapsed().as_secs_f64() * 1e3;
-    Ok((Done { tokens, score, ms }, regions))
 }
 
 fn id_json(id: &ImageId) -> Value {

@@ -542,7 +542,9 @@ pub fn invert_if_light_background(pixels: &mut [u8], w: usize, h: usize) -> bool
 #[cfg(feature = "std")]
 mod png;
 #[cfg(feature = "std")]
-pub use png::{downscale_to_fit, features_from_png, from_png, Gray, MAX_PNG_PIXELS};
+pub use png::{
+    downscale_to_fit, features_from_gray, features_from_png, from_png, Gray, MAX_PNG_PIXELS,
+};
 
 #[cfg(test)]
 mod tests {

@@ -131,8 +131,27 @@ pub fn features_from_png(
     bytes: &[u8],
     max_regions: usize,
 ) -> Result<(std::vec::Vec<Region>, std::vec::Vec<f32>), std::string::String> {
+    features_from_gray(from_png(bytes)?, max_regions)
+}
+
+/// [`features_from_png`] after the decode: regions and features of an 8-bit grayscale image
+/// (a camera frame converted to gray, say), shrunk first if it is larger than the extractor
+/// takes. Errors if `pixels.len() != width * height` or there is no region.
+pub fn features_from_gray(
+    g: Gray,
+    max_regions: usize,
+) -> Result<(std::vec::Vec<Region>, std::vec::Vec<f32>), std::string::String> {
     use crate::frame::{frame_features, labels_len, Frame, Polarity};
-    let g = downscale_to_fit(from_png(bytes)?);
+    if g.width.checked_mul(g.height) != Some(g.pixels.len()) {
+        return Err(std::format!(
+            "a {}x{} image needs {} pixels, got {}",
+            g.width,
+            g.height,
+            g.width.saturating_mul(g.height),
+            g.pixels.len()
+        ));
+    }
+    let g = downscale_to_fit(g);
     let mut labels = std::vec![0u16; labels_len(g.width, g.height)];
     let mut regions = std::vec![Region::default(); max_regions];
     let mut feats = std::vec![0f32; max_regions.saturating_mul(D_IN)];

@@ -6,8 +6,12 @@
 //! [`M2::step`]: crate::model::M2::step
 //! [`M2::score`]: crate::model::M2::score
 
+#[cfg(feature = "std")]
+pub mod batch;
 pub mod beam;
+pub mod decode;
 pub mod greedy;
 
 pub use beam::{beam_search, beam_search_encoded, Beam, BeamOutput, SearchOptions, StepEvent};
+pub use decode::{decode, Caption};
 pub use greedy::{greedy, GreedyOutput};

@@ -279,15 +279,9 @@ fn run_pack(a: &PackArgs) -> Result<ExitCode> {
         }),
         Some(path) => {
             // d_in from the checkpoint's encoder.fc.weight, to check the features against
-            let d_in = m2::pack::infer_config(
-                &safetensors::SafeTensors::deserialize(&st)
-                    .map_err(|e| m2::pack::PackError::NotSafetensors(e.to_string()))
-                    .with_context(|| ckpt.display().to_string())?,
-                &vocab,
-                &opts,
-            )
-            .with_context(|| ckpt.display().to_string())?
-            .d_in as usize;
+            let d_in = m2::pack::infer_config_of(&st, &vocab, &opts)
+                .with_context(|| ckpt.display().to_string())?
+                .d_in as usize;
             let mut f = m2::input::read_features(path, d_in)?;
             if let Some(n) = a.calibrate_images {
                 if n == 0 {
