@@ -114,5 +114,6 @@ def pack(
     threads: Optional[int] = None,
 ) -> int:
     """Pack a reference checkpoint (safetensors) and vocabulary (JSON list) into a blob at
-    `out` (atomically), as m2-pack does; dtype "f32", "f16" or "int8". `calibrate`: features
+    `out` (atomically), as m2-pack does; dtype "f32", "f16", "int8" or "int8a16"
+    (int8 weights, int16 activations). `calibrate`: features
     [K, R, d_in] (array or .npy path) for GPTQ int8 rounding. Returns the blob's size."""

@@ -699,8 +699,9 @@ fn dtype_of(name: &str, what: &str) -> PyResult<DType> {
         "f32" | "float32" => Ok(DType::F32),
         "f16" | "float16" => Ok(DType::F16),
         "int8" | "i8" => Ok(DType::I8),
+        "int8a16" => Ok(DType::I8A16),
         _ => Err(value_error(format!(
-            "{what} must be \"f32\", \"f16\" or \"int8\", got {name:?}"
+            "{what} must be \"f32\", \"f16\", \"int8\" or \"int8a16\", got {name:?}"
         ))),
     }
 }

@@ -213,12 +213,12 @@ def test_a_corrupted_blob_is_refused(blob_path, tmp_path):
 
 def test_pack_equals_the_bundled_blob_and_m2_pack(blob_path, tmp_path, features):
     out = tmp_path / "demo.m2"
-    n = m2.pack(DEMO / "checkpoint.safetensors", DEMO / "vocab.json", "int8", out,
+    n = m2.pack(DEMO / "checkpoint.safetensors", DEMO / "vocab.json", "int8a16", out,
                 heads=4, regions=4, calibrate=DEMO / "calib_features.npy")
     # the bundled blob is m2-pack's output with these settings (assets/demo/RESULTS.md)
     assert n == out.stat().st_size and out.read_bytes() == blob_path.read_bytes()
     again = tmp_path / "demo2.m2"
-    m2.pack(DEMO / "checkpoint.safetensors", DEMO / "vocab.json", "int8", again,
+    m2.pack(DEMO / "checkpoint.safetensors", DEMO / "vocab.json", "int8a16", again,
             heads=4, regions=4, calibrate=np.load(DEMO / "calib_features.npy"))
     assert again.read_bytes() == blob_path.read_bytes()
     f16 = tmp_path / "demo-f16.m2"
