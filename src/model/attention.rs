@@ -153,6 +153,9 @@ pub fn attend_rows<'k>(
 ) {
     let d = heads * d_k;
     let scale = libm::sqrtf(d_k as f32);
+    // `x / scale` is `x · (1 / scale)` bit for bit when `scale` is a power of two (d_k = 64:
+    // 8), both the one rounding of the same real number: a multiply instead of a divide
+    let inv = (scale.is_normal() && scale.to_bits() & 0x007f_ffff == 0).then(|| 1.0 / scale);
     let group = (scratch.len() / n_keys.max(1)).clamp(1, GROUP);
     let mut i0 = 0;
     while i0 < n_q {
@@ -171,7 +174,10 @@ pub fn attend_rows<'k>(
                 let b: [f32; 8] = core::array::from_fn(|t| bias(at(t)));
                 for r in 0..g {
                     let dots = k.dot8(q_at(r), &keys);
-                    let s: [f32; 8] = core::array::from_fn(|t| score(dots[t], b[t], scale));
+                    let s: [f32; 8] = match inv {
+                        Some(inv) => core::array::from_fn(|t| score(dots[t] * inv, b[t])),
+                        None => core::array::from_fn(|t| score(dots[t] / scale, b[t])),
+                    };
                     sc[r * n_keys + j0..r * n_keys + j0 + m].copy_from_slice(&s[..m]);
                 }
                 j0 += m;
@@ -188,11 +194,11 @@ pub fn attend_rows<'k>(
     }
 }
 
-/// `q·k / √d_k + bias` ([`attend`]): −∞ for a masked key, whose dot is not used.
+/// `s + bias` for a scaled dot `s = q·k / √d_k` ([`attend`]): −∞ for a masked key, whose dot
+/// is not used.
 #[inline(always)]
-fn score(dot: f32, bias: f32, scale: f32) -> f32 {
+fn score(s: f32, bias: f32) -> f32 {
     // selects, not branches: eight scores vectorise
-    let s = dot / scale;
     let s = if bias == 0.0 { s } else { s + bias };
     if bias == f32::NEG_INFINITY {
         bias
