@@ -484,7 +484,7 @@ fn median_ms(reps: usize, f: &mut dyn FnMut()) -> f64 {
 /// synthetic rows of the model's shapes with the engine's own functions, on `beam` rows.
 struct StepParts {
     /// Self-attention over the keys of the middle step, and cross-attention to the three
-    /// encoder levels' `max_regions` keys, every decoder layer ([`attend`], [`attend_rows`]).
+    /// encoder levels' `max_regions` keys, every decoder layer (`attend`, `attend_rows`).
     attention: f64,
     /// The five post-norm LayerNorms of each layer with their residual adds and `q_ok` masks,
     /// and the three sigmoid gates' weighted sum.
