@@ -207,47 +207,136 @@ pub fn softmax(x: &mut [f32]) {
     }
 }
 
+/// `$group::<G>(block, n)` on consecutive blocks of `G ≤ $max` rows of `n` values of `$x`
+/// (`$max` at a time, then the rest; nothing when `n` is 0).
+macro_rules! in_lockstep {
+    ($x:expr, $n:expr, $group:ident, $max:literal, [$($g:literal),*]) => {{
+        let (x, n): (&mut [f32], usize) = ($x, $n);
+        if n > 0 {
+            let rows = x.len() / n;
+            let mut r = 0;
+            while r < rows {
+                let g = (rows - r).min($max);
+                let block = &mut x[r * n..(r + g) * n];
+                match g {
+                    $($g => $group::<$g>(block, n),)*
+                    _ => $group::<$max>(block, n),
+                }
+                r += g;
+            }
+        }
+    }};
+}
+
+/// [`softmax`] on each of the `x.len() / n` rows of `n` values, bit for bit, up to eight rows
+/// in lockstep: every row's sum is the same sequential chain, but the rows' chains are
+/// independent and interleave instead of waiting on one another's additions.
+#[inline(always)]
+pub fn softmax_rows(x: &mut [f32], n: usize) {
+    in_lockstep!(x, n, softmax_group, 8, [1, 2, 3, 4, 5, 6, 7]);
+}
+
+/// [`softmax`] on `G` rows of `n` values at once (see [`softmax_rows`]).
+#[inline(always)]
+fn softmax_group<const G: usize>(x: &mut [f32], n: usize) {
+    let x = &mut x[..G * n];
+    let max: [f32; G] = core::array::from_fn(|t| max_of(&x[t * n..(t + 1) * n]));
+    for (row, &m) in x.chunks_exact_mut(n).zip(&max) {
+        if m != f32::NEG_INFINITY {
+            for v in row.iter_mut() {
+                *v = expf(*v - m);
+            }
+        }
+    }
+    let mut total = [0.0f32; G];
+    for e in 0..n {
+        for t in 0..G {
+            total[t] += x[t * n + e];
+        }
+    }
+    for ((row, &m), &tot) in x.chunks_exact_mut(n).zip(&max).zip(&total) {
+        if m == f32::NEG_INFINITY {
+            row.fill(0.0);
+        } else {
+            let inv = 1.0 / tot;
+            for v in row.iter_mut() {
+                *v *= inv;
+            }
+        }
+    }
+}
+
 /// In-place log-softmax over one row: `x − max − ln Σ exp(x − max)`.
 #[inline(always)]
 pub fn log_softmax(x: &mut [f32]) {
-    let max = max_of(x);
+    log_softmax_group::<1>(x, x.len());
+}
+
+/// [`log_softmax`] on each of the `x.len() / n` rows of `n` values, bit for bit, up to four
+/// rows in lockstep: every row's eight Kahan chains are its own, but the rows' chains are
+/// independent and interleave instead of waiting on one another's additions.
+#[inline(always)]
+pub fn log_softmax_rows(x: &mut [f32], n: usize) {
+    in_lockstep!(x, n, log_softmax_group, 4, [1, 2, 3]);
+}
+
+/// `s + v` by Kahan's compensated step (`c` the running compensation).
+#[inline(always)]
+fn kahan_add(s: &mut f32, c: &mut f32, v: f32) {
+    let y = v - *c;
+    let t = *s + y;
+    *c = (t - *s) - y;
+    *s = t;
+}
+
+/// [`log_softmax`] on `G` rows of `n` values at once (see [`log_softmax_rows`]).
+#[inline(always)]
+fn log_softmax_group<const G: usize>(x: &mut [f32], n: usize) {
     // Σ exp(x − max): exp in blocks (vectorised), summed by eight interleaved Kahan sums (lane
     // j takes elements ≡ j mod 8; independent chains, so they vectorise and do not wait on
     // one another), then the lanes' sums and compensations combined by a Kahan sum.
     const L: usize = 8;
-    let (mut s, mut c) = ([0.0f32; L], [0.0f32; L]);
-    // 64 floats: small enough for the firmware's stack (256 B), a multiple of the 8 lanes.
-    let mut e = [0.0f32; 64];
-    for block in x.chunks(64) {
-        let e = &mut e[..block.len()];
-        for (ev, v) in e.iter_mut().zip(block) {
-            *ev = expf(v - max);
-        }
-        let chunks = e.chunks_exact(L);
-        let tail = chunks.remainder();
-        for ch in chunks {
-            for j in 0..L {
-                let y = ch[j] - c[j];
-                let t = s[j] + y;
-                c[j] = (t - s[j]) - y;
-                s[j] = t;
+    // 16 floats a row: at most 256 B of stack (the firmware's is small), a multiple of the
+    // 8 lanes (so a block's local index ≡ its index in the row mod 8).
+    const B: usize = 16;
+    let x = &mut x[..G * n];
+    let max: [f32; G] = core::array::from_fn(|t| max_of(&x[t * n..(t + 1) * n]));
+    let (mut s, mut c) = ([[0.0f32; L]; G], [[0.0f32; L]; G]);
+    let mut e = [[0.0f32; B]; G];
+    let mut b0 = 0;
+    while b0 < n {
+        let len = (n - b0).min(B);
+        for t in 0..G {
+            let row = &x[t * n + b0..t * n + b0 + len];
+            for (ev, v) in e[t][..len].iter_mut().zip(row) {
+                *ev = expf(v - max[t]);
             }
         }
-        for (j, ev) in tail.iter().enumerate() {
-            let y = ev - c[j];
-            let t = s[j] + y;
-            c[j] = (t - s[j]) - y;
-            s[j] = t;
+        let full = len / L * L;
+        for ch in (0..full).step_by(L) {
+            for t in 0..G {
+                for j in 0..L {
+                    kahan_add(&mut s[t][j], &mut c[t][j], e[t][ch + j]);
+                }
+            }
         }
+        for j in 0..len - full {
+            for t in 0..G {
+                kahan_add(&mut s[t][j], &mut c[t][j], e[t][full + j]);
+            }
+        }
+        b0 += len;
     }
-    let mut parts = [0.0f32; 2 * L];
-    for j in 0..L {
-        parts[j] = s[j];
-        parts[L + j] = -c[j];
-    }
-    let lse = max + libm::logf(sum(&parts));
-    for v in x.iter_mut() {
-        *v -= lse;
+    for (t, row) in x.chunks_exact_mut(n).enumerate() {
+        let mut parts = [0.0f32; 2 * L];
+        for j in 0..L {
+            parts[j] = s[t][j];
+            parts[L + j] = -c[t][j];
+        }
+        let lse = max[t] + libm::logf(sum(&parts));
+        for v in row.iter_mut() {
+            *v -= lse;
+        }
     }
 }
 
@@ -427,6 +516,78 @@ mod tests {
                 layer_norm_rows(&mut got, &gamma, &beta);
                 let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&got), bits(&want), "d {d} rows {rows}");
+            }
+        }
+    }
+
+    #[test]
+    fn softmax_rows_is_softmax_bit_for_bit() {
+        for n in [1usize, 2, 7, 8, 9, 50, 90] {
+            for rows in 0..=19 {
+                let mut x: Vec<f32> = (0..rows * n)
+                    .map(|i| ((i * 7919 % 1013) as f32 - 500.0) * 0.05)
+                    .collect();
+                for (i, v) in x.iter_mut().enumerate() {
+                    if i % 11 == 3 {
+                        *v = f32::NEG_INFINITY; // masked keys
+                    }
+                }
+                if rows > 2 {
+                    x[2 * n..3 * n].fill(f32::NEG_INFINITY); // a fully masked row
+                }
+                let mut want = x.clone();
+                for row in want.chunks_exact_mut(n) {
+                    softmax(row);
+                }
+                softmax_rows(&mut x, n);
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&x), bits(&want), "n {n} rows {rows}");
+            }
+        }
+    }
+
+    /// The definition as it stood: one row, blocks of 64, eight Kahan lanes.
+    fn log_softmax_one_row(x: &mut [f32]) {
+        let max = max_of(x);
+        let (mut s, mut c) = ([0.0f32; 8], [0.0f32; 8]);
+        for (i, v) in x.iter().enumerate() {
+            let (j, e) = (i % 8, libm::expf(v - max));
+            let y = e - c[j];
+            let t = s[j] + y;
+            c[j] = (t - s[j]) - y;
+            s[j] = t;
+        }
+        let mut parts = [0.0f32; 16];
+        for j in 0..8 {
+            parts[j] = s[j];
+            parts[8 + j] = -c[j];
+        }
+        let lse = max + libm::logf(sum(&parts));
+        for v in x.iter_mut() {
+            *v -= lse;
+        }
+    }
+
+    #[test]
+    fn log_softmax_rows_is_the_one_row_definition_bit_for_bit() {
+        for n in [1usize, 7, 8, 9, 15, 16, 17, 63, 64, 65, 1000, 10201] {
+            for rows in 0..=9 {
+                let x: Vec<f32> = (0..rows * n)
+                    .map(|i| ((i * 7919 % 1013) as f32 - 500.0) * 0.037 + (i % 7) as f32)
+                    .collect();
+                let mut want = x.clone();
+                for row in want.chunks_exact_mut(n) {
+                    log_softmax_one_row(row);
+                }
+                let mut one = x.clone();
+                for row in one.chunks_exact_mut(n) {
+                    log_softmax(row);
+                }
+                let mut got = x.clone();
+                log_softmax_rows(&mut got, n);
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&one), bits(&want), "n {n} rows {rows}");
+                assert_eq!(bits(&got), bits(&want), "n {n} rows {rows}");
             }
         }
     }

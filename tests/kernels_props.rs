@@ -678,3 +678,53 @@ proptest! {
         }
     }
 }
+
+/// Every path's `dot8` (Kernels::SCALAR included) against `dot_f32` per key, bit for bit:
+/// every tail length, keys longer than the query, extreme and special values.
+fn dot8_matches_dot_f32(q: &[f32], keys: &[Vec<f32>]) {
+    let keys: [&[f32]; 8] = std::array::from_fn(|k| &keys[k][..]);
+    let want: Vec<f32> = keys.iter().map(|k| m2::kernels::dot_f32(q, k)).collect();
+    for kern in Kernels::available().filter_map(Kernels::with_isa) {
+        let got = kern.dot8(q, &keys);
+        let same = got
+            .iter()
+            .zip(&want)
+            .all(|(g, w)| g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()));
+        assert!(same, "{}: len {}: {got:?} vs {want:?}", kern.isa(), q.len());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn dot8_is_dot_f32_bit_for_bit(
+        (q, keys, _) in (prop::sample::select(KS), 0usize..4, -20i32..20).prop_flat_map(|(k, extra, e)| {
+            let s = 10f32.powi(e);
+            (data(k, s), prop::collection::vec(data(k + extra, 1.0), 8), Just(()))
+        })
+    ) {
+        dot8_matches_dot_f32(&q, &keys);
+    }
+}
+
+#[test]
+fn dot8_special_values_and_short_keys() {
+    let q: Vec<f32> = (0..67).map(|i| (i as f32 * 0.37).sin() * 1e3).collect();
+    let mut keys: Vec<Vec<f32>> = (0..8)
+        .map(|k| {
+            (0..67)
+                .map(|i| ((i * 31 + k * 7) as f32 * 0.11).cos())
+                .collect()
+        })
+        .collect();
+    keys[1][5] = f32::INFINITY;
+    keys[2][64] = f32::NAN;
+    keys[3][9] = f32::MAX;
+    keys[4][0] = f32::from_bits(1); // subnormal
+    keys[5][63] = -f32::INFINITY;
+    dot8_matches_dot_f32(&q, &keys);
+    // a key shorter than the query: every path falls back to dot_f32's min(len)
+    keys[6].truncate(20);
+    dot8_matches_dot_f32(&q, &keys);
+}

@@ -257,3 +257,53 @@ fn padding_rows_are_encoded_once() {
     assert!(enc.iter().all(|v| v.is_finite()));
     assert!(!tokens.is_empty());
 }
+
+/// int8 GEMMs give the same bits on every kernel path, and so does everything around them
+/// (attention scores eight keys at a time, softmax, log-softmax and LayerNorm rows in lockstep,
+/// AVX-512-wide code on the avx512 path, the beam's top-k): every path's teacher-forced
+/// log-probs and beams equal the scalar path's, bit for bit.
+#[test]
+fn int8_engine_is_the_same_bits_on_every_kernel_path() {
+    for name in FIXTURES {
+        let buf = packed(name, DType::I8);
+        let blob = Blob::parse(&buf).unwrap();
+        let feats = npy_f32(name, "features.npy");
+        let valid = valid_regions(name);
+        let toks: Vec<u32> = npy_i64(name, "bs_tokens.npy").data[..20]
+            .iter()
+            .map(|&t| t as u32)
+            .collect();
+        let v = blob.config().vocab as usize;
+        let opts = SearchOptions {
+            beam: 5,
+            max_len: 20,
+        };
+        let run = |kernels: Kernels| {
+            let model = M2::new(&blob, kernels);
+            let mut mem = WorkspaceBuf::new(&model, opts.beam, opts.max_len);
+            let mut ws = mem.workspace();
+            let mut lp = vec![0f32; toks.len() * v];
+            model
+                .score(image(&feats, 0, valid[0]), &toks, &mut ws, &mut lp)
+                .unwrap();
+            let beams: Vec<_> = (0..valid.len())
+                .map(|k| {
+                    let out =
+                        beam_search(&model, image(&feats, k, valid[k]), &mut ws, &opts, |_| {})
+                            .unwrap();
+                    beam_bits(&out)
+                })
+                .collect();
+            (lp.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), beams)
+        };
+        let want = run(Kernels::SCALAR);
+        for isa in Kernels::available() {
+            let got = run(Kernels::with_isa(isa).unwrap());
+            assert!(
+                got.0 == want.0,
+                "{name}: {isa} teacher-forced log-probs differ"
+            );
+            assert!(got.1 == want.1, "{name}: {isa} beams differ");
+        }
+    }
+}

@@ -382,6 +382,8 @@ fn measure(
     }
     progress.show(&format!("{label}: linear layers of a step"));
     let linear_ms = step_linears_ms(blob, kernels, opts.beam, 20);
+    progress.show(&format!("{label}: the rest of a step, part by part"));
+    let parts = step_parts_ms(&cfg, kernels, opts.beam, steps, 50);
 
     let (min, max) = ms
         .iter()
@@ -408,6 +410,10 @@ fn measure(
         "ms_per_step": step_ms,
         "step_linear_ms": linear_ms,
         "step_other_ms": step_ms - linear_ms,
+        "step_attention_ms": parts.attention,
+        "step_norm_gates_ms": parts.norm_gates,
+        "step_log_softmax_ms": parts.log_softmax,
+        "step_top_k_ms": parts.top_k,
         "gmac_per_s": macs as f64 / (med * 1e6),
         "weight_gb_per_s": bytes as f64 / (med * 1e6),
         "macs_per_caption": macs,
@@ -460,15 +466,157 @@ fn step_linears_ms(blob: &Blob, kernels: Kernels, beam: usize, reps: usize) -> f
         }
         black_box(&y);
     };
-    run();
+    median_ms(reps, &mut run)
+}
+
+/// Median ms of `reps` calls of `f`, after one untimed call.
+fn median_ms(reps: usize, f: &mut dyn FnMut()) -> f64 {
+    f();
     let mut ms: Vec<f64> = (0..reps)
         .map(|_| {
             let t = Instant::now();
-            run();
+            f();
             ms_since(t)
         })
         .collect();
     median(&mut ms)
+}
+
+/// Median ms of each part of a decoder step outside its linear layers, timed alone on
+/// synthetic rows of the model's shapes with the engine's own functions, on `beam` rows.
+struct StepParts {
+    /// Self-attention over the keys of the middle step, and cross-attention to the three
+    /// encoder levels' `max_regions` keys, every decoder layer (`attend`, `attend_rows`).
+    attention: f64,
+    /// The five post-norm LayerNorms of each layer with their residual adds and `q_ok` masks,
+    /// and the three sigmoid gates' weighted sum.
+    norm_gates: f64,
+    /// The vocabulary's log-softmax, every row.
+    log_softmax: f64,
+    /// The beam search's top-`beam` selection over `beam × vocab` candidates.
+    top_k: f64,
+}
+
+fn step_parts_ms(
+    cfg: &Config,
+    kernels: Kernels,
+    beam: usize,
+    steps: usize,
+    reps: usize,
+) -> StepParts {
+    use m2::model::attention::{attend, attend_rows, GROUP};
+    let (d, heads, d_k) = (cfg.d_model as usize, cfg.h as usize, cfg.d_k as usize);
+    let (layers, v, r) = (
+        cfg.n_dec as usize,
+        cfg.vocab as usize,
+        cfg.max_regions as usize,
+    );
+    let n = beam;
+    let keys_self = steps.div_ceil(2).max(1);
+    let mut rng = Rng(SEED + 2);
+    let mut fill =
+        |len: usize, s: f32| -> Vec<f32> { (0..len).map(|_| rng.range(-1.0, 1.0) * s).collect() };
+    let q = fill(n * d, 1.0);
+    let (ck, cv) = (fill(keys_self * n * d, 1.0), fill(keys_self * n * d, 1.0));
+    let (xk, xv) = (fill(layers * 3 * r * d, 1.0), fill(layers * 3 * r * d, 1.0));
+    let (gamma, beta) = (fill(d, 1.0), fill(d, 0.1));
+    let (alpha, c3) = (fill(3 * n * d, 2.0), fill(3 * n * d, 1.0));
+    let mut logits = fill(n * v, 8.0);
+    let mut x = fill(3 * n * d, 1.0);
+    let (mut att, mut g) = (vec![0f32; 3 * n * d], vec![0f32; n * d]);
+    let mut scratch = vec![0f32; GROUP * r.max(keys_self)];
+    let time = |f: &mut dyn FnMut()| median_ms(reps, f);
+    let attention = time(&mut || {
+        kernels.vectorised(
+            #[inline(always)]
+            || {
+                for l in 0..layers {
+                    for i in 0..n {
+                        attend(
+                            &kernels,
+                            &q[i * d..(i + 1) * d],
+                            heads,
+                            d_k,
+                            keys_self,
+                            |j| &ck[(j * n + i) * d..][..d],
+                            |j| &cv[(j * n + i) * d..][..d],
+                            |_| 0.0,
+                            &mut scratch,
+                            &mut att[i * d..(i + 1) * d],
+                        );
+                    }
+                    for lvl in 0..3 {
+                        let base = (l * 3 + lvl) * r * d;
+                        attend_rows(
+                            &kernels,
+                            &q,
+                            n,
+                            heads,
+                            d_k,
+                            r,
+                            |j| &xk[base + j * d..][..d],
+                            |j| &xv[base + j * d..][..d],
+                            |_| 0.0,
+                            &mut scratch,
+                            &mut att[lvl * n * d..(lvl + 1) * n * d],
+                        );
+                    }
+                }
+            },
+        );
+        black_box(&att);
+    });
+    let norm_gates = time(&mut || {
+        kernels.vectorised(
+            #[inline(always)]
+            || {
+                for _ in 0..layers {
+                    // self, cross (3 levels as one batch), FFN: residual add, LayerNorm, q_ok mask
+                    for rows in [n, 3 * n, n] {
+                        let x = &mut x[..rows * d];
+                        for (xv, a) in x.iter_mut().zip(&att) {
+                            *xv = *xv * 0.5 + a;
+                        }
+                        m2::math::layer_norm_rows(x, &gamma, &beta);
+                        for xv in x.iter_mut() {
+                            *xv *= 1.0;
+                        }
+                    }
+                    g.fill(0.0);
+                    for lvl in 0..3 {
+                        let (a, c) = (&alpha[lvl * n * d..][..n * d], &c3[lvl * n * d..][..n * d]);
+                        for ((gv, a), cv) in g.iter_mut().zip(a).zip(c) {
+                            *gv += cv * m2::math::sigmoid(*a);
+                        }
+                    }
+                }
+            },
+        );
+        black_box((&x, &g));
+    });
+    let log_softmax = time(&mut || {
+        // in place, again and again: the log-softmax of a log-softmax is itself (to rounding)
+        kernels.vectorised(
+            #[inline(always)]
+            || {
+                m2::math::log_softmax_rows(&mut logits, v);
+            },
+        );
+        black_box(&logits);
+    });
+    let top_k = time(&mut || {
+        let mut top = m2::search::beam::TopK::new(beam);
+        for (b, row) in logits.chunks_exact(v).enumerate() {
+            top.push_row(-(b as f32), row, b * v);
+        }
+        black_box(&top);
+    });
+    StepParts {
+        attention,
+        norm_gates,
+        log_softmax,
+        top_k,
+    }
 }
 
 /// Weight bytes read once per image (encoder, cross-attention K/V) and once per decoder step
@@ -677,7 +825,7 @@ fn print_table(machine: &Value, model: &Value, settings: &Value, rows: &[Value])
         settings["warmup"]
     );
     outln!(
-        "{:<5} {:<8} {:>3} | {:>9} {:>9} {:>9} | {:>8} | {:>8} {:>8} {:>8} | {:>7} {:>7} | {:>8}",
+        "{:<5} {:<8} {:>3} | {:>9} {:>9} {:>9} | {:>8} | {:>8} {:>8} {:>8} | {:>6} {:>6} {:>6} {:>6} | {:>7} {:>7} | {:>8}",
         "dtype",
         "kernel",
         "thr",
@@ -688,6 +836,10 @@ fn print_table(machine: &Value, model: &Value, settings: &Value, rows: &[Value])
         "ms/step",
         "linear",
         "other",
+        "att",
+        "norm",
+        "lsm",
+        "top-k",
         "GMAC/s",
         "GB/s",
         "peak RSS"
@@ -695,7 +847,7 @@ fn print_table(machine: &Value, model: &Value, settings: &Value, rows: &[Value])
     for r in rows {
         let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
         outln!(
-            "{:<5} {:<8} {:>3} | {:>9.1} {:>9.1} {:>9.1} | {:>8.1} | {:>8.2} {:>8.2} {:>8.2} | {:>7.1} {:>7.2} | {:>5} MB",
+            "{:<5} {:<8} {:>3} | {:>9.1} {:>9.1} {:>9.1} | {:>8.1} | {:>8.2} {:>8.2} {:>8.2} | {:>6.3} {:>6.3} {:>6.3} {:>6.3} | {:>7.1} {:>7.2} | {:>5} MB",
             s(&r["dtype"]),
             s(&r["kernel"]),
             r["threads"],
@@ -706,12 +858,16 @@ fn print_table(machine: &Value, model: &Value, settings: &Value, rows: &[Value])
             f("ms_per_step"),
             f("step_linear_ms"),
             f("step_other_ms"),
+            f("step_attention_ms"),
+            f("step_norm_gates_ms"),
+            f("step_log_softmax_ms"),
+            f("step_top_k_ms"),
             f("gmac_per_s"),
             f("weight_gb_per_s"),
             r["peak_rss_bytes"].as_u64().unwrap_or(0) >> 20
         );
     }
-    outln!("(ms/step = (caption − encoder) / steps; linear = the step's linear layers timed alone; other = the rest: attention, softmax, LayerNorm, gates, log-softmax, top-k. Share: m2 bench --json)");
+    outln!("(ms/step = (caption − encoder) / steps; linear = the step's linear layers timed alone; other = the rest: attention, softmax, LayerNorm, gates, log-softmax, top-k; of which, each timed alone: att = self- and cross-attention, norm = LayerNorms, residuals and gates, lsm = the vocabulary's log-softmax, top-k = the beam's selection. Share: m2 bench --json)");
     Ok(())
 }
 

@@ -451,3 +451,53 @@ pub(crate) unsafe fn quantize_rows16(
         scales[i] = amax / af;
     }
 }
+
+/// `[a_k + a_{k+4}]`-style half sums of two keys' eight-lane accumulators: lanes `0..4` are
+/// `a[l] + a[l + 4]` of `a`, lanes `4..8` those of `b`.
+#[inline(always)]
+unsafe fn fold_halves(a: __m256, b: __m256) -> __m256 {
+    // SAFETY: inlined only into `dot8_f32` (`#[target_feature]`), which runs after detection.
+    unsafe {
+        _mm256_add_ps(
+            _mm256_permute2f128_ps::<0x20>(a, b),
+            _mm256_permute2f128_ps::<0x31>(a, b),
+        )
+    }
+}
+
+/// `out[k] = super::dot_f32(q, keys[k])` for eight keys, bit for bit: each key's eight lane
+/// sums advance over the chunks in order (`acc + q·k`, no FMA), and the eight reductions
+/// `((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7))` are done at once by a transpose
+/// (`vperm2f128` halves, then two rounds of `vhaddps`), then the tail as `dot_f32` adds it.
+///
+/// # Safety
+/// AVX2 is available; every `keys[k]` holds at least `q.len()` values.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dot8_f32(q: &[f32], keys: &[&[f32]; 8]) -> [f32; 8] {
+    let full = q.len() & !7;
+    let kp: [*const f32; 8] = core::array::from_fn(|k| keys[k].as_ptr());
+    let mut acc = [_mm256_setzero_ps(); 8];
+    let mut c = 0;
+    while c < full {
+        // SAFETY: c + 8 <= full <= q.len() <= keys[k].len() (caller).
+        unsafe {
+            let qv = _mm256_loadu_ps(q.as_ptr().add(c));
+            for k in 0..8 {
+                acc[k] = _mm256_add_ps(acc[k], _mm256_mul_ps(qv, _mm256_loadu_ps(kp[k].add(c))));
+            }
+        }
+        c += 8;
+    }
+    // SAFETY: register operations only (AVX2 available); `out` is 32 writable bytes.
+    let mut out = unsafe {
+        // keys k and k + 4 share a register: [b(k) | b(k + 4)], b = the four half sums
+        let h1 = _mm256_hadd_ps(fold_halves(acc[0], acc[4]), fold_halves(acc[1], acc[5]));
+        let h2 = _mm256_hadd_ps(fold_halves(acc[2], acc[6]), fold_halves(acc[3], acc[7]));
+        let mut out = [0f32; 8];
+        _mm256_storeu_ps(out.as_mut_ptr(), _mm256_hadd_ps(h1, h2));
+        out
+    };
+    super::simd::add_tails(q, keys, full, &mut out);
+    out
+}

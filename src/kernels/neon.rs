@@ -229,3 +229,46 @@ impl<W: Load4> Tiles for FloatTiles<'_, W> {
         }
     }
 }
+
+/// `out[k] = super::dot_f32(q, keys[k])` for eight keys, bit for bit: each key's eight lane
+/// sums (two registers: lanes `0..4`, `4..8`) advance over the chunks in order (`acc + q·k`,
+/// `fadd` of an `fmul`, no FMA); `a[l] + a[l + 4]` is one `fadd`, and `faddp` twice gives
+/// `((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7))` for four keys at once; then the tail as
+/// `dot_f32` adds it.
+///
+/// # Safety
+/// Every `keys[k]` holds at least `q.len()` values (NEON is baseline on aarch64).
+#[inline]
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn dot8_f32(q: &[f32], keys: &[&[f32]; 8]) -> [f32; 8] {
+    let full = q.len() & !7;
+    let kp: [*const f32; 8] = core::array::from_fn(|k| keys[k].as_ptr());
+    let mut acc = [[vdupq_n_f32(0.0); 2]; 8];
+    let mut c = 0;
+    while c < full {
+        // SAFETY: c + 8 <= full <= q.len() <= keys[k].len() (caller).
+        unsafe {
+            let qv = [
+                vld1q_f32(q.as_ptr().add(c)),
+                vld1q_f32(q.as_ptr().add(c + 4)),
+            ];
+            for k in 0..8 {
+                for h in 0..2 {
+                    let kv = vld1q_f32(kp[k].add(c + 4 * h));
+                    acc[k][h] = vaddq_f32(acc[k][h], vmulq_f32(qv[h], kv));
+                }
+            }
+        }
+        c += 8;
+    }
+    let b: [float32x4_t; 8] = core::array::from_fn(|k| vaddq_f32(acc[k][0], acc[k][1]));
+    let four = |k: usize| vpaddq_f32(vpaddq_f32(b[k], b[k + 1]), vpaddq_f32(b[k + 2], b[k + 3]));
+    let mut out = [0f32; 8];
+    // SAFETY: `out` is 32 writable bytes.
+    unsafe {
+        vst1q_f32(out.as_mut_ptr(), four(0));
+        vst1q_f32(out.as_mut_ptr().add(4), four(4));
+    }
+    super::simd::add_tails(q, keys, full, &mut out);
+    out
+}

@@ -2,10 +2,11 @@
 //! for the selected path's vector unit, and the f32 dot product it is built on ([`dot_f32`]).
 //!
 //! [`Kernels::vectorised`] runs a closure inside a `#[target_feature]` function, so the code
-//! inlined into it (the model's `#[inline(always)]` bodies) is vectorised with AVX2 instead of
-//! the x86_64 baseline's SSE2. Same Rust, same operations in the same order (Rust never fuses a
-//! multiply and an add on its own, nor reorders float sums), so the results are bit for bit
-//! those of the baseline build.
+//! inlined into it (the model's `#[inline(always)]` bodies) is vectorised with AVX2 (AVX-512 on
+//! the [`super::Isa::Avx512`] path) instead of the x86_64 baseline's SSE2. Same Rust, same
+//! operations in the same order (Rust never fuses a multiply and an add on its own, nor
+//! reorders float sums), so the results are bit for bit those of the baseline build at any
+//! vector width.
 
 use super::Kernels;
 
@@ -15,11 +16,58 @@ impl Kernels {
     pub fn vectorised<R>(&self, f: impl FnOnce() -> R) -> R {
         match self.isa {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Isa::Avx2`, `Isa::AvxVnni` and `Isa::Avx512` are only selected when the
-            // CPU has AVX2, FMA and F16C (`Isa::is_available`, checked by every constructor of
-            // `Kernels` with that isa). The VNNI paths' non-GEMM code is the AVX2 path's.
-            super::Isa::Avx2 | super::Isa::AvxVnni | super::Isa::Avx512 => unsafe { avx2(f) },
+            // SAFETY: `Isa::Avx2` and `Isa::AvxVnni` are only selected when the CPU has AVX2, FMA
+            // and F16C (`Isa::is_available`, checked by every constructor of `Kernels` with that
+            // isa). The AVX-VNNI path's non-GEMM code is the AVX2 path's.
+            super::Isa::Avx2 | super::Isa::AvxVnni => unsafe { avx2(f) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Isa::Avx512` is only selected when the CPU has AVX2, FMA, F16C and
+            // AVX-512 F/BW (`Isa::is_available`, as above).
+            super::Isa::Avx512 => unsafe { avx512(f) },
             _ => f(),
+        }
+    }
+}
+
+impl Kernels {
+    /// [`dot_f32`]`(q, keys[k])` for eight keys, bit for bit (the attention scores of one query
+    /// against a block of keys): on the SIMD paths the keys' lane sums advance together and
+    /// their eight final reductions are one transpose instead of eight horizontal sums
+    /// (`avx2::dot8_f32`, `neon::dot8_f32`; tests/kernels_props.rs checks them against this).
+    #[inline(always)]
+    pub fn dot8(&self, q: &[f32], keys: &[&[f32]; 8]) -> [f32; 8] {
+        match self.isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: AVX2 is available (`Isa::is_available`, checked by every constructor of
+            // `Kernels` with these isas); every key holds `q.len()` values (`keys_fit`).
+            super::Isa::Avx2 | super::Isa::AvxVnni | super::Isa::Avx512 if keys_fit(q, keys) => unsafe {
+                super::avx2::dot8_f32(q, keys)
+            },
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: NEON is baseline on aarch64; every key holds `q.len()` values (`keys_fit`).
+            super::Isa::Neon | super::Isa::NeonDot if keys_fit(q, keys) => unsafe {
+                super::neon::dot8_f32(q, keys)
+            },
+            _ => core::array::from_fn(|k| dot_f32(q, keys[k])),
+        }
+    }
+}
+
+/// Whether every key holds `q.len()` values (what the SIMD `dot8`s read).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[inline(always)]
+fn keys_fit(q: &[f32], keys: &[&[f32]; 8]) -> bool {
+    keys.iter().all(|k| k.len() >= q.len())
+}
+
+/// The tail of [`Kernels::dot8`]'s eight dot products past `full`, added as [`dot_f32`] adds
+/// its own (keys hold `q.len()` values).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[inline(always)]
+pub(super) fn add_tails(q: &[f32], keys: &[&[f32]; 8], full: usize, out: &mut [f32; 8]) {
+    for c in full..q.len() {
+        for k in 0..8 {
+            out[k] += q[c] * keys[k][c];
         }
     }
 }
@@ -27,6 +75,13 @@ impl Kernels {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+/// [`avx2`] with 512-bit registers: the same code, sixteen lanes where it vectorises.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw")]
+unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 

@@ -13,7 +13,7 @@
 
 use super::{LayerNorm, Linear};
 use crate::blob::{Blob, TensorKind as K};
-use crate::kernels::dot_f32;
+use crate::kernels::Kernels;
 
 /// The weights of one multi-head attention block: four projections and the block's LayerNorm.
 #[derive(Clone, Copy, Debug)]
@@ -107,12 +107,15 @@ impl<'a> MemoryAugmentedAttention<'a> {
 /// Attention of one query row over `n_keys` keys, all heads:
 /// `out[h·d_k..] = softmax_j(q_h·key(j)_h / √d_k + bias(j)) · value(j)_h`.
 ///
-/// `bias(j)` is −∞ for a masked key (its score is not computed), `ln c` for a key that stands
-/// for `c` identical keys (`c·exp(s) = exp(s + ln c)`), 0 otherwise. `key(j)` and `value(j)`
-/// return full `d`-wide rows; `scores` holds at least `n_keys` values.
+/// `bias(j)` is −∞ for a masked key (its score is −∞ whatever its dot), `ln c` for a key that
+/// stands for `c` identical keys (`c·exp(s) = exp(s + ln c)`), 0 otherwise. `key(j)` and
+/// `value(j)` return full `d`-wide rows for every `j < n_keys`, masked keys included; `scores`
+/// holds at least `n_keys` values. The scores are [`Kernels::dot8`]'s, eight keys at a time:
+/// the bits of [`crate::kernels::dot_f32`] on every path.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub fn attend<'k>(
+    k: &Kernels,
     q: &[f32],
     heads: usize,
     d_k: usize,
@@ -123,7 +126,7 @@ pub fn attend<'k>(
     scores: &mut [f32],
     out: &mut [f32],
 ) {
-    attend_rows(q, 1, heads, d_k, n_keys, key, value, bias, scores, out);
+    attend_rows(k, q, 1, heads, d_k, n_keys, key, value, bias, scores, out);
 }
 
 /// [`attend`] for `n_q` query rows `q [n_q, d]` over the same keys, into `out [n_q, d]`, with
@@ -136,6 +139,7 @@ pub fn attend<'k>(
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub fn attend_rows<'k>(
+    k: &Kernels,
     q: &[f32],
     n_q: usize,
     heads: usize,
@@ -149,6 +153,9 @@ pub fn attend_rows<'k>(
 ) {
     let d = heads * d_k;
     let scale = libm::sqrtf(d_k as f32);
+    // `x / scale` is `x · (1 / scale)` bit for bit when `scale` is a power of two (d_k = 64:
+    // 8), both the one rounding of the same real number: a multiply instead of a divide
+    let inv = (scale.is_normal() && scale.to_bits() & 0x007f_ffff == 0).then(|| 1.0 / scale);
     let group = (scratch.len() / n_keys.max(1)).clamp(1, GROUP);
     let mut i0 = 0;
     while i0 < n_q {
@@ -156,36 +163,26 @@ pub fn attend_rows<'k>(
         for h in 0..heads {
             let hs = h * d_k..(h + 1) * d_k;
             let sc = &mut scratch[..g * n_keys];
-            for j in 0..n_keys {
-                let b = bias(j);
-                if b == f32::NEG_INFINITY {
-                    for r in 0..g {
-                        sc[r * n_keys + j] = f32::NEG_INFINITY;
-                    }
-                    continue;
+            let q_at = |r: usize| &q[(i0 + r) * d + hs.start..(i0 + r) * d + hs.end];
+            // keys eight at a time (a short last block padded with its first key, whose extra
+            // scores are dropped), each block read once for the g rows
+            let mut j0 = 0;
+            while j0 < n_keys {
+                let m = (n_keys - j0).min(8);
+                let at = |t: usize| j0 + if t < m { t } else { 0 };
+                let keys: [&[f32]; 8] = core::array::from_fn(|t| &key(at(t))[hs.clone()]);
+                let b: [f32; 8] = core::array::from_fn(|t| bias(at(t)));
+                for r in 0..g {
+                    let dots = k.dot8(q_at(r), &keys);
+                    let s: [f32; 8] = match inv {
+                        Some(inv) => core::array::from_fn(|t| score(dots[t] * inv, b[t])),
+                        None => core::array::from_fn(|t| score(dots[t] / scale, b[t])),
+                    };
+                    sc[r * n_keys + j0..r * n_keys + j0 + m].copy_from_slice(&s[..m]);
                 }
-                let kj = &key(j)[hs.clone()];
-                let q_at = |r: usize| &q[(i0 + r) * d + hs.start..(i0 + r) * d + hs.end];
-                let mut put = |r: usize, dot: f32| {
-                    let s = dot / scale;
-                    sc[r * n_keys + j] = if b == 0.0 { s } else { s + b };
-                };
-                match g {
-                    5 => dots::<5>(q_at, kj, &mut put),
-                    8 => dots::<8>(q_at, kj, &mut put),
-                    4 => dots::<4>(q_at, kj, &mut put),
-                    3 => dots::<3>(q_at, kj, &mut put),
-                    2 => dots::<2>(q_at, kj, &mut put),
-                    _ => {
-                        for r in 0..g {
-                            put(r, dot_f32(q_at(r), kj));
-                        }
-                    }
-                }
+                j0 += m;
             }
-            for r in 0..g {
-                crate::math::softmax(&mut sc[r * n_keys..(r + 1) * n_keys]);
-            }
+            crate::math::softmax_rows(sc, n_keys);
             // out_r = Σ_j a_rj · v_j, row by row with the row's head slice in registers
             for r in 0..g {
                 let oh = &mut out[(i0 + r) * d + hs.start..(i0 + r) * d + hs.end];
@@ -197,35 +194,16 @@ pub fn attend_rows<'k>(
     }
 }
 
-/// `dot_f32(q(r), k)` for `r < G`, passed to `put(r, ·)`: the same eight-lane partial sums and
-/// final reduction as [`dot_f32`] (bit for bit), but the G rows' sums advance together, so
-/// they are independent chains instead of each waiting on its own previous addition.
+/// `s + bias` for a scaled dot `s = q·k / √d_k` ([`attend`]): −∞ for a masked key, whose dot
+/// is not used.
 #[inline(always)]
-fn dots<'q, const G: usize>(
-    q: impl Fn(usize) -> &'q [f32],
-    k: &[f32],
-    put: &mut impl FnMut(usize, f32),
-) {
-    let len = k.len();
-    let full = len / 8 * 8;
-    let rows: [&[f32]; G] = core::array::from_fn(|r| &q(r)[..len]);
-    let mut acc = [[0.0f32; 8]; G];
-    for c in (0..full).step_by(8) {
-        let kc = &k[c..c + 8];
-        for r in 0..G {
-            let qc = &rows[r][c..c + 8];
-            for l in 0..8 {
-                acc[r][l] += qc[l] * kc[l];
-            }
-        }
-    }
-    for r in 0..G {
-        let a = &acc[r];
-        let mut s = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
-        for c in full..len {
-            s += rows[r][c] * k[c];
-        }
-        put(r, s);
+fn score(s: f32, bias: f32) -> f32 {
+    // selects, not branches: eight scores vectorise
+    let s = if bias == 0.0 { s } else { s + bias };
+    if bias == f32::NEG_INFINITY {
+        bias
+    } else {
+        s
     }
 }
 
@@ -265,7 +243,7 @@ pub const GROUP: usize = 8;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::Kernels;
+    use crate::kernels::{dot_f32, Kernels};
     extern crate std;
     use std::vec::Vec;
 
@@ -334,10 +312,11 @@ mod tests {
                         }
                     }
                     let mut scratch = std::vec![0f32; GROUP * n_keys];
-                    for kernels in [Kernels::SCALAR, Kernels::detect()] {
+                    for kernels in Kernels::available().filter_map(Kernels::with_isa) {
                         let mut got = std::vec![0f32; n_q * d];
                         kernels.vectorised(|| {
                             attend_rows(
+                                &kernels,
                                 &q,
                                 n_q,
                                 heads,
@@ -376,6 +355,7 @@ mod tests {
         let mut sc = std::vec![0f32; 2 + c];
         let mut want = std::vec![0f32; d];
         attend(
+            &Kernels::detect(),
             &q,
             heads,
             d_k,
@@ -388,6 +368,7 @@ mod tests {
         );
         let mut got = std::vec![0f32; d];
         attend(
+            &Kernels::detect(),
             &q,
             heads,
             d_k,

@@ -180,6 +180,7 @@ impl<'a> MeshedDecoder<'a> {
                             }
                         };
                         attend(
+                            k,
                             &s.q[i * d..(i + 1) * d],
                             sa.heads,
                             sa.d_k,
@@ -208,6 +209,7 @@ impl<'a> MeshedDecoder<'a> {
                     for lvl in 0..3 {
                         let base = ((l * 3 + lvl) * r) * d;
                         attend_rows(
+                            k,
                             &s.cq[..nd],
                             n,
                             ca.heads,
@@ -222,9 +224,7 @@ impl<'a> MeshedDecoder<'a> {
                     }
                     // C_i = LN(S + att_i·W_oᵀ + b_o) ⊙ q_ok; the 3 levels as one [3n, d] batch
                     ca.fc_o.forward(k, s.att3, 3 * n, s.c3, &mut keep.qs);
-                    for lvl in 0..3 {
-                        add_norm_mask(&mut s.c3[lvl * nd..(lvl + 1) * nd], &s.s[..nd], ca, rows);
-                    }
+                    add_norm_mask(&mut s.c3[..3 * nd], &s.s[..nd], ca, rows);
 
                     // ---- gates: G = Σ σ(W_αi·[S; C_i] + b) ⊙ C_i / √3 ⊙ q_ok ------------------------
                     let g = &mut s.g[..nd];
@@ -264,26 +264,35 @@ impl<'a> MeshedDecoder<'a> {
                 // logp = log_softmax(x·W_vocabᵀ)                                               [n, V]
                 let v = self.fc.w.rows;
                 self.fc.forward(k, s.x, n, s.logits, &mut keep.qs);
-                for row in s.logits[..n * v].chunks_exact_mut(v) {
-                    crate::math::log_softmax(row);
-                }
+                crate::math::log_softmax_rows(&mut s.logits[..n * v], v);
             },
         )
     }
 }
 
-/// `out ← LN(residual + out) ⊙ q_ok` row by row (the post-norm AddNorm of an attention block).
+/// `out ← LN(residual + out) ⊙ q_ok` row by row (the post-norm AddNorm of an attention block)
+/// on each `[n, d]` block of `out` (the cross-attention's three levels share the residual and
+/// are normalised as one `[3n, d]` batch: same bits, more rows in lockstep).
 #[inline(always)]
 fn add_norm_mask(out: &mut [f32], residual: &[f32], att: &MultiHeadAttention, rows: &[StepRow]) {
     let d = att.layer_norm.gamma.len();
-    let out = &mut out[..rows.len() * d];
-    for (ov, rv) in out.iter_mut().zip(residual) {
-        *ov += rv;
+    let nd = rows.len() * d;
+    if nd == 0 {
+        return;
+    }
+    let whole = out.len() / nd * nd;
+    let out = &mut out[..whole];
+    for block in out.chunks_exact_mut(nd) {
+        for (ov, rv) in block.iter_mut().zip(residual) {
+            *ov += rv;
+        }
     }
     att.layer_norm.forward_rows(out);
-    for (i, row) in rows.iter().enumerate() {
-        for ov in &mut out[i * d..(i + 1) * d] {
-            *ov *= row.q_ok;
+    for block in out.chunks_exact_mut(nd) {
+        for (i, row) in rows.iter().enumerate() {
+            for ov in &mut block[i * d..(i + 1) * d] {
+                *ov *= row.q_ok;
+            }
         }
     }
 }

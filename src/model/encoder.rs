@@ -137,6 +137,7 @@ impl<'a> MemoryAugmentedEncoder<'a> {
                     let (mk, mv) = (layer.mhatt.mem_k, layer.mhatt.mem_v);
                     // keys: r projected rows, then m memory slots (never masked)
                     attend_rows(
+                        k,
                         &s.q[..rd],
                         r,
                         att.heads,

@@ -69,16 +69,23 @@ pub struct StepEvent<'e> {
 }
 
 /// Top-k of a stream of `(value, index)` candidates seen in increasing index order; ties keep
-/// the earlier (lower) index ahead. NaN never enters.
-struct TopK {
+/// the earlier (lower) index ahead. NaN never enters. (Public for `m2 bench`, which times a
+/// step's selection alone.)
+#[derive(Clone, Debug)]
+pub struct TopK {
     val: [f32; MAX_BEAM],
     idx: [usize; MAX_BEAM],
     len: usize,
     k: usize,
 }
 
+/// Candidates [`TopK::push_row`] tests against the current k-th value at a time.
+const ROW_BLOCK: usize = 16;
+
 impl TopK {
-    fn new(k: usize) -> Self {
+    /// An empty list of the best `k` (at most [`MAX_BEAM`]).
+    pub fn new(k: usize) -> Self {
+        let k = k.min(MAX_BEAM);
         TopK {
             val: [f32::NEG_INFINITY; MAX_BEAM],
             idx: [0; MAX_BEAM],
@@ -87,8 +94,41 @@ impl TopK {
         }
     }
 
+    /// The kept `(value, index)` pairs, best first.
+    pub fn entries(&self) -> impl Iterator<Item = (f32, usize)> + '_ {
+        self.val[..self.len]
+            .iter()
+            .copied()
+            .zip(self.idx[..self.len].iter().copied())
+    }
+
+    /// [`TopK::push`] of `base + row[w]` with index `first + w` for every `w` in order, with
+    /// the same result: once the list is full, a block of candidates none of which beats the
+    /// k-th value is skipped after one vectorisable comparison (`push` would reject each).
     #[inline]
-    fn push(&mut self, v: f32, i: usize) {
+    pub fn push_row(&mut self, base: f32, row: &[f32], first: usize) {
+        let mut w = 0;
+        while w < row.len() && self.len < self.k {
+            self.push(base + row[w], first + w);
+            w += 1;
+        }
+        if self.k == 0 {
+            return;
+        }
+        for block in row[w..].chunks(ROW_BLOCK) {
+            let last = self.val[self.k - 1];
+            if block.iter().fold(false, |any, &l| any | (base + l > last)) {
+                for (t, &l) in block.iter().enumerate() {
+                    self.push(base + l, first + w + t);
+                }
+            }
+            w += block.len();
+        }
+    }
+
+    /// Offers candidate `v` with index `i` (indices in increasing order).
+    #[inline]
+    pub fn push(&mut self, v: f32, i: usize) {
         // `v > last` is false for NaN too, so NaN never enters a full list
         if self.len == self.k
             && v.partial_cmp(&self.val[self.k - 1]) != Some(core::cmp::Ordering::Greater)
@@ -245,14 +285,14 @@ pub fn beam_search_encoded(
             let s_b = cur.score[b];
             if cur.finished[b] {
                 top.push(s_b, b * v);
-                for w in 1..v {
+                // equal sentinels enter in index order, each only above the k-th value: after
+                // k of them the list holds k values ≥ the sentinel, so the rest never enter
+                for w in 1..v.min(bsz + 1) {
                     top.push(FINISHED_SENTINEL, b * v + w);
                 }
             } else {
                 let j = row_of[b];
-                for (w, &l) in lp[j * v..(j + 1) * v].iter().enumerate() {
-                    top.push(s_b + l, b * v + w);
-                }
+                top.push_row(s_b, &lp[j * v..(j + 1) * v], b * v);
             }
         }
         if top.len < bsz {
@@ -311,4 +351,76 @@ pub fn beam_search_encoded(
         let _ = out.beams.push(beam);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    extern crate std;
+    use std::vec::Vec;
+
+    fn list(t: &TopK) -> Vec<(u32, usize)> {
+        t.entries().map(|(v, i)| (v.to_bits(), i)).collect()
+    }
+
+    /// Rows with many exact ties, NaN, ±∞ and −0.0: `push_row` keeps what `push` one by one
+    /// keeps, bit for bit, for every k and row length, starting empty or part-full.
+    #[test]
+    fn push_row_is_push_one_by_one() {
+        let mut s = 12345u32;
+        let mut next = || {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            s
+        };
+        for len in (0..70).chain([1000, 10201]) {
+            for case in 0..6 {
+                let row: Vec<f32> = (0..len)
+                    .map(|_| match next() % 40 {
+                        0 if case > 2 => f32::NAN,
+                        1 if case > 2 => f32::NEG_INFINITY,
+                        2 if case > 3 => f32::INFINITY,
+                        3 => -0.0,
+                        r => -((next() % (8 + 200 * case)) as f32) * 0.25 - (r % 2) as f32,
+                    })
+                    .collect();
+                for k in 1..=MAX_BEAM {
+                    for (base, pre) in [(0.0f32, 0usize), (-3.5, 2), (-1e30, 7)] {
+                        let (mut one, mut rowwise) = (TopK::new(k), TopK::new(k));
+                        for p in 0..pre {
+                            one.push(-(p as f32), p);
+                            rowwise.push(-(p as f32), p);
+                        }
+                        for (w, &l) in row.iter().enumerate() {
+                            one.push(base + l, 100 + w);
+                        }
+                        rowwise.push_row(base, &row, 100);
+                        assert_eq!(list(&rowwise), list(&one), "len {len} case {case} k {k}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// A finished beam's sentinels past the first k never enter the list.
+    #[test]
+    fn sentinels_past_k_never_enter() {
+        for k in 1..=MAX_BEAM {
+            for above in [-1e9f32, -999.0, -5.0] {
+                let (mut all, mut first_k) = (TopK::new(k), TopK::new(k));
+                for t in [&mut all, &mut first_k] {
+                    t.push(above, 0);
+                    t.push(-2000.0, 1);
+                }
+                for w in 2..500 {
+                    all.push(FINISHED_SENTINEL, w);
+                }
+                for w in 2..(2 + k).min(500) {
+                    first_k.push(FINISHED_SENTINEL, w);
+                }
+                assert_eq!(list(&all), list(&first_k), "k {k} above {above}");
+            }
+        }
+    }
 }
