@@ -353,7 +353,7 @@ fn bench_reports_every_configuration_as_json() {
     assert_eq!(rows.len(), 2 * paths.len());
     for r in rows {
         let f = |k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k} missing: {r}"));
-        assert_eq!(r["dtype"], "int8");
+        assert_eq!(r["dtype"], "int8a16");
         assert!(
             f("ms_min") <= f("ms_per_caption") && f("ms_per_caption") <= f("ms_max"),
             "{r}"

@@ -81,9 +81,54 @@ fn linear(isa: Isa, act16: bool, n: usize, k: usize, m: usize, seed: u32, y: &mu
     kern.linear(&x[..n * k], n, &w, Some(&b[..m]), &mut y[..n * m], &mut qs);
 }
 
+/// The DSP path against scalar, bit for bit, on shapes that exercise every tail of the
+/// 2x2-row, 4-value tiles.
+fn dsp_equals_scalar(act16: bool) {
+    let shapes = [
+        (1, 1, 1),
+        (1, 4, 2),
+        (2, 3, 3),
+        (3, 5, 7),
+        (5, 64, 64),
+        (4, 128, 33),
+        (30, 64, 40),
+        (7, 257, 9),
+        (32, 300, 40),
+        (1, 300, 1),
+    ];
+    for (i, &(n, k, m)) in shapes.iter().enumerate() {
+        let mut a = [0f32; MAX_N * MAX_M];
+        let mut b = [0f32; MAX_N * MAX_M];
+        linear(Isa::Scalar, act16, n, k, m, 0x9e37_79b9 ^ i as u32, &mut a);
+        linear(Isa::Dsp, act16, n, k, m, 0x9e37_79b9 ^ i as u32, &mut b);
+        for j in 0..n * m {
+            if a[j].to_bits() != b[j].to_bits() {
+                defmt::panic!(
+                    "act16={=bool} n={=usize} k={=usize} m={=usize} y[{=usize}]: scalar {=f32} dsp {=f32}",
+                    act16,
+                    n,
+                    k,
+                    m,
+                    j,
+                    a[j],
+                    b[j]
+                );
+            }
+        }
+        defmt::info!(
+            "act16={=bool} n={=usize} k={=usize} m={=usize}: {=usize} outputs equal",
+            act16,
+            n,
+            k,
+            m,
+            n * m
+        );
+    }
+}
+
 #[defmt_test::tests]
 mod tests {
-    use super::{linear, MAX_M, MAX_N};
+    use super::dsp_equals_scalar;
     use m2::kernels::{Isa, Kernels};
 
     #[init]
@@ -95,51 +140,6 @@ mod tests {
     fn dsp_is_available() {
         defmt::assert!(Isa::Dsp.is_available());
         defmt::assert!(Kernels::detect().isa() == Isa::Dsp);
-    }
-
-    /// The DSP path against scalar, bit for bit, on shapes that exercise every tail of the
-    /// 2x2-row, 4-value tiles.
-    fn dsp_equals_scalar(act16: bool) {
-        let shapes = [
-            (1, 1, 1),
-            (1, 4, 2),
-            (2, 3, 3),
-            (3, 5, 7),
-            (5, 64, 64),
-            (4, 128, 33),
-            (30, 64, 40),
-            (7, 257, 9),
-            (32, 300, 40),
-            (1, 300, 1),
-        ];
-        for (i, &(n, k, m)) in shapes.iter().enumerate() {
-            let mut a = [0f32; MAX_N * MAX_M];
-            let mut b = [0f32; MAX_N * MAX_M];
-            linear(Isa::Scalar, act16, n, k, m, 0x9e37_79b9 ^ i as u32, &mut a);
-            linear(Isa::Dsp, act16, n, k, m, 0x9e37_79b9 ^ i as u32, &mut b);
-            for j in 0..n * m {
-                if a[j].to_bits() != b[j].to_bits() {
-                    defmt::panic!(
-                        "act16={=bool} n={=usize} k={=usize} m={=usize} y[{=usize}]: scalar {=f32} dsp {=f32}",
-                        act16,
-                        n,
-                        k,
-                        m,
-                        j,
-                        a[j],
-                        b[j]
-                    );
-                }
-            }
-            defmt::info!(
-                "act16={=bool} n={=usize} k={=usize} m={=usize}: {=usize} outputs equal",
-                act16,
-                n,
-                k,
-                m,
-                n * m
-            );
-        }
     }
 
     #[test]

@@ -66,7 +66,7 @@ pub fn run(kernels: Kernels) -> Result<()> {
         total_ms / PNGS.len() as f64
     );
     outln!(
-        "memory plan: weights {} bytes (int8 blob, read in place) + workspace {} bytes (beam 5, {} regions, 20 steps)",
+        "memory plan: weights {} bytes (int8 weights with int16 activations, read in place) + workspace {} bytes (beam 5, {} regions, 20 steps)",
         BLOB.len(),
         plan.total_bytes(),
         cfg.max_regions

@@ -134,22 +134,25 @@ impl Tiles for I8Tiles<'_> {
 }
 
 /// Each accumulator's eight lanes summed: `sums[j][t]` of weight row `j`, activation row `t`.
+/// (Plain loops, no closures: a closure would not inherit the caller's target features.)
 #[inline(always)]
 unsafe fn lane_sums<const R: usize, const N: usize>(acc: [[__m256i; N]; R]) -> [[i32; N]; R] {
+    let mut sums = [[0i32; N]; R];
     // SAFETY: inlined only into the AVX2 `#[target_feature]` entry points (register-only).
     unsafe {
         let z = _mm256_setzero_si256();
-        acc.map(|row| {
+        for j in 0..R {
             let mut a = [z; 8];
-            a[..N].copy_from_slice(&row);
+            a[..N].copy_from_slice(&acc[j]);
             let (lo, hi) = (
                 hsum4_i32(a[0], a[1], a[2], a[3]),
                 hsum4_i32(a[4], a[5], a[6], a[7]),
             );
             let s = [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]];
-            core::array::from_fn(|t| s[t])
-        })
+            sums[j].copy_from_slice(&s[..N]);
+        }
     }
+    sums
 }
 
 /// Runs an int8-weight GEMM's tiles: 2 weight rows × 4 activation rows, or for 5 to 8
@@ -391,9 +394,14 @@ pub(crate) unsafe fn quantize_rows(
         while c < k32 {
             // SAFETY: c + 32 <= k32 <= k for all four loads and the store.
             unsafe {
-                let r8 = |o: usize| round8(_mm256_loadu_ps(xp.add(c + o)), vinv, a);
-                let ab = _mm256_packs_epi32(r8(0), r8(8));
-                let cd = _mm256_packs_epi32(r8(16), r8(24));
+                let ab = _mm256_packs_epi32(
+                    round8(_mm256_loadu_ps(xp.add(c)), vinv, a),
+                    round8(_mm256_loadu_ps(xp.add(c + 8)), vinv, a),
+                );
+                let cd = _mm256_packs_epi32(
+                    round8(_mm256_loadu_ps(xp.add(c + 16)), vinv, a),
+                    round8(_mm256_loadu_ps(xp.add(c + 24)), vinv, a),
+                );
                 let v = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(ab, cd), perm);
                 _mm256_storeu_si256(qr.as_mut_ptr().add(c) as *mut __m256i, v);
             }

@@ -94,10 +94,24 @@ impl<const DOT: bool> Tiles for I8Tiles<'_, DOT> {
                 }
                 c += 16;
             }
-            let sums = acc.map(|row| row.map(|v| vaddvq_s32(v)));
+            let sums = lane_sums(acc);
             finish_int_tile(sums, xp, wp, (r, i), k16, k, (xs, ws), out);
         }
     }
+}
+
+/// Each accumulator's four lanes summed (plain loops: a closure would not inherit the
+/// caller's target features).
+#[inline(always)]
+unsafe fn lane_sums<const R: usize, const N: usize>(acc: [[int32x4_t; N]; R]) -> [[i32; N]; R] {
+    let mut sums = [[0i32; N]; R];
+    for j in 0..R {
+        for t in 0..N {
+            // SAFETY: register-only; inlined into the NEON entry points.
+            sums[j][t] = unsafe { vaddvq_s32(acc[j][t]) };
+        }
+    }
+    sums
 }
 
 /// `y = dequant(x.q[n, k] · w.q[m, k]ᵀ)` with int16 activations (`smlal`, no SDOT needed).
@@ -137,7 +151,7 @@ impl Tiles for I8A16Tiles<'_> {
                 }
                 c += 8;
             }
-            let sums = acc.map(|row| row.map(|v| vaddvq_s32(v)));
+            let sums = lane_sums(acc);
             finish_int_tile(sums, xp, wp, (r, i), k8, k, (x.scales, w.scales), out);
         }
     }
