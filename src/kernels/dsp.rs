@@ -5,7 +5,7 @@
 //! 16×16 products to an i32 accumulator. Tiles are 2 weight rows × 2 activation rows
 //! (12 of the 13 free core registers). f32 / f16 use the scalar kernels (the M4F FPU runs them).
 //!
-//! int16 activations ([`gemm_i8a16`]): the weights split as above; the quantiser has stored
+//! int16 activations (`gemm_i8a16`): the weights split as above; the quantiser has stored
 //! each group of four activations as `[x0, x2, x1, x3]` ([`interleave16`]), so two plain word
 //! loads give the `[x0, x2]` and `[x1, x3]` halves the two `smlad` take: no repacking in the
 //! loop, one instruction fewer per step than int8 activations need.
@@ -112,7 +112,7 @@ pub fn emulated_gemm_i8(x: QRows<'_>, n: usize, k: usize, w: QRows<'_>, m: usize
 }
 
 /// Reorders each row's groups of four int16 activations `[x0, x1, x2, x3]` (all but the last
-/// `k % 4` values) to `[x0, x2, x1, x3]`: the layout [`gemm_i8a16`] reads, written by the DSP
+/// `k % 4` values) to `[x0, x2, x1, x3]`: the layout `gemm_i8a16` reads, written by the DSP
 /// path's quantiser. Rows beyond `q`'s length are left alone.
 pub fn interleave16(q: &mut [i16], n: usize, k: usize) {
     for row in q.chunks_exact_mut(k.max(1)).take(n) {
@@ -122,7 +122,7 @@ pub fn interleave16(q: &mut [i16], n: usize, k: usize) {
     }
 }
 
-/// [`super::scalar::gemm_i8`] with int16 activations through [`gemm_i8a16`]'s scheme on
+/// [`super::scalar::gemm_i8`] with int16 activations through `gemm_i8a16`'s scheme on
 /// [`Emulated`], into `y[n, m]`; `x` as [`interleave16`] leaves it. Returns without writing if
 /// a slice is too short.
 pub fn emulated_gemm_i8a16(
