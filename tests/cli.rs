@@ -358,10 +358,9 @@ fn bench_reports_every_configuration_as_json() {
             f("ms_min") <= f("ms_per_caption") && f("ms_per_caption") <= f("ms_max"),
             "{r}"
         );
-        assert!(
-            f("encoder_ms") > 0.0 && f("encoder_ms") < f("ms_max"),
-            "{r}"
-        );
+        // (the encoder is timed on its own, apart from the captions: comparing the two would
+        // be a timing test, flaky on a loaded machine)
+        assert!(f("encoder_ms") > 0.0, "{r}");
         assert!(f("steps") >= 1.0 && f("steps") <= 20.0, "{r}");
         assert!(f("ms_per_step") > 0.0 && f("step_linear_ms") > 0.0, "{r}");
         assert!(f("gmac_per_s") > 0.0 && f("peak_rss_bytes") > 0.0, "{r}");

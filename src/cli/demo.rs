@@ -37,7 +37,7 @@ pub fn run(kernels: Kernels) -> Result<()> {
     let mut ws = Workspace::new(&mut mem, plan)?;
     let index: serde_json::Value = serde_json::from_str(INDEX)?;
     outln!(
-        "m2 demo: a Meshed-Memory Transformer (d_model {}, {} heads, {}+{} layers, vocab {}, int8) trained on\n\
+        "m2 demo: a Meshed-Memory Transformer (d_model {}, {} heads, {}+{} layers, vocab {}, int8 weights) trained on\n\
          scenes of real handwritten digits (scikit-learn's scans; these test digits were never seen in training).\n",
         cfg.d_model, cfg.h, cfg.n_enc, cfg.n_dec, cfg.vocab
     );
