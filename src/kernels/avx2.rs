@@ -10,8 +10,9 @@
 //! scalar's, and so is the dequantisation. Weights are streamed once; the activation rows
 //! (`n · k` bytes) stay in L1.
 //!
-//! int8 weights × int16 activations (`gemm_i8a16`): the same tiles, 16 values per step: the
-//! weights widened with `vpmovsxbw`, then `vpmaddwd` (pair sums ≤ 2 · 128 · 32767 < 2³¹).
+//! int8 weights × int16 activations (`gemm_i8a16`; with `vpdpwssd` in [`super::avx_vnni`]): the
+//! same tiles, 16 values per step: the weights widened with `vpmovsxbw`, then `vpmaddwd` (pair
+//! sums ≤ 2 · 128 · 32767 < 2³¹).
 //!
 //! f32 / f16 (`gemm_f32`, `gemm_f16`): 2 weight rows × up to 4 activation rows, 8 lanes, FMA;
 //! f16 weights are widened with `vcvtph2ps`.
@@ -19,6 +20,7 @@
 use super::operand::{FloatGemm, Gemm, Int16Gemm, Int8Gemm};
 use super::tiles::{finish_int_tile, for_each_tile, Tiles};
 use core::arch::x86_64::*;
+use core::marker::PhantomData;
 use half::f16;
 
 /// Activation rows per 2-weight-row int8 tile.
@@ -164,7 +166,7 @@ unsafe fn lane_sums<const R: usize, const N: usize>(acc: [[__m256i; N]; R]) -> [
 /// Inlined only into an AVX2 `#[target_feature]` entry point; `t`'s operands keep the kernel
 /// contract for `m` weight rows and `n` activation rows.
 #[inline(always)]
-unsafe fn int_tiles<T: Tiles>(t: &T, m: usize, n: usize) {
+pub(super) unsafe fn int_tiles<T: Tiles>(t: &T, m: usize, n: usize) {
     // SAFETY (both): forwarded.
     if (XR + 1..=XR1_MAX).contains(&n) {
         unsafe { for_each_tile::<_, 1, XR1_MAX>(t, m, n) }
@@ -180,13 +182,34 @@ unsafe fn int_tiles<T: Tiles>(t: &T, m: usize, n: usize) {
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn gemm_i8a16(g: Int16Gemm<'_>) {
     // SAFETY: forwarded.
-    unsafe { int_tiles(&I8A16Tiles(g), g.m, g.n) }
+    unsafe { int_tiles(&I8A16Tiles::<MaddAdd>(g, PhantomData), g.m, g.n) }
 }
 
-/// The int8 × int16 tile: `R` weight rows × `N` activation rows, 16 values per step.
-struct I8A16Tiles<'a>(Int16Gemm<'a>);
+/// How an int8 × int16 tile adds eight lanes of pair products `Σ x·w` to its accumulator.
+pub(super) trait PairMac {
+    /// `acc + [x₂ᵢ·w₂ᵢ + x₂ᵢ₊₁·w₂ᵢ₊₁]` over the sixteen i16 lanes of `x` and `w`.
+    ///
+    /// # Safety
+    /// The instructions the implementation uses are enabled where it is inlined.
+    unsafe fn mac(acc: __m256i, x: __m256i, w: __m256i) -> __m256i;
+}
 
-impl Tiles for I8A16Tiles<'_> {
+/// AVX2: `vpmaddwd` then `vpaddd`.
+pub(super) struct MaddAdd;
+
+impl PairMac for MaddAdd {
+    #[inline(always)]
+    unsafe fn mac(acc: __m256i, x: __m256i, w: __m256i) -> __m256i {
+        // SAFETY: register-only; inlined into an AVX2 entry point (the trait's contract).
+        unsafe { _mm256_add_epi32(acc, _mm256_madd_epi16(x, w)) }
+    }
+}
+
+/// The int8 × int16 tile: `R` weight rows × `N` activation rows, 16 values per step, products
+/// added by `M` (shared with [`super::avx_vnni::gemm_i8a16`]).
+pub(super) struct I8A16Tiles<'a, M>(pub Int16Gemm<'a>, pub PhantomData<M>);
+
+impl<M: PairMac> Tiles for I8A16Tiles<'_, M> {
     #[inline(always)]
     unsafe fn tile<const R: usize, const N: usize>(&self, r: usize, i: usize) {
         let Gemm { x, w, k, out, .. } = self.0;
@@ -209,7 +232,7 @@ impl Tiles for I8A16Tiles<'_> {
                 for t in 0..N {
                     let xv = _mm256_loadu_si256(xp[t].add(c) as *const __m256i);
                     for j in 0..R {
-                        acc[j][t] = _mm256_add_epi32(acc[j][t], _mm256_madd_epi16(xv, w16[j]));
+                        acc[j][t] = M::mac(acc[j][t], xv, w16[j]);
                     }
                 }
                 c += 16;

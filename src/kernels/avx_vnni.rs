@@ -207,3 +207,26 @@ impl Tiles for Block<'_, Vnni256> {
         }
     }
 }
+
+/// AVX-VNNI's `vpdpwssd`: the pair products added in one instruction.
+struct Dpwssd;
+
+impl super::avx2::PairMac for Dpwssd {
+    #[inline(always)]
+    unsafe fn mac(acc: __m256i, x: __m256i, w: __m256i) -> __m256i {
+        // SAFETY: register-only; inlined into `gemm_i8a16` (AVX-VNNI enabled).
+        unsafe { _mm256_dpwssd_avx_epi32(acc, x, w) }
+    }
+}
+
+/// [`super::avx2::gemm_i8a16`]'s tiles with `vpdpwssd` in place of `vpmaddwd` + `vpaddd`: the
+/// same exact i32 sums (no saturation: each pair is at most 2 · 128 · 32767), so the same bits.
+///
+/// # Safety
+/// AVX2 and AVX-VNNI are available; `g` keeps the kernel contract ([`super::operand`]).
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+pub(crate) unsafe fn gemm_i8a16(g: super::operand::Int16Gemm<'_>) {
+    let tiles = super::avx2::I8A16Tiles::<Dpwssd>(g, PhantomData);
+    // SAFETY: forwarded.
+    unsafe { super::avx2::int_tiles(&tiles, g.m, g.n) }
+}

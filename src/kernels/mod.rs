@@ -547,10 +547,16 @@ unsafe fn kernel(isa: Isa, part: Part<'_>) {
             _ => unsafe { scalar::linear_i8(g) },
         },
         Part::I8A16(g) => match isa {
+            // SAFETY: AVX2 and AVX-VNNI detected (AvxVnni is available, or checked here for
+            // Avx512); the contract is forwarded.
+            #[cfg(target_arch = "x86_64")]
+            Isa::AvxVnni => unsafe { avx_vnni::gemm_i8a16(g) },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 if avx_vnni_available() => unsafe { avx_vnni::gemm_i8a16(g) },
             // SAFETY: AVX2 detected (isa is available; the VNNI paths include AVX2); the
             // contract is forwarded.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 | Isa::AvxVnni | Isa::Avx512 => unsafe { avx2::gemm_i8a16(g) },
+            Isa::Avx2 | Isa::Avx512 => unsafe { avx2::gemm_i8a16(g) },
             // SAFETY: NEON is baseline on aarch64; the contract is forwarded.
             #[cfg(target_arch = "aarch64")]
             Isa::Neon | Isa::NeonDot => unsafe { neon::gemm_i8a16(g) },
