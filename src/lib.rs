@@ -10,7 +10,7 @@
 //!
 //! ## Caption an image
 //!
-//! The bundled demo model (a trained M² on scenes of handwritten digits, int8, 516 KB) captions
+//! The bundled demo model (a trained M² on scenes of handwritten digits, int8 weights, 516 KB) captions
 //! one of its scenes. The workspace is an array on the stack; a microcontroller would use a
 //! `static` of [`plan::workspace_floats`] elements and [`kernels::Kernels::SCALAR`] (or the DSP
 //! path its target has) instead of [`Kernels::detect`](kernels::Kernels::detect).
@@ -46,7 +46,7 @@
 //! let n = m2::text::caption(&out.best().unwrap().tokens, |id| blob.token(id), false, &mut text)?;
 //! assert_eq!(
 //!     core::str::from_utf8(&text[..n])?,
-//!     "three digits a large four a small eight and a large seven"
+//!     "there are three digits a four an eight and a seven"
 //! );
 //! # Ok(()) }
 //! ```
