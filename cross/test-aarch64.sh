@@ -30,7 +30,7 @@ cross_select
 # The whole suite runs on the Pi 5 model (SDOT). The Pi 4 model (NEON without SDOT) runs what
 # depends on the kernel path: the kernels' property tests (every NEON kernel bit for bit against
 # the scalar ground truth), parity with the reference and the bundled demo's captions. The rest
-# (parser, CLI, regions, demo_fidelity's 300 scenes x 4 packings, ~700 s under qemu) computes
+# (parser, CLI, regions, demo_fidelity's 300 scenes x 6 blobs, ~15 min under qemu) computes
 # the same bits once the kernels do, so a second run would repeat the same sums.
 SELECT_A72=(--lib)
 for t in kernels_props kernels_env parity fidelity demo_bundle encode_phases; do
