@@ -39,3 +39,15 @@ cross_select() {
         fi
     done
 }
+
+# cross_drop_fidelity: removes tests/demo_fidelity.rs from SELECT unless M2_CROSS_FIDELITY is
+# set. It checks the int8 / f16 captions of 300 scenes six ways (~15 min under qemu), numbers
+# the target's kernels give bit for bit where it matters (int8: tests/kernels_props.rs; the
+# bundled blob's captions: tests/demo_bundle.rs, both run here) and the host suite checks.
+cross_drop_fidelity() {
+    if [ -z "${M2_CROSS_FIDELITY:-}" ]; then
+        local sel=() t
+        for t in "${SELECT[@]}"; do [ "$t" = demo_fidelity ] && unset 'sel[-1]' || sel+=("$t"); done
+        SELECT=("${sel[@]}")
+    fi
+}

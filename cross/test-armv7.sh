@@ -7,7 +7,7 @@
 #   cross/test-armv7.sh                 # = cross/test-armv7.sh --release
 #   cross/test-armv7.sh --profile dev   # arguments replace --release and go to `cargo test`
 #
-# tests/demo_fidelity.rs is left out (M2_ARMV7_FIDELITY=1 runs it too): it checks the
+# tests/demo_fidelity.rs is left out (M2_CROSS_FIDELITY=1 runs it too): it checks the
 # int8/f16 captions of the scalar kernels, which are the same source and the same bits on every
 # target (no fast-math: the compiler may not reorder float sums) and which the host suite and
 # tests/kernels_props.rs already check here.
@@ -27,11 +27,7 @@ CARGO=(cargo test -p m2 --target "$TARGET" --config cross/armv7-qemu.toml "$@")
 
 export M2_TEST_RUNNER="qemu-arm -L /usr/arm-linux-gnueabihf"
 cross_select
-if [ -z "${M2_ARMV7_FIDELITY:-}" ]; then
-    sel=()
-    for t in "${SELECT[@]}"; do [ "$t" = demo_fidelity ] && unset 'sel[-1]' || sel+=("$t"); done
-    SELECT=("${sel[@]}")
-fi
+cross_drop_fidelity
 
 echo "=== armv7 (32-bit Raspberry Pi OS) under qemu-arm: QEMU_CPU=cortex-a7 (expect kernel path scalar)"
 # The SIGKILL-and-resume test captions 600 images three times (~4 of the suite's minutes under
