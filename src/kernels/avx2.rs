@@ -363,6 +363,24 @@ unsafe fn row_absmax(xr: &[f32]) -> f32 {
     }
 }
 
+/// A row's absolute maximum, or — for an all-zero or non-finite row — `None` after writing
+/// the row's quantised values as 0 and its scale as 0 (what both quantisers do then).
+#[inline(always)]
+unsafe fn row_scale_base<Q: Copy + Default>(
+    xr: &[f32],
+    qr: &mut [Q],
+    scale: &mut f32,
+) -> Option<f32> {
+    // SAFETY: forwarded (AVX2 enabled where this is inlined).
+    let amax = unsafe { row_absmax(xr) };
+    if amax == 0.0 || !amax.is_finite() {
+        *scale = 0.0;
+        qr.fill(Q::default());
+        return None;
+    }
+    Some(amax)
+}
+
 /// `clamp(roundf(v · inv), −a, a)` of eight lanes as i32 (NaN → 0): `roundf` (half away from
 /// zero) rebuilt exactly from truncation and the exact fractional part.
 #[inline(always)]
@@ -404,12 +422,9 @@ pub(crate) unsafe fn quantize_rows(
         let qr = &mut q[i * k..(i + 1) * k];
         let xp = xr.as_ptr();
         // SAFETY: AVX2 is available (caller).
-        let amax = unsafe { row_absmax(xr) };
-        if amax == 0.0 || !amax.is_finite() {
-            scales[i] = 0.0;
-            qr.fill(0);
+        let Some(amax) = (unsafe { row_scale_base(xr, qr, &mut scales[i]) }) else {
             continue;
-        }
+        };
         let inv = 127.0 / amax;
         let (vinv, a) = (_mm256_set1_ps(inv), _mm256_set1_ps(127.0));
         let perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
@@ -456,12 +471,9 @@ pub(crate) unsafe fn quantize_rows16(
         let qr = &mut q[i * k..(i + 1) * k];
         let xp = xr.as_ptr();
         // SAFETY: AVX2 is available (caller).
-        let amax = unsafe { row_absmax(xr) };
-        if amax == 0.0 || !amax.is_finite() {
-            scales[i] = 0.0;
-            qr.fill(0);
+        let Some(amax) = (unsafe { row_scale_base(xr, qr, &mut scales[i]) }) else {
             continue;
-        }
+        };
         let inv = af / amax;
         let (vinv, a) = (_mm256_set1_ps(inv), _mm256_set1_ps(af));
         let mut c = 0;
