@@ -92,6 +92,13 @@ pub fn expf(x: f32) -> f32 {
     e
 }
 
+/// Most rows the `_rows` functions below run in lockstep: a row's sums are sequential chains,
+/// and on an out-of-order core with vector registers several rows' chains interleave instead of
+/// waiting on one another. A microcontroller (in-order, no vector unit, 32 single-precision
+/// registers) gains nothing and would spill the rows' sums to the stack: one row at a time
+/// there. Either way the bits are the same.
+const LOCKSTEP_ROWS: usize = if cfg!(target_os = "none") { 1 } else { 8 };
+
 /// `x.iter().fold(−∞, f32::max)` (NaNs ignored; −∞ for an empty or all-NaN row) in eight
 /// lanes, so it vectorises; the maximum does not depend on the order.
 #[inline(always)]
@@ -123,7 +130,7 @@ pub fn layer_norm_rows(x: &mut [f32], gamma: &[f32], beta: &[f32]) {
     let rows = x.len() / d;
     let mut r = 0;
     while r < rows {
-        let g = (rows - r).min(8);
+        let g = (rows - r).min(8).min(LOCKSTEP_ROWS);
         let block = &mut x[r * d..(r + g) * d];
         match g {
             1 => layer_norm(block, gamma, beta),
@@ -216,7 +223,7 @@ macro_rules! in_lockstep {
             let rows = x.len() / n;
             let mut r = 0;
             while r < rows {
-                let g = (rows - r).min($max);
+                let g = (rows - r).min($max).min(LOCKSTEP_ROWS);
                 let block = &mut x[r * n..(r + g) * n];
                 match g {
                     $($g => $group::<$g>(block, n),)*
@@ -241,12 +248,17 @@ pub fn softmax_rows(x: &mut [f32], n: usize) {
 fn softmax_group<const G: usize>(x: &mut [f32], n: usize) {
     let x = &mut x[..G * n];
     let max: [f32; G] = core::array::from_fn(|t| max_of(&x[t * n..(t + 1) * n]));
+    // x − max row by row, then e^x over the G rows as one run (one vector tail, not G): the
+    // same `expf(x − max)`. A row whose max is −∞ is left as it is and zeroed below.
     for (row, &m) in x.chunks_exact_mut(n).zip(&max) {
         if m != f32::NEG_INFINITY {
             for v in row.iter_mut() {
-                *v = expf(*v - m);
+                *v -= m;
             }
         }
+    }
+    for v in x.iter_mut() {
+        *v = expf(*v);
     }
     let mut total = [0.0f32; G];
     for e in 0..n {

@@ -18,7 +18,7 @@
 //!   encoder    p, q, k, v, att, a [R, d] · hidden [max(R·F, R + m)]
 //!   decoder    cross_k, cross_v [N, 3, R, d] · self_k, self_v [N, L, B, d] · key_pad [L, B]
 //!              x, q, att, s, cq, g, f, alpha [B, d] · att3, c3 [3B, d] · cat [B, 2d]
-//!              hidden [max(B·F, R)] · logits [B, V] · scores [L]
+//!              hidden [max(B·F, R)] · logits [max(B·V, R·d)] · scores [L]
 //! ```
 //! The encoder's scratch is dead once `enc_out` is complete, so it shares memory with the
 //! decoder's caches: for COCO at beam 5 and 20 words this keeps the workspace under 4 MB.
@@ -345,9 +345,10 @@ slots! {
 slots! {
     /// The decoder's caches, then its per-step activations for `n ≤ B` rows.
     DecoderSlots(p, b = p.beam, d = p.d) {
-        /// Cross-attention keys of each decoder layer and encoder level `[N, 3, R, d]`.
+        /// Cross-attention keys of each decoder layer and encoder level `[N, 3, R, d]`, each
+        /// `[R, d]` block laid out per head, transposed: `[h, d_k, R]`.
         cross_k: p.n_dec * 3 * p.regions * d,
-        /// Cross-attention values `[N, 3, R, d]`.
+        /// Cross-attention values `[N, 3, R, d]`, each block per head: `[h, R, d_k]`.
         cross_v: p.n_dec * 3 * p.regions * d,
         /// Self-attention keys `[N, L, B, d]`: step `t`, slot `b`.
         self_k: p.n_dec * p.max_len * b * d,
@@ -380,8 +381,10 @@ slots! {
         /// FFN hidden `[B, F]`; before the FFN, cross-attention scores (a row of `R` keys at
         /// least).
         hidden: max(b * p.d_ff, p.regions),
-        /// Log-probabilities `[B, V]`.
-        logits: b * p.vocab,
+        /// Log-probabilities `[B, V]`; before the first step, where
+        /// [`MeshedDecoder::precompute_cross`](crate::model::decoder::MeshedDecoder::precompute_cross)
+        /// lays one level's keys or values out per head (`[R, d]` at least).
+        logits: max(b * p.vocab, p.regions * d),
         /// One row of self-attention scores `[L]`.
         scores: p.max_len,
     }

@@ -679,18 +679,25 @@ proptest! {
     }
 }
 
-/// Every path's `dot8` (Kernels::SCALAR included) against `dot_f32` per key, bit for bit:
+/// Every path's `dot8` (Kernels::SCALAR included) against `dot_f32` per live key, bit for bit:
 /// every tail length, keys longer than the query, extreme and special values.
 fn dot8_matches_dot_f32(q: &[f32], keys: &[Vec<f32>]) {
     let keys: [&[f32]; 8] = std::array::from_fn(|k| &keys[k][..]);
     let want: Vec<f32> = keys.iter().map(|k| m2::kernels::dot_f32(q, k)).collect();
     for kern in Kernels::available().filter_map(Kernels::with_isa) {
-        let got = kern.dot8(q, &keys);
-        let same = got
-            .iter()
-            .zip(&want)
-            .all(|(g, w)| g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()));
-        assert!(same, "{}: len {}: {got:?} vs {want:?}", kern.isa(), q.len());
+        for live in [8, 1, 5] {
+            let got = kern.dot8(q, &keys, live);
+            let same = got[..live]
+                .iter()
+                .zip(&want)
+                .all(|(g, w)| g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()));
+            assert!(
+                same,
+                "{}: len {}, live {live}: {got:?} vs {want:?}",
+                kern.isa(),
+                q.len()
+            );
+        }
     }
 }
 
@@ -727,4 +734,62 @@ fn dot8_special_values_and_short_keys() {
     // a key shorter than the query: every path falls back to dot_f32's min(len)
     keys[6].truncate(20);
     dot8_matches_dot_f32(&q, &keys);
+}
+
+/// Every path's `dot_columns` against `dot_f32` per column, bit for bit: keys transposed
+/// (`d_k` rows of `n`), the column counts around every block width (short last blocks that
+/// overlap the previous one), every tail length of `d_k`, special values.
+fn dot_columns_match_dot_f32(q: &[f32], keys: &[Vec<f32>]) {
+    let (dk, n) = (q.len(), keys.len());
+    let mut kt = vec![0f32; dk * n];
+    for (j, key) in keys.iter().enumerate() {
+        for c in 0..dk {
+            kt[c * n + j] = key[c];
+        }
+    }
+    let want: Vec<f32> = keys.iter().map(|k| m2::kernels::dot_f32(q, k)).collect();
+    for kern in Kernels::available().filter_map(Kernels::with_isa) {
+        let mut got = vec![f32::NAN; n + 3];
+        kern.dot_columns(q, &kt, n, &mut got);
+        let same = got[..n]
+            .iter()
+            .zip(&want)
+            .all(|(g, w)| g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()));
+        assert!(same, "{}: d_k {dk}, n {n}: {got:?} vs {want:?}", kern.isa());
+        assert!(got[n..].iter().all(|v| v.is_nan()), "wrote past n");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn dot_columns_is_dot_f32_bit_for_bit(
+        (q, keys) in (1usize..80, 1usize..60, -20i32..20).prop_flat_map(|(dk, n, e)| {
+            let s = 10f32.powi(e);
+            (data(dk, s), prop::collection::vec(data(dk, 1.0), n))
+        })
+    ) {
+        dot_columns_match_dot_f32(&q, &keys);
+    }
+}
+
+#[test]
+fn dot_columns_special_values_and_every_width() {
+    let q: Vec<f32> = (0..67).map(|i| (i as f32 * 0.37).sin() * 1e3).collect();
+    for n in [1usize, 7, 8, 9, 15, 16, 17, 24, 33, 50] {
+        let mut keys: Vec<Vec<f32>> = (0..n)
+            .map(|k| {
+                (0..67)
+                    .map(|i| ((i * 31 + k * 7) as f32 * 0.11).cos())
+                    .collect()
+            })
+            .collect();
+        keys[0][5] = f32::INFINITY;
+        keys[n - 1][64] = f32::NAN;
+        keys[n / 2][9] = f32::MAX;
+        keys[n / 3][0] = f32::from_bits(1); // subnormal
+        dot_columns_match_dot_f32(&q, &keys);
+        dot_columns_match_dot_f32(&q[..64], &keys); // no tail (COCO's d_k)
+    }
 }

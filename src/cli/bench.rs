@@ -504,7 +504,7 @@ fn step_parts_ms(
     steps: usize,
     reps: usize,
 ) -> StepParts {
-    use m2::model::attention::{attend, attend_rows, GROUP};
+    use m2::model::attention::{attend, attend_cross, GROUP};
     let (d, heads, d_k) = (cfg.d_model as usize, cfg.h as usize, cfg.d_k as usize);
     let (layers, v, r) = (
         cfg.n_dec as usize,
@@ -519,6 +519,7 @@ fn step_parts_ms(
     let q = fill(n * d, 1.0);
     let (ck, cv) = (fill(keys_self * n * d, 1.0), fill(keys_self * n * d, 1.0));
     let (xk, xv) = (fill(layers * 3 * r * d, 1.0), fill(layers * 3 * r * d, 1.0));
+    let no_bias = vec![0f32; r];
     let (gamma, beta) = (fill(d, 1.0), fill(d, 0.1));
     let (alpha, c3) = (fill(3 * n * d, 2.0), fill(3 * n * d, 1.0));
     let mut logits = fill(n * v, 8.0);
@@ -546,17 +547,18 @@ fn step_parts_ms(
                         );
                     }
                     for lvl in 0..3 {
-                        let base = (l * 3 + lvl) * r * d;
-                        attend_rows(
+                        // laid out per head as the decoder keeps them (`to_heads`)
+                        let block = (l * 3 + lvl) * r * d..(l * 3 + lvl + 1) * r * d;
+                        attend_cross(
                             &kernels,
                             &q,
                             n,
                             heads,
                             d_k,
                             r,
-                            |j| &xk[base + j * d..][..d],
-                            |j| &xv[base + j * d..][..d],
-                            |_| 0.0,
+                            &xk[block.clone()],
+                            &xv[block],
+                            &no_bias,
                             &mut scratch,
                             &mut att[lvl * n * d..(lvl + 1) * n * d],
                         );

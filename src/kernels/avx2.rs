@@ -544,3 +544,43 @@ pub(crate) unsafe fn dot8_f32(q: &[f32], keys: &[&[f32]; 8]) -> [f32; 8] {
     super::simd::add_tails(q, keys, full, &mut out);
     out
 }
+
+/// [`super::Kernels::dot_columns`] eight columns per block: `out[j] = super::dot_f32(q,
+/// column j of kt)`, bit for bit. One ymm per partial sum (`acc[c mod 8] + q[c]·kt[c, j..j+8]`,
+/// no FMA), then `dot_f32`'s tree and tail lane-wise; a short last block is the last eight
+/// columns.
+///
+/// # Safety
+/// AVX2 is available; `kt` holds at least `q.len()·n` values and `out` at least `n ≥ 8`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dot_columns_f32(q: &[f32], kt: &[f32], n: usize, out: &mut [f32]) {
+    let full = q.len() & !7;
+    for j in super::simd::column_blocks(n, 8) {
+        // SAFETY: j + 8 <= n, so every load `kt[c·n + j..][..8]` (c < q.len()) and the store
+        // `out[j..j + 8]` are in bounds (caller); `c + l < q.len()`.
+        unsafe {
+            let p = kt.as_ptr().add(j);
+            let mut a = [_mm256_setzero_ps(); 8];
+            let mut c = 0;
+            while c < full {
+                for (l, a) in a.iter_mut().enumerate() {
+                    let x = _mm256_set1_ps(*q.get_unchecked(c + l));
+                    *a = _mm256_add_ps(*a, _mm256_mul_ps(x, _mm256_loadu_ps(p.add((c + l) * n))));
+                }
+                c += 8;
+            }
+            let mut s = _mm256_add_ps(
+                _mm256_add_ps(_mm256_add_ps(a[0], a[4]), _mm256_add_ps(a[1], a[5])),
+                _mm256_add_ps(_mm256_add_ps(a[2], a[6]), _mm256_add_ps(a[3], a[7])),
+            );
+            for (c, &x) in q.iter().enumerate().skip(full) {
+                s = _mm256_add_ps(
+                    s,
+                    _mm256_mul_ps(_mm256_set1_ps(x), _mm256_loadu_ps(p.add(c * n))),
+                );
+            }
+            _mm256_storeu_ps(out.as_mut_ptr().add(j), s);
+        }
+    }
+}

@@ -219,3 +219,42 @@ unsafe fn tile<const R: usize, const N: usize>(blk: &Block<'_, Vnni512>, r: usiz
         }
     }
 }
+
+/// [`super::Kernels::dot_columns`] sixteen columns per block: `out[j] = super::dot_f32(q,
+/// column j of kt)`, bit for bit, as [`super::avx2::dot_columns_f32`] computes it, one zmm per
+/// partial sum.
+///
+/// # Safety
+/// AVX-512 F is available; `kt` holds at least `q.len()·n` values and `out` at least `n ≥ 16`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+pub(crate) unsafe fn dot_columns_f32(q: &[f32], kt: &[f32], n: usize, out: &mut [f32]) {
+    let full = q.len() & !7;
+    for j in super::simd::column_blocks(n, 16) {
+        // SAFETY: j + 16 <= n, so every load `kt[c·n + j..][..16]` (c < q.len()) and the store
+        // `out[j..j + 16]` are in bounds (caller); `c + l < q.len()`.
+        unsafe {
+            let p = kt.as_ptr().add(j);
+            let mut a = [_mm512_setzero_ps(); 8];
+            let mut c = 0;
+            while c < full {
+                for (l, a) in a.iter_mut().enumerate() {
+                    let x = _mm512_set1_ps(*q.get_unchecked(c + l));
+                    *a = _mm512_add_ps(*a, _mm512_mul_ps(x, _mm512_loadu_ps(p.add((c + l) * n))));
+                }
+                c += 8;
+            }
+            let mut s = _mm512_add_ps(
+                _mm512_add_ps(_mm512_add_ps(a[0], a[4]), _mm512_add_ps(a[1], a[5])),
+                _mm512_add_ps(_mm512_add_ps(a[2], a[6]), _mm512_add_ps(a[3], a[7])),
+            );
+            for (c, &x) in q.iter().enumerate().skip(full) {
+                s = _mm512_add_ps(
+                    s,
+                    _mm512_mul_ps(_mm512_set1_ps(x), _mm512_loadu_ps(p.add(c * n))),
+                );
+            }
+            _mm512_storeu_ps(out.as_mut_ptr().add(j), s);
+        }
+    }
+}

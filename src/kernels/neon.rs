@@ -286,3 +286,49 @@ pub(crate) unsafe fn dot8_f32(q: &[f32], keys: &[&[f32]; 8]) -> [f32; 8] {
     super::simd::add_tails(q, keys, full, &mut out);
     out
 }
+
+/// [`super::Kernels::dot_columns`] eight columns per block: `out[j] = super::dot_f32(q,
+/// column j of kt)`, bit for bit. Two q registers per partial sum (`fadd` of an `fmul`, no
+/// FMA), then `dot_f32`'s tree and tail lane-wise; a short last block is the last eight
+/// columns.
+///
+/// # Safety
+/// `kt` holds at least `q.len()·n` values and `out` at least `n ≥ 8` (NEON is baseline on
+/// aarch64).
+#[inline]
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn dot_columns_f32(q: &[f32], kt: &[f32], n: usize, out: &mut [f32]) {
+    let full = q.len() & !7;
+    for j in super::simd::column_blocks(n, 8) {
+        // SAFETY: j + 8 <= n, so every load `kt[c·n + j..][..8]` (c < q.len()) and the store
+        // `out[j..j + 8]` are in bounds (caller); `c + l < q.len()`.
+        unsafe {
+            let p = kt.as_ptr().add(j);
+            let mut a = [[vdupq_n_f32(0.0); 2]; 8];
+            let mut c = 0;
+            while c < full {
+                for (l, a) in a.iter_mut().enumerate() {
+                    let x = vdupq_n_f32(*q.get_unchecked(c + l));
+                    let row = p.add((c + l) * n);
+                    a[0] = vaddq_f32(a[0], vmulq_f32(x, vld1q_f32(row)));
+                    a[1] = vaddq_f32(a[1], vmulq_f32(x, vld1q_f32(row.add(4))));
+                }
+                c += 8;
+            }
+            let tree = |h: usize| {
+                vaddq_f32(
+                    vaddq_f32(vaddq_f32(a[0][h], a[4][h]), vaddq_f32(a[1][h], a[5][h])),
+                    vaddq_f32(vaddq_f32(a[2][h], a[6][h]), vaddq_f32(a[3][h], a[7][h])),
+                )
+            };
+            let mut s = [tree(0), tree(1)];
+            for (c, &x) in q.iter().enumerate().skip(full) {
+                let (x, row) = (vdupq_n_f32(x), p.add(c * n));
+                s[0] = vaddq_f32(s[0], vmulq_f32(x, vld1q_f32(row)));
+                s[1] = vaddq_f32(s[1], vmulq_f32(x, vld1q_f32(row.add(4))));
+            }
+            vst1q_f32(out.as_mut_ptr().add(j), s[0]);
+            vst1q_f32(out.as_mut_ptr().add(j + 4), s[1]);
+        }
+    }
+}

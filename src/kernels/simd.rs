@@ -34,8 +34,11 @@ impl Kernels {
     /// against a block of keys): on the SIMD paths the keys' lane sums advance together and
     /// their eight final reductions are one transpose instead of eight horizontal sums
     /// (`avx2::dot8_f32`, `neon::dot8_f32`; tests/kernels_props.rs checks them against this).
+    ///
+    /// Only the first `live` results are needed: the paths without a vector unit compute those
+    /// alone (the others are 0), the SIMD ones all eight at the cost of one.
     #[inline(always)]
-    pub fn dot8(&self, q: &[f32], keys: &[&[f32]; 8]) -> [f32; 8] {
+    pub fn dot8(&self, q: &[f32], keys: &[&[f32]; 8], live: usize) -> [f32; 8] {
         match self.isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: AVX2 is available (`Isa::is_available`, checked by every constructor of
@@ -48,9 +51,80 @@ impl Kernels {
             super::Isa::Neon | super::Isa::NeonDot if keys_fit(q, keys) => unsafe {
                 super::neon::dot8_f32(q, keys)
             },
-            _ => core::array::from_fn(|k| dot_f32(q, keys[k])),
+            _ => core::array::from_fn(|k| if k < live { dot_f32(q, keys[k]) } else { 0.0 }),
         }
     }
+}
+
+impl Kernels {
+    /// `out[j] =` [`dot_f32`]`(q, column j of kt)` for every `j < n`, bit for bit, where `kt`
+    /// holds the keys transposed: `q.len()` rows of `n` values (row `c` = element `c` of every
+    /// key). The attention scores of one query against a head's keys laid out once per image
+    /// (the decoder's cross-attention keys, docs/SPEC.md §7.2).
+    ///
+    /// Each column keeps [`dot_f32`]'s eight partial sums (element `c` into sum `c mod 8`, in
+    /// order, `acc + q·k` without FMA), its tree and its sequential tail. On the SIMD paths a
+    /// block of columns advances side by side, one vector per partial sum, so no sum needs a
+    /// horizontal reduction: 16 columns per zmm on [`super::Isa::Avx512`]
+    /// (`avx512::dot_columns_f32`), 8 on the AVX2 and NEON paths (`avx2::`, `neon::`); a
+    /// short last block is the last full block (a few columns computed twice, the same bits).
+    /// Fewer columns than a block, and the scalar and DSP paths: a column at a time.
+    #[inline(always)]
+    pub fn dot_columns(&self, q: &[f32], kt: &[f32], n: usize, out: &mut [f32]) {
+        let (kt, out) = (&kt[..q.len() * n], &mut out[..n]);
+        match self.isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: AVX-512 F is available (`Isa::is_available`, checked by every constructor
+            // of `Kernels` with this isa); `kt` holds `q.len()·n` values, `out` `n ≥ 16`.
+            super::Isa::Avx512 if n >= 16 => unsafe {
+                super::avx512::dot_columns_f32(q, kt, n, out)
+            },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: AVX2 is available (as above); `kt` holds `q.len()·n` values, `out`
+            // `n ≥ 8`.
+            super::Isa::Avx2 | super::Isa::AvxVnni | super::Isa::Avx512 if n >= 8 => unsafe {
+                super::avx2::dot_columns_f32(q, kt, n, out)
+            },
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: NEON is baseline on aarch64; `kt` holds `q.len()·n` values, `out` `n ≥ 8`.
+            super::Isa::Neon | super::Isa::NeonDot if n >= 8 => unsafe {
+                super::neon::dot_columns_f32(q, kt, n, out)
+            },
+            _ => {
+                for (j, o) in out.iter_mut().enumerate() {
+                    *o = dot_column(q, kt, n, j);
+                }
+            }
+        }
+    }
+}
+
+/// Where each block of `w ≤ n` columns starts in [`Kernels::dot_columns`]'s SIMD paths: 0, w,
+/// 2w, …, and a short last block is the last `w` columns.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[inline(always)]
+pub(super) fn column_blocks(n: usize, w: usize) -> impl Iterator<Item = usize> {
+    (0..n)
+        .step_by(w)
+        .map(move |j0| if j0 + w <= n { j0 } else { n - w })
+}
+
+/// [`dot_f32`] of `q` with column `j` of `kt` (`q.len()` rows of `n`): its eight partial sums,
+/// tree and tail, reading the column with stride `n`.
+#[inline(always)]
+fn dot_column(q: &[f32], kt: &[f32], n: usize, j: usize) -> f32 {
+    let full = q.len() / 8 * 8;
+    let mut acc = [0.0f32; 8];
+    for (c0, x) in (0..full).step_by(8).zip(q.chunks_exact(8)) {
+        for l in 0..8 {
+            acc[l] += x[l] * kt[(c0 + l) * n + j];
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (c, &x) in q.iter().enumerate().skip(full) {
+        s += x * kt[c * n + j];
+    }
+    s
 }
 
 /// Whether every key holds `q.len()` values (what the SIMD `dot8`s read).

@@ -152,10 +152,7 @@ pub fn attend_rows<'k>(
     out: &mut [f32],
 ) {
     let d = heads * d_k;
-    let scale = libm::sqrtf(d_k as f32);
-    // `x / scale` is `x · (1 / scale)` bit for bit when `scale` is a power of two (d_k = 64:
-    // 8), both the one rounding of the same real number: a multiply instead of a divide
-    let inv = (scale.is_normal() && scale.to_bits() & 0x007f_ffff == 0).then(|| 1.0 / scale);
+    let Scale { scale, inv } = Scale::of(d_k);
     let group = (scratch.len() / n_keys.max(1)).clamp(1, GROUP);
     let mut i0 = 0;
     while i0 < n_q {
@@ -173,7 +170,7 @@ pub fn attend_rows<'k>(
                 let keys: [&[f32]; 8] = core::array::from_fn(|t| &key(at(t))[hs.clone()]);
                 let b: [f32; 8] = core::array::from_fn(|t| bias(at(t)));
                 for r in 0..g {
-                    let dots = k.dot8(q_at(r), &keys);
+                    let dots = k.dot8(q_at(r), &keys, m);
                     let s: [f32; 8] = match inv {
                         Some(inv) => core::array::from_fn(|t| score(dots[t] * inv, b[t])),
                         None => core::array::from_fn(|t| score(dots[t] / scale, b[t])),
@@ -191,6 +188,108 @@ pub fn attend_rows<'k>(
             }
         }
         i0 += g;
+    }
+}
+
+/// [`attend_rows`] over keys and values laid out per head once per image (the decoder's
+/// cross-attention, [`to_heads`]): head `h`'s keys transposed, `kt [heads, d_k, n_keys]`, and
+/// its values, `v [heads, n_keys, d_k]`; `bias [n_keys]`. The same arithmetic, bit for bit:
+/// each score is [`crate::kernels::dot_f32`]'s (as [`Kernels::dot_columns`] computes it, a
+/// block of keys per vector), then the same scaling, softmax and weighted sum. Each head's
+/// keys and values are one contiguous block, read once for up to [`GROUP`] rows.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub fn attend_cross(
+    k: &Kernels,
+    q: &[f32],
+    n_q: usize,
+    heads: usize,
+    d_k: usize,
+    n_keys: usize,
+    kt: &[f32],
+    v: &[f32],
+    bias: &[f32],
+    scratch: &mut [f32],
+    out: &mut [f32],
+) {
+    let d = heads * d_k;
+    let hk = d_k * n_keys; // one head's keys (or values)
+    let bias = &bias[..n_keys];
+    let Scale { scale, inv } = Scale::of(d_k);
+    let group = (scratch.len() / n_keys.max(1)).clamp(1, GROUP);
+    let mut i0 = 0;
+    while i0 < n_q {
+        let g = group.min(n_q - i0);
+        for h in 0..heads {
+            let (kt_h, v_h) = (&kt[h * hk..(h + 1) * hk], &v[h * hk..(h + 1) * hk]);
+            let sc = &mut scratch[..g * n_keys];
+            for (r, s) in sc.chunks_exact_mut(n_keys).enumerate() {
+                let qh = &q[(i0 + r) * d + h * d_k..(i0 + r) * d + (h + 1) * d_k];
+                k.dot_columns(qh, kt_h, n_keys, s);
+                match inv {
+                    Some(inv) => {
+                        for (s, &b) in s.iter_mut().zip(bias) {
+                            *s = score(*s * inv, b);
+                        }
+                    }
+                    None => {
+                        for (s, &b) in s.iter_mut().zip(bias) {
+                            *s = score(*s / scale, b);
+                        }
+                    }
+                }
+            }
+            crate::math::softmax_rows(sc, n_keys);
+            for (r, a_r) in sc.chunks_exact(n_keys).enumerate() {
+                let oh = &mut out[(i0 + r) * d + h * d_k..(i0 + r) * d + (h + 1) * d_k];
+                weighted_sum(oh, a_r, |j| &v_h[j * d_k..(j + 1) * d_k]);
+            }
+        }
+        i0 += g;
+    }
+}
+
+/// Lays `rows [n, heads·d_k]` (keys or values, a row per key) out per head for
+/// [`attend_cross`] into `out`: `transposed` gives `[heads, d_k, n]` (keys), otherwise
+/// `[heads, n, d_k]` (values).
+pub fn to_heads(
+    rows: &[f32],
+    n: usize,
+    heads: usize,
+    d_k: usize,
+    transposed: bool,
+    out: &mut [f32],
+) {
+    let d = heads * d_k;
+    for (j, row) in rows[..n * d].chunks_exact(d).enumerate() {
+        for h in 0..heads {
+            let src = &row[h * d_k..(h + 1) * d_k];
+            let base = h * d_k * n;
+            if transposed {
+                for (c, &x) in src.iter().enumerate() {
+                    out[base + c * n + j] = x;
+                }
+            } else {
+                out[base + j * d_k..base + (j + 1) * d_k].copy_from_slice(src);
+            }
+        }
+    }
+}
+
+/// The `1/√d_k` of the scores: `x / scale`, or `x · inv` bit for bit when `scale` is a power of
+/// two (d_k = 64: 8), both the one rounding of the same real number — a multiply instead of a
+/// divide.
+struct Scale {
+    scale: f32,
+    inv: Option<f32>,
+}
+
+impl Scale {
+    #[inline(always)]
+    fn of(d_k: usize) -> Scale {
+        let scale = libm::sqrtf(d_k as f32);
+        let inv = (scale.is_normal() && scale.to_bits() & 0x007f_ffff == 0).then(|| 1.0 / scale);
+        Scale { scale, inv }
     }
 }
 
@@ -337,6 +436,78 @@ mod tests {
                             same,
                             "{heads}×{d_k}, {n_q} rows, {n_keys} keys, {kernels:?}"
                         );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Keys and values laid out per head ([`to_heads`]) give [`attend_rows`]'s bits on every
+    /// kernel path: key counts around each block width (1, 4, 8, 16), odd head widths, masked
+    /// and multiplicity-weighted keys, every group size.
+    #[test]
+    fn cross_layout_matches_attend_rows_bit_for_bit() {
+        for (heads, d_k) in [(8, 64), (4, 16), (2, 13), (1, 8), (3, 5)] {
+            let d = heads * d_k;
+            for n_keys in [1usize, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 50] {
+                for n_q in [1usize, 5, 9] {
+                    let seed = (d * 1000 + n_keys * 10 + n_q) as u32;
+                    let q = values(n_q * d, seed);
+                    let k = values(n_keys * d, seed + 1);
+                    let v = values(n_keys * d, seed + 2);
+                    let bias: Vec<f32> = (0..n_keys)
+                        .map(|j| match j % 7 {
+                            3 => f32::NEG_INFINITY,
+                            5 => 2.5f32.ln(),
+                            _ => 0.0,
+                        })
+                        .collect();
+                    let (mut kt, mut vh) =
+                        (std::vec![0f32; n_keys * d], std::vec![0f32; n_keys * d]);
+                    to_heads(&k, n_keys, heads, d_k, true, &mut kt);
+                    to_heads(&v, n_keys, heads, d_k, false, &mut vh);
+                    for kernels in Kernels::available().filter_map(Kernels::with_isa) {
+                        for group in [1usize, 3, GROUP] {
+                            let mut scratch = std::vec![0f32; group * n_keys];
+                            let (mut want, mut got) =
+                                (std::vec![0f32; n_q * d], std::vec![0f32; n_q * d]);
+                            kernels.vectorised(|| {
+                                attend_rows(
+                                    &kernels,
+                                    &q,
+                                    n_q,
+                                    heads,
+                                    d_k,
+                                    n_keys,
+                                    |j| &k[j * d..(j + 1) * d],
+                                    |j| &v[j * d..(j + 1) * d],
+                                    |j| bias[j],
+                                    &mut scratch,
+                                    &mut want,
+                                );
+                                attend_cross(
+                                    &kernels,
+                                    &q,
+                                    n_q,
+                                    heads,
+                                    d_k,
+                                    n_keys,
+                                    &kt,
+                                    &vh,
+                                    &bias,
+                                    &mut scratch,
+                                    &mut got,
+                                );
+                            });
+                            let same = got
+                                .iter()
+                                .zip(&want)
+                                .all(|(a, b)| a.to_bits() == b.to_bits());
+                            assert!(
+                                same,
+                                "{heads}×{d_k}, {n_keys} keys, {n_q} rows, group {group}, {kernels:?}"
+                            );
+                        }
                     }
                 }
             }

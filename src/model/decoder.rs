@@ -15,7 +15,9 @@
 //! so [`MeshedDecoder::precompute_cross`] computes them once per image and decoder layer; the
 //! reference recomputes them for every beam at every step (docs/SPEC.md §7.2).
 
-use super::attention::{attend, attend_rows, MultiHeadAttention, DECODER_CROSS, DECODER_SELF};
+use super::attention::{
+    attend, attend_cross, to_heads, MultiHeadAttention, DECODER_CROSS, DECODER_SELF,
+};
 use super::feed_forward::{FfKinds, PositionWiseFeedForward};
 use super::Linear;
 use crate::blob::{Blob, Matrix, TensorKind as K};
@@ -95,7 +97,10 @@ impl<'a> MeshedDecoder<'a> {
     }
 
     /// Cross-attention keys and values of every layer for the three encoder levels, computed
-    /// once per image: `cross_k[l, i] = Enc_i·W_kᵀ + b_k` `[rows, d]` (and likewise `V`).
+    /// once per image: `K[l, i] = Enc_i·W_kᵀ + b_k` `[rows, d]` (and likewise `V`), stored per
+    /// head for [`attend_cross`]: block `(l, i)` of `cross_k` is `[h, d_k, rows]` (each head's
+    /// keys transposed), of `cross_v` `[h, rows, d_k]`. `st.logits` (dead until the first
+    /// step) holds one level while it is laid out.
     pub fn precompute_cross(
         &self,
         k: &Kernels,
@@ -103,24 +108,24 @@ impl<'a> MeshedDecoder<'a> {
         st: &mut DecoderState,
         plan: &Plan,
     ) {
-        let n = 3 * *keep.rows; // the three levels are contiguous: one [3·rows, d] batch
-        let size = n * plan.d;
+        let r = *keep.rows;
+        let n = 3 * r; // the three levels are contiguous: one [3·rows, d] batch
+        let (size, level) = (n * plan.d, r * plan.d);
         for (l, layer) in self.layers.iter().enumerate() {
             let enc = &keep.enc_out[..size];
-            layer.enc_att.fc_k.forward(
-                k,
-                enc,
-                n,
-                &mut st.cross_k[l * size..(l + 1) * size],
-                &mut keep.qs,
-            );
-            layer.enc_att.fc_v.forward(
-                k,
-                enc,
-                n,
-                &mut st.cross_v[l * size..(l + 1) * size],
-                &mut keep.qs,
-            );
+            let att = &layer.enc_att;
+            for (fc, dst, transposed) in [
+                (&att.fc_k, &mut *st.cross_k, true),
+                (&att.fc_v, &mut *st.cross_v, false),
+            ] {
+                let dst = &mut dst[l * size..(l + 1) * size];
+                fc.forward(k, enc, n, dst, &mut keep.qs); //                              [3·rows, d]
+                for block in dst.chunks_exact_mut(level) {
+                    let rows = &mut st.logits[..level];
+                    rows.copy_from_slice(block);
+                    to_heads(rows, r, att.heads, att.d_k, transposed, block);
+                }
+            }
         }
     }
 
@@ -207,17 +212,17 @@ impl<'a> MeshedDecoder<'a> {
                     ca.fc_q.forward(k, s.s, n, s.cq, &mut keep.qs); //  one query for all levels   [n, d]
                     let (xk, xv, bias) = (&*s.cross_k, &*s.cross_v, &keep.key_bias[..r]);
                     for lvl in 0..3 {
-                        let base = ((l * 3 + lvl) * r) * d;
-                        attend_rows(
+                        let block = ((l * 3 + lvl) * r) * d..((l * 3 + lvl + 1) * r) * d;
+                        attend_cross(
                             k,
                             &s.cq[..nd],
                             n,
                             ca.heads,
                             ca.d_k,
                             r,
-                            |j| &xk[base + j * d..][..d],
-                            |j| &xv[base + j * d..][..d],
-                            |j| bias[j],
+                            &xk[block.clone()],
+                            &xv[block],
+                            bias,
                             s.hidden, // dead until the FFN: room for the scores of several rows
                             &mut s.att3[lvl * nd..(lvl + 1) * nd],
                         );
