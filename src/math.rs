@@ -284,12 +284,12 @@ pub fn log_softmax(x: &mut [f32]) {
     log_softmax_group::<1>(x, x.len());
 }
 
-/// [`log_softmax`] on each of the `x.len() / n` rows of `n` values, bit for bit, up to four
+/// [`log_softmax`] on each of the `x.len() / n` rows of `n` values, bit for bit, up to eight
 /// rows in lockstep: every row's eight Kahan chains are its own, but the rows' chains are
 /// independent and interleave instead of waiting on one another's additions.
 #[inline(always)]
 pub fn log_softmax_rows(x: &mut [f32], n: usize) {
-    in_lockstep!(x, n, log_softmax_group, 4, [1, 2, 3]);
+    in_lockstep!(x, n, log_softmax_group, 8, [1, 2, 3, 4, 5, 6, 7]);
 }
 
 /// `s + v` by Kahan's compensated step (`c` the running compensation).
@@ -308,9 +308,10 @@ fn log_softmax_group<const G: usize>(x: &mut [f32], n: usize) {
     // j takes elements ≡ j mod 8; independent chains, so they vectorise and do not wait on
     // one another), then the lanes' sums and compensations combined by a Kahan sum.
     const L: usize = 8;
-    // 16 floats a row: at most 256 B of stack (the firmware's is small), a multiple of the
-    // 8 lanes (so a block's local index ≡ its index in the row mod 8).
-    const B: usize = 16;
+    // exps per row and block: a multiple of the 8 lanes (so a block's local index ≡ its index
+    // in the row mod 8); 16 floats (64 B of stack, one row at a time) on a microcontroller,
+    // whose stack is small, 64 (2 KB for eight rows) elsewhere: fewer, longer vector loops
+    const B: usize = if cfg!(target_os = "none") { 16 } else { 64 };
     let x = &mut x[..G * n];
     let max: [f32; G] = core::array::from_fn(|t| max_of(&x[t * n..(t + 1) * n]));
     let (mut s, mut c) = ([[0.0f32; L]; G], [[0.0f32; L]; G]);

@@ -177,28 +177,27 @@ impl<'a> MeshedDecoder<'a> {
                         .forward(k, s.x, n, &mut s.self_v[at(t)..at(t) + nd], &mut keep.qs);
                     let (ck, cv, pad) = (&*s.self_k, &*s.self_v, &*s.key_pad);
                     for i in 0..n {
-                        let slot = |step: usize| {
-                            if step == t {
-                                i
-                            } else {
-                                ancestry[i][step] as usize
+                        // row i's keys, values and masks along its ancestry, gathered once for
+                        // all heads: step j's are in cache slot i (this step) or ancestry[i][j]
+                        let (mut keys, mut vals) = ([&[][..]; MAX_STEPS], [&[][..]; MAX_STEPS]);
+                        let mut bias = [0.0f32; MAX_STEPS];
+                        for j in 0..=t {
+                            let slot = if j == t { i } else { ancestry[i][j] as usize };
+                            keys[j] = &ck[at(j) + slot * d..][..d];
+                            vals[j] = &cv[at(j) + slot * d..][..d];
+                            if pad[j * bw + slot] != 0.0 {
+                                bias[j] = f32::NEG_INFINITY;
                             }
-                        };
+                        }
                         attend(
                             k,
                             &s.q[i * d..(i + 1) * d],
                             sa.heads,
                             sa.d_k,
                             t + 1,
-                            |j| &ck[at(j) + slot(j) * d..][..d],
-                            |j| &cv[at(j) + slot(j) * d..][..d],
-                            |j| {
-                                if pad[j * bw + slot(j)] != 0.0 {
-                                    f32::NEG_INFINITY
-                                } else {
-                                    0.0
-                                }
-                            },
+                            |j| keys[j],
+                            |j| vals[j],
+                            |j| bias[j],
                             s.scores,
                             &mut s.att[i * d..(i + 1) * d],
                         );
