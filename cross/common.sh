@@ -11,8 +11,13 @@
 # each hashing its structure; CRC-32 under qemu's TCG is hundreds of times slower than native
 # (one sweep ran past 18 minutes). They exercise the parser's logic and crc32fast, not this
 # crate's per-ISA code, so the x86_64 run (cargo test --workspace) is where they belong.
+# The bundled demo blob's reproduction (demo_bundle: a GPTQ-calibrated pack of the demo
+# checkpoint, byte for byte; ~2.5 min per CPU model under qemu) tests the packer, which the host
+# suite runs; the bundled blob's captions on this target's kernels (the rest of demo_bundle)
+# still run here.
 CROSS_SKIP=(--skip skip_checksum_still_catches_every_structural_flip
-            --skip class6_without_the_checksum_every_structural_flip_is_refused)
+            --skip class6_without_the_checksum_every_structural_flip_is_refused
+            --skip bundled_int8_blob_parses_and_its_checksum_is_valid)
 
 cross_setup() {
     local target=$1 gcc=$2 loader=$3

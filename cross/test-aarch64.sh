@@ -30,11 +30,12 @@ cross_drop_fidelity   # (M2_CROSS_FIDELITY=1 keeps it: ~15 min under qemu)
 
 # The whole suite runs on the Pi 5 model (SDOT). The Pi 4 model (NEON without SDOT) runs what
 # depends on the kernel path: the kernels' property tests (every NEON kernel bit for bit against
-# the scalar ground truth), parity with the reference and the bundled demo's captions. The rest
-# (parser, CLI, regions) computes
-# the same bits once the kernels do, so a second run would repeat the same sums.
+# the scalar ground truth), parity with the reference (including the int8 engine's bits on every
+# path) and the bundled demo's captions. The rest (parser, CLI, regions, and tests/fidelity.rs's
+# error tables, ~4 min under qemu) computes the same bits once the kernels do, so a second run
+# would repeat the same sums.
 SELECT_A72=(--lib)
-for t in kernels_props kernels_env parity fidelity demo_bundle encode_phases; do
+for t in kernels_props kernels_env parity demo_bundle encode_phases; do
     [ -f "tests/$t.rs" ] && SELECT_A72+=(--test "$t")
 done
 
