@@ -223,7 +223,8 @@ pub fn attend_cross(
         for h in 0..heads {
             let (kt_h, v_h) = (&kt[h * hk..(h + 1) * hk], &v[h * hk..(h + 1) * hk]);
             let sc = &mut scratch[..g * n_keys];
-            for (r, s) in sc.chunks_exact_mut(n_keys).enumerate() {
+            for r in 0..g {
+                let s = &mut sc[r * n_keys..(r + 1) * n_keys];
                 let qh = &q[(i0 + r) * d + h * d_k..(i0 + r) * d + (h + 1) * d_k];
                 k.dot_columns(qh, kt_h, n_keys, s);
                 match inv {
@@ -240,7 +241,8 @@ pub fn attend_cross(
                 }
             }
             crate::math::softmax_rows(sc, n_keys);
-            for (r, a_r) in sc.chunks_exact(n_keys).enumerate() {
+            for r in 0..g {
+                let a_r = &sc[r * n_keys..(r + 1) * n_keys];
                 let oh = &mut out[(i0 + r) * d + h * d_k..(i0 + r) * d + (h + 1) * d_k];
                 weighted_sum(oh, a_r, |j| &v_h[j * d_k..(j + 1) * d_k]);
             }
@@ -261,6 +263,9 @@ pub fn to_heads(
     out: &mut [f32],
 ) {
     let d = heads * d_k;
+    if d == 0 {
+        return;
+    }
     for (j, row) in rows[..n * d].chunks_exact(d).enumerate() {
         for h in 0..heads {
             let src = &row[h * d_k..(h + 1) * d_k];
@@ -443,13 +448,13 @@ mod tests {
     }
 
     /// Keys and values laid out per head ([`to_heads`]) give [`attend_rows`]'s bits on every
-    /// kernel path: key counts around each block width (1, 4, 8, 16), odd head widths, masked
+    /// kernel path: no keys, and key counts around each block width (1, 4, 8, 16), odd head widths, masked
     /// and multiplicity-weighted keys, every group size.
     #[test]
     fn cross_layout_matches_attend_rows_bit_for_bit() {
         for (heads, d_k) in [(8, 64), (4, 16), (2, 13), (1, 8), (3, 5)] {
             let d = heads * d_k;
-            for n_keys in [1usize, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 50] {
+            for n_keys in [0usize, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 50] {
                 for n_q in [1usize, 5, 9] {
                     let seed = (d * 1000 + n_keys * 10 + n_q) as u32;
                     let q = values(n_q * d, seed);

@@ -120,7 +120,7 @@ impl<'a> MeshedDecoder<'a> {
             ] {
                 let dst = &mut dst[l * size..(l + 1) * size];
                 fc.forward(k, enc, n, dst, &mut keep.qs); //                              [3·rows, d]
-                for block in dst.chunks_exact_mut(level) {
+                for block in dst.chunks_exact_mut(level.max(1)) {
                     let rows = &mut st.logits[..level];
                     rows.copy_from_slice(block);
                     to_heads(rows, r, att.heads, att.d_k, transposed, block);
