@@ -448,8 +448,8 @@ mod tests {
     }
 
     /// Keys and values laid out per head ([`to_heads`]) give [`attend_rows`]'s bits on every
-    /// kernel path: no keys, and key counts around each block width (1, 4, 8, 16), odd head widths, masked
-    /// and multiplicity-weighted keys, every group size.
+    /// kernel path: no keys, key counts around each block width (1, 4, 8, 16), odd head
+    /// widths, masked and multiplicity-weighted keys, every group size.
     #[test]
     fn cross_layout_matches_attend_rows_bit_for_bit() {
         for (heads, d_k) in [(8, 64), (4, 16), (2, 13), (1, 8), (3, 5)] {
