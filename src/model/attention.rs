@@ -152,7 +152,7 @@ pub fn attend_rows<'k>(
     out: &mut [f32],
 ) {
     let d = heads * d_k;
-    let Scale { scale, inv } = Scale::of(d_k);
+    let sc_of = Scale::of(d_k);
     let group = (scratch.len() / n_keys.max(1)).clamp(1, GROUP);
     let mut i0 = 0;
     while i0 < n_q {
@@ -171,10 +171,8 @@ pub fn attend_rows<'k>(
                 let b: [f32; 8] = core::array::from_fn(|t| bias(at(t)));
                 for r in 0..g {
                     let dots = k.dot8(q_at(r), &keys, m);
-                    let s: [f32; 8] = match inv {
-                        Some(inv) => core::array::from_fn(|t| score(dots[t] * inv, b[t])),
-                        None => core::array::from_fn(|t| score(dots[t] / scale, b[t])),
-                    };
+                    let mut s = dots;
+                    sc_of.scores(&mut s, &b);
                     sc[r * n_keys + j0..r * n_keys + j0 + m].copy_from_slice(&s[..m]);
                 }
                 j0 += m;
@@ -215,7 +213,7 @@ pub fn attend_cross(
     let d = heads * d_k;
     let hk = d_k * n_keys; // one head's keys (or values)
     let bias = &bias[..n_keys];
-    let Scale { scale, inv } = Scale::of(d_k);
+    let sc_of = Scale::of(d_k);
     let group = (scratch.len() / n_keys.max(1)).clamp(1, GROUP);
     let mut i0 = 0;
     while i0 < n_q {
@@ -227,18 +225,7 @@ pub fn attend_cross(
                 let s = &mut sc[r * n_keys..(r + 1) * n_keys];
                 let qh = &q[(i0 + r) * d + h * d_k..(i0 + r) * d + (h + 1) * d_k];
                 k.dot_columns(qh, kt_h, n_keys, s);
-                match inv {
-                    Some(inv) => {
-                        for (s, &b) in s.iter_mut().zip(bias) {
-                            *s = score(*s * inv, b);
-                        }
-                    }
-                    None => {
-                        for (s, &b) in s.iter_mut().zip(bias) {
-                            *s = score(*s / scale, b);
-                        }
-                    }
-                }
+                sc_of.scores(s, bias);
             }
             crate::math::softmax_rows(sc, n_keys);
             for r in 0..g {
@@ -295,6 +282,24 @@ impl Scale {
         let scale = libm::sqrtf(d_k as f32);
         let inv = (scale.is_normal() && scale.to_bits() & 0x007f_ffff == 0).then(|| 1.0 / scale);
         Scale { scale, inv }
+    }
+
+    /// `s[j] ← score(s[j] / √d_k, bias[j])` for a row of dots (the multiply hoisted out of the
+    /// loop when it is exact, so the loop vectorises).
+    #[inline(always)]
+    fn scores(&self, s: &mut [f32], bias: &[f32]) {
+        match self.inv {
+            Some(inv) => {
+                for (s, &b) in s.iter_mut().zip(bias) {
+                    *s = score(*s * inv, b);
+                }
+            }
+            None => {
+                for (s, &b) in s.iter_mut().zip(bias) {
+                    *s = score(*s / self.scale, b);
+                }
+            }
+        }
     }
 }
 
