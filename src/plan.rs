@@ -10,7 +10,7 @@
 //! and `m2 info`, and sizes the firmware's `static` workspace at build time.
 //!
 //! Layout (all lengths in f32 elements; `d` = d_model, `R` = regions, `B` = beam,
-//! `L` = max caption length, `N` = decoder layers, `F` = d_ff, `m` = memory slots,
+//! `L` = max caption length, `h` = heads, `N` = decoder layers, `F` = d_ff, `m` = memory slots,
 //! `V` = vocab):
 //! ```text
 //! persistent   enc_out [3, R, d] · key_bias [R] · quant, scales   (int8 scratch, see quant_bytes)
@@ -18,7 +18,7 @@
 //!   encoder    p, q, k, v, att, a [R, d] · hidden [max(R·F, R + m)]
 //!   decoder    cross_k, cross_v [N, 3, R, d] · self_k, self_v [N, L, B, d] · key_pad [L, B]
 //!              x, q, att, s, cq, g, f, alpha [B, d] · att3, c3 [3B, d] · cat [B, 2d]
-//!              hidden [max(B·F, R)] · logits [max(B·V, R·d)] · scores [L]
+//!              hidden [max(B·F, R)] · logits [max(B·V, R·d)] · scores [h, L]
 //! ```
 //! The encoder's scratch is dead once `enc_out` is complete, so it shares memory with the
 //! decoder's caches: for COCO at beam 5 and 20 words this keeps the workspace under 4 MB.
@@ -45,6 +45,8 @@ pub struct Plan {
     pub d: usize,
     pub d_in: usize,
     pub d_ff: usize,
+    /// Attention heads.
+    pub h: usize,
     pub m: usize,
     pub vocab: usize,
     pub n_dec: usize,
@@ -72,6 +74,7 @@ impl Plan {
             d: cfg.d_model as usize,
             d_in: cfg.d_in as usize,
             d_ff: cfg.d_ff as usize,
+            h: cfg.h as usize,
             m: cfg.m as usize,
             vocab: cfg.vocab as usize,
             n_dec: cfg.n_dec as usize,
@@ -196,6 +199,7 @@ pub struct Wide {
     pub d: u128,
     pub d_in: u128,
     pub d_ff: u128,
+    pub h: u128,
     pub m: u128,
     pub vocab: u128,
     pub n_dec: u128,
@@ -211,6 +215,7 @@ impl Wide {
             d: p.d as u128,
             d_in: p.d_in as u128,
             d_ff: p.d_ff as u128,
+            h: p.h as u128,
             m: p.m as u128,
             vocab: p.vocab as u128,
             n_dec: p.n_dec as u128,
@@ -385,8 +390,8 @@ slots! {
         /// [`MeshedDecoder::precompute_cross`](crate::model::decoder::MeshedDecoder::precompute_cross)
         /// lays one level's keys or values out per head (`[R, d]` at least).
         logits: max(b * p.vocab, p.regions * d),
-        /// One row of self-attention scores `[L]`.
-        scores: p.max_len,
+        /// One row's self-attention scores, every head `[h, L]`.
+        scores: p.h * p.max_len,
     }
 }
 
@@ -478,7 +483,7 @@ mod tests {
             assert_eq!(keep.scales.len(), p.quant_rows());
             assert_eq!(rest.len(), p.phase_len());
             let (dec, left) = p.decoder().carve(rest);
-            assert_eq!(dec.scores.len(), p.max_len);
+            assert_eq!(dec.scores.len(), p.h * p.max_len);
             assert_eq!(left.len(), p.phase_len() - p.decoder().total());
             let keep = p.persistent();
             assert_eq!(keep.offsets(0).key_bias, keep.enc_out);

@@ -504,7 +504,7 @@ fn step_parts_ms(
     steps: usize,
     reps: usize,
 ) -> StepParts {
-    use m2::model::attention::{attend, attend_cross, GROUP};
+    use m2::model::attention::{attend, attend_cross};
     let (d, heads, d_k) = (cfg.d_model as usize, cfg.h as usize, cfg.d_k as usize);
     let (layers, v, r) = (
         cfg.n_dec as usize,
@@ -525,7 +525,12 @@ fn step_parts_ms(
     let mut logits = fill(n * v, 8.0);
     let mut x = fill(3 * n * d, 1.0);
     let (mut att, mut g) = (vec![0f32; 3 * n * d], vec![0f32; n * d]);
-    let mut scratch = vec![0f32; GROUP * r.max(keys_self)];
+    // the decoder's own score slots: a row's self-attention scores, every head, and the
+    // cross-attention's (the FFN's `hidden`, dead until the FFN)
+    let plan = m2::plan::Plan::new(cfg, beam, r, steps);
+    let mut slots = vec![0f32; plan.decoder().total()];
+    let (st, _) = plan.decoder().carve(&mut slots);
+    let (self_sc, cross_sc) = (st.scores, st.hidden);
     let time = |f: &mut dyn FnMut()| median_ms(reps, f);
     let attention = time(&mut || {
         kernels.vectorised(
@@ -542,7 +547,7 @@ fn step_parts_ms(
                             |j| &ck[(j * n + i) * d..][..d],
                             |j| &cv[(j * n + i) * d..][..d],
                             |_| 0.0,
-                            &mut scratch,
+                            self_sc,
                             &mut att[i * d..(i + 1) * d],
                         );
                     }
@@ -559,7 +564,7 @@ fn step_parts_ms(
                             &xk[block.clone()],
                             &xv[block],
                             &no_bias,
-                            &mut scratch,
+                            cross_sc,
                             &mut att[lvl * n * d..(lvl + 1) * n * d],
                         );
                     }

@@ -130,12 +130,14 @@ pub fn attend<'k>(
 }
 
 /// [`attend`] for `n_q` query rows `q [n_q, d]` over the same keys, into `out [n_q, d]`, with
-/// the same arithmetic for every score and output (bit for bit), in another order: head by
-/// head, up to [`GROUP`] rows at a time, each key and value row is read once for all rows of
+/// the same arithmetic for every score and output (bit for bit), in another order: up to
+/// [`GROUP`] rows at a time, head by head, each key and value row is read once for all rows of
 /// the group (rows of `d` floats put one head's keys 4·d bytes apart, which the L1 cannot hold
-/// for many keys at once: a pass per query would stream them again).
+/// for many keys at once: a pass per query would stream them again); the scores of every
+/// head of the group are then one softmax call.
 ///
-/// `scratch` holds at least `n_keys` values; with `g · n_keys` it takes `g` rows at a time.
+/// `scratch` holds at least `n_keys` values; with `heads · g · n_keys` it takes every head of
+/// `g` rows at a time ([`blocking`]).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub fn attend_rows<'k>(
@@ -153,37 +155,46 @@ pub fn attend_rows<'k>(
 ) {
     let d = heads * d_k;
     let sc_of = Scale::of(d_k);
-    let group = (scratch.len() / n_keys.max(1)).clamp(1, GROUP);
+    let (hc, group) = blocking(scratch.len(), heads, n_keys);
     let mut i0 = 0;
     while i0 < n_q {
         let g = group.min(n_q - i0);
-        for h in 0..heads {
-            let hs = h * d_k..(h + 1) * d_k;
-            let sc = &mut scratch[..g * n_keys];
-            let q_at = |r: usize| &q[(i0 + r) * d + hs.start..(i0 + r) * d + hs.end];
-            // keys eight at a time (a short last block padded with its first key, whose extra
-            // scores are dropped), each block read once for the g rows
-            let mut j0 = 0;
-            while j0 < n_keys {
-                let m = (n_keys - j0).min(8);
-                let at = |t: usize| j0 + if t < m { t } else { 0 };
-                let keys: [&[f32]; 8] = core::array::from_fn(|t| &key(at(t))[hs.clone()]);
-                let b: [f32; 8] = core::array::from_fn(|t| bias(at(t)));
-                for r in 0..g {
-                    let dots = k.dot8(q_at(r), &keys, m);
-                    let mut s = dots;
-                    sc_of.scores(&mut s, &b);
-                    sc[r * n_keys + j0..r * n_keys + j0 + m].copy_from_slice(&s[..m]);
+        let mut h0 = 0;
+        while h0 < heads {
+            let hn = hc.min(heads - h0);
+            // score row (h − h0)·g + r: head h of query i0 + r
+            let sc = &mut scratch[..hn * g * n_keys];
+            for h in h0..h0 + hn {
+                let hs = h * d_k..(h + 1) * d_k;
+                let q_at = |r: usize| &q[(i0 + r) * d + hs.start..(i0 + r) * d + hs.end];
+                // keys eight at a time (a short last block padded with its first key, whose
+                // extra scores are dropped), each block read once for the g rows
+                let mut j0 = 0;
+                while j0 < n_keys {
+                    let m = (n_keys - j0).min(8);
+                    let at = |t: usize| j0 + if t < m { t } else { 0 };
+                    let keys: [&[f32]; 8] = core::array::from_fn(|t| &key(at(t))[hs.clone()]);
+                    let b: [f32; 8] = core::array::from_fn(|t| bias(at(t)));
+                    for r in 0..g {
+                        let mut s = k.dot8(q_at(r), &keys, m);
+                        sc_of.scores(&mut s, &b);
+                        let at = ((h - h0) * g + r) * n_keys + j0;
+                        sc[at..at + m].copy_from_slice(&s[..m]);
+                    }
+                    j0 += m;
                 }
-                j0 += m;
             }
             crate::math::softmax_rows(sc, n_keys);
             // out_r = Σ_j a_rj · v_j, row by row with the row's head slice in registers
-            for r in 0..g {
-                let oh = &mut out[(i0 + r) * d + hs.start..(i0 + r) * d + hs.end];
-                let a_r = &sc[r * n_keys..(r + 1) * n_keys];
-                weighted_sum(oh, a_r, |j| &value(j)[hs.clone()]);
+            for h in h0..h0 + hn {
+                let hs = h * d_k..(h + 1) * d_k;
+                for r in 0..g {
+                    let oh = &mut out[(i0 + r) * d + hs.start..(i0 + r) * d + hs.end];
+                    let a_r = &sc[((h - h0) * g + r) * n_keys..][..n_keys];
+                    weighted_sum(oh, a_r, |j| &value(j)[hs.clone()]);
+                }
             }
+            h0 += hn;
         }
         i0 += g;
     }
@@ -214,25 +225,34 @@ pub fn attend_cross(
     let hk = d_k * n_keys; // one head's keys (or values)
     let bias = &bias[..n_keys];
     let sc_of = Scale::of(d_k);
-    let group = (scratch.len() / n_keys.max(1)).clamp(1, GROUP);
+    let (hc, group) = blocking(scratch.len(), heads, n_keys);
     let mut i0 = 0;
     while i0 < n_q {
         let g = group.min(n_q - i0);
-        for h in 0..heads {
-            let (kt_h, v_h) = (&kt[h * hk..(h + 1) * hk], &v[h * hk..(h + 1) * hk]);
-            let sc = &mut scratch[..g * n_keys];
-            for r in 0..g {
-                let s = &mut sc[r * n_keys..(r + 1) * n_keys];
-                let qh = &q[(i0 + r) * d + h * d_k..(i0 + r) * d + (h + 1) * d_k];
-                k.dot_columns(qh, kt_h, n_keys, s);
-                sc_of.scores(s, bias);
+        let mut h0 = 0;
+        while h0 < heads {
+            let hn = hc.min(heads - h0);
+            // score row (h − h0)·g + r: head h of query i0 + r
+            let sc = &mut scratch[..hn * g * n_keys];
+            for h in h0..h0 + hn {
+                let kt_h = &kt[h * hk..(h + 1) * hk];
+                for r in 0..g {
+                    let s = &mut sc[((h - h0) * g + r) * n_keys..][..n_keys];
+                    let qh = &q[(i0 + r) * d + h * d_k..(i0 + r) * d + (h + 1) * d_k];
+                    k.dot_columns(qh, kt_h, n_keys, s);
+                    sc_of.scores(s, bias);
+                }
             }
             crate::math::softmax_rows(sc, n_keys);
-            for r in 0..g {
-                let a_r = &sc[r * n_keys..(r + 1) * n_keys];
-                let oh = &mut out[(i0 + r) * d + h * d_k..(i0 + r) * d + (h + 1) * d_k];
-                weighted_sum(oh, a_r, |j| &v_h[j * d_k..(j + 1) * d_k]);
+            for h in h0..h0 + hn {
+                let v_h = &v[h * hk..(h + 1) * hk];
+                for r in 0..g {
+                    let a_r = &sc[((h - h0) * g + r) * n_keys..][..n_keys];
+                    let oh = &mut out[(i0 + r) * d + h * d_k..(i0 + r) * d + (h + 1) * d_k];
+                    weighted_sum(oh, a_r, |j| &v_h[j * d_k..(j + 1) * d_k]);
+                }
             }
+            h0 += hn;
         }
         i0 += g;
     }
@@ -349,6 +369,19 @@ fn weighted_sum<'v>(out: &mut [f32], a: &[f32], v: impl Fn(usize) -> &'v [f32]) 
 /// key or value row).
 pub const GROUP: usize = 8;
 
+/// How [`attend_rows`] and [`attend_cross`] split a scratch of `len` floats: `(hc, g)`, the
+/// scores of `hc` heads (all of them when a row of every head fits) for `g ≤ GROUP` query rows
+/// at a time, `hc · g · n_keys ≤ len` whenever `len ≥ n_keys`. Every score row is computed
+/// the same way whatever the split; more rows per [`crate::math::softmax_rows`] call put more
+/// of them in lockstep and make its exps one longer vector run (eight heads of a 10-key
+/// self-attention row: 80 exps, not eight runs of 10).
+#[inline(always)]
+fn blocking(len: usize, heads: usize, n_keys: usize) -> (usize, usize) {
+    let n = n_keys.max(1);
+    let hc = (len / n).clamp(1, heads.max(1));
+    (hc, (len / (hc * n)).clamp(1, GROUP))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -420,8 +453,15 @@ mod tests {
                             }
                         }
                     }
-                    let mut scratch = std::vec![0f32; GROUP * n_keys];
-                    for kernels in Kernels::available().filter_map(Kernels::with_isa) {
+                    // scratch for one head of one row up to every head of GROUP rows
+                    let sizes = [1, 3, GROUP, heads * GROUP].into_iter();
+                    let runs = sizes.flat_map(|m| {
+                        Kernels::available()
+                            .filter_map(Kernels::with_isa)
+                            .map(move |k| (m, k))
+                    });
+                    for (m, kernels) in runs {
+                        let mut scratch = std::vec![0f32; m * n_keys];
                         let mut got = std::vec![0f32; n_q * d];
                         kernels.vectorised(|| {
                             attend_rows(
@@ -444,7 +484,7 @@ mod tests {
                             .all(|(a, b)| a.to_bits() == b.to_bits());
                         assert!(
                             same,
-                            "{heads}×{d_k}, {n_q} rows, {n_keys} keys, {kernels:?}"
+                            "{heads}×{d_k}, {n_q} rows, {n_keys} keys, scratch {m}, {kernels:?}"
                         );
                     }
                 }
