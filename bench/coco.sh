@@ -8,7 +8,7 @@
 # with m2-pack, then in ONE run measures: `m2 bench --model` on each blob (every kernel path this
 # CPU has, 1 thread and all cores: ms per caption with beam 5 and 20 steps, encoder, decoder step
 # split into linear layers and the rest, GMAC/s, weight GB/s, memory read bandwidth), the in-run
-# baseline (PyTorch f32 at all cores if $TORCH_PYTHON — default python3 — imports torch, else the
+# baseline (PyTorch f32 at 2 threads if $TORCH_PYTHON — default python3 — imports torch, else the
 # scalar engine, f32), and the CLI's peak RSS (/usr/bin/time -v). Prints the Markdown report and
 # keeps it in bench/out/report-<time>.md (raw figures: bench/out/results-<time>.jsonl).
 # `m2 bench` alone (no model: a built-in COCO-size one) is what a Pi user runs.

@@ -53,7 +53,7 @@ case "$tag" in
     ;;
   board=pico\ *)
     chip=${tag##*probe-rs-chip=}; chip=${chip%;}
-    need node "Node.js 18 or later runs the UF2 writer and the emulator"
+    need node "Node.js 20 or later runs the UF2 writer and the emulator"
     node "$here/pico/uf2.mjs" write "$ELF" "$ELF.uf2" || exit 2
     node "$here/pico/uf2.mjs" check "$ELF.uf2" "$ELF" >&2 || exit 2
     echo "run.sh: $ELF.uf2 written: hold BOOTSEL, plug the Pico in, copy the file to the RPI-RP2 drive" >&2

@@ -65,7 +65,7 @@ fn m2_kernel_env() {
     assert_eq!(
         e.to_string(),
         format!(
-            "M2_KERNEL=avx512: this CPU or build cannot run it; using {}",
+            "M2_KERNEL=avx512: this CPU or build cannot run it (the best here is {})",
             best.isa()
         )
     );

@@ -299,7 +299,7 @@ fn result_of<'py>(
 
 impl Model {
     fn from_source(bytes: Bytes) -> PyResult<Model> {
-        let kernels = Kernels::from_env().map_err(|e| value_error(format!("M2_KERNEL: {e}")))?;
+        let kernels = Kernels::from_env().map_err(|e| value_error(e.to_string()))?;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let cfg = *blob_of(&bytes)?.config();
         Ok(Model {

@@ -161,7 +161,7 @@ pub struct InfoArgs {
 
 /// The kernels the user asked for: `M2_KERNEL` (or the best path) and `--threads`.
 pub fn kernels(threads: Option<usize>) -> Result<Kernels> {
-    let k = Kernels::from_env().map_err(|e| anyhow::anyhow!("M2_KERNEL: {e}"))?;
+    let k = Kernels::from_env().map_err(|e| anyhow::anyhow!("{e}"))?;
     let n = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if n == 0 {
         bail!("--threads must be at least 1");

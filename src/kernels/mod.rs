@@ -206,8 +206,9 @@ fn dotprod_available() -> bool {
     false
 }
 
-/// Why `M2_KERNEL` could not be honoured. The caller should print it and carry on with
-/// [`Kernels::detect`] (which is what [`KernelError::fallback`] returns).
+/// Why `M2_KERNEL` could not be honoured. The CLI and the Python module refuse to run (one
+/// `error:` line, exit 1; `ValueError`); a caller that would rather carry on uses
+/// [`KernelError::fallback`], the best path this machine has.
 #[cfg(feature = "std")]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KernelError {
@@ -232,10 +233,10 @@ impl core::fmt::Display for KernelError {
         match self {
             KernelError::Unknown(v) => write!(
                 f,
-                "M2_KERNEL={v:?} is not a kernel path (expected one of scalar, avx2, avxvnni, avx512, neon, dotprod, dsp); using {best}"
+                "M2_KERNEL={v:?} is not a kernel path (expected one of scalar, avx2, avxvnni, avx512, neon, dotprod, dsp; the best here is {best})"
             ),
             KernelError::Unavailable(isa) => {
-                write!(f, "M2_KERNEL={isa}: this CPU or build cannot run it; using {best}")
+                write!(f, "M2_KERNEL={isa}: this CPU or build cannot run it (the best here is {best})")
             }
         }
     }

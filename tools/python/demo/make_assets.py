@@ -6,7 +6,7 @@ Regenerates the test scenes (deterministic; only test-split digits), runs the Py
 beam search (beam 5, 20 steps, docs/SPEC.md §8) on them, and writes:
   checkpoint.safetensors, vocab.json, config.json   the model (reference state_dict names)
   test_scenes.npy     [K,48,48] u8   the scenes' pixels (what the region extractor reads)
-  test_features.npy   [K,4,72] f32   region features (regions.py == src/regions.rs)
+  test_features.npy   [K,4,72] f32   region features (regions.py == src/regions/mod.rs)
   test_captions.json  [K][5]         reference captions
   test_digits.json    [K][n]         ground truth digits (label, size, box, source index)
   torch_bs_tokens.npy [K,20] i64, torch_bs_scores.npy [K] f32, torch_captions.json

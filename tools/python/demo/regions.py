@@ -1,4 +1,4 @@
-"""Python twin of `src/regions.rs` (the demo's region extractor).
+"""Python twin of `src/regions/mod.rs` (the demo's region extractor).
 
 The Rust file holds the definition; this twin must give bit-identical features.
 `tests/regions_parity.rs` checks it on every bundled scene (Rust features from

@@ -6,7 +6,7 @@ digits the model never saw.
 
 A scene: a 48x48 u8 canvas (bright ink on black) with 1-4 digits, each "small" (the 8x8 scan)
 or "large" (the scan upscaled 2x, nearest neighbour), placed so that any two digit cells are at
-least GAP pixels apart. The region extractor (regions.py, twin of src/regions.rs) must find
+least GAP pixels apart. The region extractor (regions.py, twin of src/regions/mod.rs) must find
 exactly one region per digit; otherwise the scene is redrawn.
 """
 from __future__ import annotations
