@@ -17,6 +17,32 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::vec::Vec;
 
+/// All of `path`, refusing more than `cap` bytes: a regular file by its length, before anything
+/// is read; anything else (a device such as `/dev/zero`, a pipe, a `/proc` file) by reading at
+/// most `cap + 1` bytes, so an endless stream is an error instead of exhausted memory.
+pub fn read_capped(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let too_large = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            std::format!(
+                "larger than {} MiB, the most read from such a file",
+                cap >> 20
+            ),
+        )
+    };
+    let file = std::fs::File::open(path)?;
+    if file.metadata()?.is_file() && file.metadata()?.len() > cap {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    file.take(cap.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > cap {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
 /// Why an input file cannot be used. `Display` is one line naming the file; the I/O error
 /// behind [`InputError::Open`] and [`InputError::Npy`] is its [`source`](std::error::Error::source).
 #[derive(Debug)]

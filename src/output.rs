@@ -6,7 +6,10 @@ use std::path::Path;
 
 /// Write `path` through a temporary file in the same directory (`.NAME.PID.tmp`), synced and
 /// then renamed over `path`: a reader sees the old file or the whole new one, never a part, and
-/// a failed write leaves `path` untouched (the temporary file is removed).
+/// a failed write leaves `path` untouched (the temporary file is removed). A `path` that is a
+/// device, a pipe or a socket (`/dev/stdout`, `/dev/full`, a FIFO) is written in place instead:
+/// renaming over it would replace the special file with a regular one, and its write errors
+/// (`/dev/full`: no space) are the caller's.
 ///
 /// ```no_run
 /// use std::io::Write;
@@ -17,6 +20,10 @@ pub fn write_atomic(
     path: &Path,
     write: impl FnOnce(&mut File) -> io::Result<()>,
 ) -> io::Result<()> {
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+        let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+        return write(&mut f);
+    }
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

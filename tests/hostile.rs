@@ -325,6 +325,94 @@ fn class5_usage_errors_are_one_line_and_exit_1() {
     }
 }
 
+/// The third audit's findings (2026-12-01): endless streams as inputs, a pipe or device as the
+/// output, an earlier json run's results, a resumed file's foreign lines, bench's run count.
+#[test]
+fn class2_class4_streams_special_outputs_and_results_files() {
+    use std::os::unix::fs::FileTypeExt;
+    let t = Tmp::new("hostile7");
+    let model = demo();
+    let scene = common::asset("scenes/scene_00.png")
+        .to_string_lossy()
+        .into_owned();
+    let feats = t.path("f.npy");
+    write_npy(&feats, "<f4", &[3, 4, 72], &[0u8; 3 * 4 * 72 * 4]);
+    let caption = |more: &[&str]| -> Vec<String> {
+        let mut v = vec!["caption", "-m", &model, "--features", &feats, "-q"];
+        v.extend_from_slice(more);
+        v.into_iter().map(String::from).collect()
+    };
+    let refused_owned = |args: Vec<String>, needle: &str, inputs: &[&str]| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        refused(&args, needle, inputs);
+    };
+    // endless streams: a bounded read, then one error line (not memory exhausted, not a hang)
+    refused(
+        &["caption", "-m", &model, "--image", "/dev/zero"],
+        "larger than",
+        &[&model],
+    );
+    refused(
+        &["caption", "-m", "/dev/zero", "--no-mmap", "--image", &scene],
+        "bad magic",
+        &[],
+    );
+    let tsv = t.path("zero.tsv");
+    std::os::unix::fs::symlink("/dev/zero", &tsv).unwrap();
+    refused_owned(
+        vec!["caption", "-m", &model, "--features", &tsv]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        "longer than",
+        &[],
+    );
+    // a pipe as -o is written in place and stays a pipe (renaming over it would replace it)
+    let fifo = t.path("out.fifo");
+    let mk = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(mk.is_ok_and(|s| s.success()), "mkfifo");
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).unwrap())
+    };
+    let o = m2(&caption(&["--format", "json", "-o", &fifo])
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got: serde_json::Value = serde_json::from_slice(&reader.join().unwrap()).unwrap();
+    assert_eq!(got.as_array().map(Vec::len), Some(3));
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+    // an earlier json run's results are not overwritten
+    let json = t.path("r.json");
+    let args = caption(&["--format", "json", "-o", &json]);
+    let o = m2(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    refused_owned(args, "exists", &[&json]);
+    // a complete line that is not a result is never dropped by --resume
+    let jsonl = t.path("r.jsonl");
+    std::fs::write(&jsonl, "{\"image_id\":0,\"caption\":\"x\"}\nmy note\n").unwrap();
+    refused_owned(
+        caption(&["--format", "jsonl", "-o", &jsonl, "--resume"]),
+        "line 2 is not an m2 result",
+        &[&jsonl],
+    );
+    // nor is a text file with more lines than there are images resumed into
+    let txt = t.path("r.txt");
+    std::fs::write(&txt, "a\nb\nc\nd\ne\n").unwrap();
+    refused_owned(
+        caption(&["-o", &txt, "--resume"]),
+        "5 lines for 3 images",
+        &[&txt],
+    );
+    // bench's run count is bounded before anything is allocated
+    refused(
+        &["bench", "-m", &model, "-n", "18446744073709551615"],
+        "-n must be",
+        &[],
+    );
+}
+
 #[test]
 fn class5_an_image_with_more_regions_than_the_model_takes_warns() {
     let t = Tmp::new("hostile5");

@@ -474,6 +474,25 @@ impl std::error::Error for LoadError {}
 /// Magic, version, header length and the declared length against the file's: checked before
 /// the checksum pass, so a file that is not a blob (or a 20 GB file that is not this one) is
 /// refused without reading it.
+/// `path`'s bytes for [`MappedBlob::read`]: a regular file whole; anything else (a pipe, a
+/// device) up to the length its header declares and one byte more (a longer stream is then a
+/// length mismatch, and `/dev/zero` a bad magic, instead of an endless read).
+fn read_blob_file(path: &Path) -> Result<AlignedBuf, LoadError> {
+    use std::io::Read;
+    let io = |e| LoadError::Io(path.to_path_buf(), e);
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    if file.metadata().map_err(io)?.is_file() {
+        return AlignedBuf::read_file(path).map_err(io);
+    }
+    let mut bytes = Vec::new();
+    let head = super::format::HEADER_LEN as u64;
+    (&mut file).take(head).read_to_end(&mut bytes).map_err(io)?;
+    let declared = Blob::declared_len(&bytes).map_err(|e| LoadError::Blob(path.into(), e))?;
+    let rest = declared.saturating_sub(head).saturating_add(1);
+    file.take(rest).read_to_end(&mut bytes).map_err(io)?;
+    Ok(AlignedBuf::from_bytes(&bytes))
+}
+
 fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
     let declared = Blob::declared_len(bytes).map_err(|e| LoadError::Blob(path.into(), e))?;
     if declared != bytes.len() as u64 {
@@ -541,7 +560,7 @@ impl MappedBlob {
     /// effect) and validate it as [`MappedBlob::open`] does. Costs the blob's size in RAM.
     pub fn read(path: impl AsRef<Path>) -> Result<MappedBlob, LoadError> {
         let path = path.as_ref();
-        let buf = AlignedBuf::read_file(path).map_err(|e| LoadError::Io(path.to_path_buf(), e))?;
+        let buf = read_blob_file(path)?;
         check_header(path, &buf)?;
         Blob::parse(&buf).map_err(|e| LoadError::Blob(path.to_path_buf(), e))?;
         Ok(MappedBlob {

@@ -63,9 +63,15 @@ const SEED: u64 = 20_200_614;
 /// Images the built-in benchmark cycles through.
 const IMAGES: usize = 4;
 
+/// Most timed (and most warm-up) captions per configuration: each keeps its time.
+const MAX_RUNS: usize = 100_000;
+
 pub fn run(a: &BenchArgs) -> Result<()> {
-    if a.n == 0 {
-        bail!("-n must be at least 1");
+    if a.n == 0 || a.n > MAX_RUNS {
+        bail!("-n must be between 1 and {MAX_RUNS}");
+    }
+    if a.warmup > MAX_RUNS {
+        bail!("--warmup must be at most {MAX_RUNS}");
     }
     if a.beam == 0 || a.beam > m2::plan::MAX_BEAM {
         bail!("--beam must be between 1 and {}", m2::plan::MAX_BEAM);

@@ -103,7 +103,7 @@ pub fn run(a: &CaptionArgs) -> Result<()> {
 
     // What is already done (--resume), and where the results go.
     let mut sink = Sink::open(a.output.as_deref(), format, a.resume)?;
-    let done_before = sink.done(&labels);
+    let done_before = sink.done(&labels)?;
     let todo: Vec<usize> = (0..n).filter(|&k| !done_before[k]).collect();
     if a.resume && !a.common.quiet {
         eprintln!(
@@ -220,7 +220,9 @@ fn id_json(id: &ImageId) -> Value {
 /// (`{"images": [{"id": …}]}`), or a Karpathy split file (`dataset_coco.json`:
 /// `{"images": [{"cocoid": …, "split": …}]}`, the images of `split`, default `test`).
 fn read_image_ids(path: &Path, split: Option<&str>) -> Result<Vec<ImageId>> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    // Karpathy's dataset_coco.json is ~150 MB
+    let bytes = m2::input::read_capped(path, 1 << 30)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     let v: Value = serde_json::from_slice(&bytes)
         .with_context(|| format!("{} is not valid JSON", path.display()))?;
     let to_id = |x: &Value| -> Option<ImageId> {
@@ -327,6 +329,15 @@ impl Sink {
             Some(out) => {
                 let path = journal_path(out, format);
                 let exists = std::fs::metadata(&path).is_ok_and(|m| m.len() > 0);
+                // json: the results go to `out` at the end, the journal beside it meanwhile; a
+                // non-empty `out` with no journal to continue is an earlier run's results
+                let done = std::fs::metadata(out).is_ok_and(|m| m.is_file() && m.len() > 0);
+                if format == Format::Json && done && !exists {
+                    bail!(
+                        "{} exists: remove it or choose another -o (a finished json run cannot be resumed)",
+                        out.display()
+                    );
+                }
                 if exists && !resume {
                     bail!(
                         "{} exists: add --resume to continue that run, or remove it",
@@ -356,20 +367,31 @@ impl Sink {
         })
     }
 
-    /// Which images the journal already holds (by position for text, by id otherwise).
-    fn done(&mut self, labels: &[Value]) -> Vec<bool> {
+    /// Which images the journal already holds (by position for text, by id otherwise). A text
+    /// file with more lines than there are images is not this run's output: an error.
+    fn done(&mut self, labels: &[Value]) -> Result<Vec<bool>> {
         let mut done = vec![false; labels.len()];
         self.index_of = labels
             .iter()
             .enumerate()
             .map(|(k, l)| (l.to_string(), k))
             .collect();
-        let Some(j) = &self.journal else { return done };
+        let Some(j) = &self.journal else {
+            return Ok(done);
+        };
         if self.format == Format::Text {
+            if j.lines.len() > labels.len() {
+                bail!(
+                    "{} has {} lines for {} images: not this run's output; not resuming into it",
+                    j.path.display(),
+                    j.lines.len(),
+                    labels.len()
+                );
+            }
             for d in done.iter_mut().take(j.lines.len()) {
                 *d = true;
             }
-            return done;
+            return Ok(done);
         }
         for line in &j.lines {
             let Ok(v) = serde_json::from_str::<Value>(line) else {
@@ -385,7 +407,7 @@ impl Sink {
                 }
             }
         }
-        done
+        Ok(done)
     }
 
     fn emit(&mut self, label: &Value, text: &str, d: &Done) -> std::io::Result<()> {
@@ -456,11 +478,13 @@ impl Sink {
     }
 }
 
-/// The complete lines of a journal; a last line cut short (a crash or a power cut mid-write:
-/// no line feed, or not JSON) is removed from the file so the run redoes that image. An
-/// earlier line that is not a result is an error (not this program's file).
+/// The complete lines of a journal; a last line cut short (a crash or a power cut mid-write: no
+/// line feed, or a complete line of NUL bytes, which a file system can leave after a power cut)
+/// is removed from the file so the run redoes that image. Any other line that is not a result
+/// is an error (not this program's file: nothing in it is dropped).
 fn complete_lines(path: &Path, file: &mut std::fs::File, format: Format) -> Result<Vec<String>> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = m2::input::read_capped(path, 1 << 30)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     let mut keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     let mut lines: Vec<String> = bytes[..keep]
         .lines()
@@ -470,7 +494,10 @@ fn complete_lines(path: &Path, file: &mut std::fs::File, format: Format) -> Resu
     if format != Format::Text {
         let bad =
             |l: &str| !serde_json::from_str::<Value>(l).is_ok_and(|v| v.get("image_id").is_some());
-        if lines.last().is_some_and(|l| bad(l)) {
+        if lines
+            .last()
+            .is_some_and(|l| !l.is_empty() && l.bytes().all(|b| b == 0))
+        {
             let l = lines.pop().unwrap_or_default();
             keep -= l.len() + 1;
         }

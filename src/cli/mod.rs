@@ -243,7 +243,9 @@ fn features_from_images(
     }
     let mut data = vec![0f32; paths.len() * r * d_in];
     for (k, p) in paths.iter().enumerate() {
-        let bytes = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
+        // a PNG of the 50-megapixel limit, stored uncompressed, is 200 MB
+        let bytes = m2::input::read_capped(p, 256 << 20)
+            .with_context(|| format!("cannot read {}", p.display()))?;
         // Asked for every region the extractor tracks, so that dropping some is said (as the
         // --features path says it); the regions kept, the first r in raster order, have the
         // same features either way.
@@ -315,7 +317,8 @@ fn default_workspace_cap() -> u64 {
 
 /// Read image ids for `--json`: a JSON list of `images` numbers or strings.
 fn read_ids(path: &Path, images: usize) -> Result<Vec<serde_json::Value>> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = m2::input::read_capped(path, 1 << 30)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     let v: serde_json::Value = serde_json::from_slice(&bytes)
         .with_context(|| format!("{} is not valid JSON", path.display()))?;
     let Some(list) = v.as_array() else {

@@ -64,6 +64,14 @@ impl Tsv {
             }
             r.consume(used);
             off += used as u64;
+            if off - start > MAX_LINE {
+                // a line this long is refused whatever follows (and an endless stream such as
+                // /dev/zero ends here instead of never)
+                return Err(InputError::Format {
+                    path: path.into(),
+                    why: format!("line {} is longer than {MAX_LINE} bytes", lines.len() + 1),
+                });
+            }
         }
         Ok(Tsv {
             path: path.into(),

@@ -422,6 +422,17 @@ fn errors_are_one_line() {
         out_s,
     ]));
     assert!(e.contains("v.json"), "{e}");
+    // an endless stream as the vocabulary: a bounded read, then an error
+    let e = assert_one_line_error(&run(&[
+        ck,
+        "--vocab",
+        "/dev/zero",
+        "--dtype",
+        "f32",
+        "-o",
+        out_s,
+    ]));
+    assert!(e.contains("larger than"), "{e}");
     // not safetensors
     let e = assert_one_line_error(&run(&[voc, "--vocab", voc, "--dtype", "f32", "-o", out_s]));
     assert!(e.contains("not a safetensors file"), "{e}");

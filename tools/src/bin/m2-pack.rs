@@ -238,9 +238,10 @@ fn run_pack(a: &PackArgs) -> Result<ExitCode> {
         );
     }
 
-    let st = std::fs::read(&ckpt_c)
+    // a checkpoint ten times COCO's (~150 MB at f32); a vocabulary of words
+    let st = m2::input::read_capped(&ckpt_c, 2 << 30)
         .with_context(|| format!("cannot read checkpoint {}", ckpt.display()))?;
-    let vocab_bytes = std::fs::read(&vocab_c)
+    let vocab_bytes = m2::input::read_capped(&vocab_c, 256 << 20)
         .with_context(|| format!("cannot read vocabulary {}", vocab_path.display()))?;
     let vocab = read_vocab_json(&vocab_bytes).with_context(|| vocab_path.display().to_string())?;
     let opts = PackOptions {
