@@ -205,6 +205,8 @@ pub enum ConfigError {
     },
     /// A size is larger than the engine supports (keeps every product inside u32/usize).
     TooLarge(&'static str, u32),
+    /// `pos_rows` below 2: row 0 is `<pad>`'s, so no word would have a position.
+    NoPositions(u32),
 }
 
 impl core::fmt::Display for ConfigError {
@@ -233,6 +235,10 @@ impl core::fmt::Display for ConfigError {
                 )
             }
             ConfigError::TooLarge(w, v) => write!(f, "config field {w}={v} is too large"),
+            ConfigError::NoPositions(n) => write!(
+                f,
+                "config field pos_rows={n}: at least 2 (row 0 is <pad>'s; a caption's words start at position 1)"
+            ),
         }
     }
 }
@@ -330,6 +336,9 @@ impl Config {
         }
         if self.n_dec as usize > MAX_DEC_LAYERS {
             return Err(ConfigError::TooLarge("n_dec", self.n_dec));
+        }
+        if self.pos_rows < 2 {
+            return Err(ConfigError::NoPositions(self.pos_rows));
         }
         let mut j = 0;
         while j < N_FIELDS {

@@ -651,6 +651,12 @@ pub fn read_tokens(path: &Path, vocab: u32) -> Result<(usize, usize, Vec<u32>), 
     }
     let ids = match dtype_code(&descr) {
         "i8" => npy.into_vec::<i64>(),
+        // past i64::MAX is out of range like any id ≥ vocab
+        "u8" => npy.into_vec::<u64>().map(|v| {
+            v.into_iter()
+                .map(|x| x.min(i64::MAX as u64) as i64)
+                .collect()
+        }),
         "i4" => widen(npy.into_vec::<i32>()),
         "i2" => widen(npy.into_vec::<i16>()),
         "i1" => widen(npy.into_vec::<i8>()),

@@ -34,13 +34,21 @@ fn usage_error(e: clap::Error) -> ExitCode {
         let _ = e.print();
         return ExitCode::FAILURE;
     }
+    // the first paragraph, joined: one line, or a heading and its list ("the following
+    // required arguments were not provided:" and the arguments)
     let text = e.render().to_string();
-    let first = text
+    let para: Vec<&str> = text
         .lines()
         .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("invalid arguments");
-    let first = first.strip_prefix("error: ").unwrap_or(first);
+        .skip_while(|l| l.is_empty())
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let first = if para.is_empty() {
+        "invalid arguments".to_string()
+    } else {
+        para.join(" ")
+    };
+    let first = first.strip_prefix("error: ").unwrap_or(&first);
     eprintln!("error: {first} (see `m2 --help`)");
     ExitCode::FAILURE
 }

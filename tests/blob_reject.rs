@@ -343,6 +343,11 @@ fn config_contradictions() {
         edited(&b, cfg_field(11, 0)),
         Err(Config(ConfigError::Zero("max_regions")))
     );
+    // pos_rows 1: no position for a word (row 0 is <pad>'s)
+    assert_eq!(
+        edited(&b, cfg_field(10, 1)),
+        Err(Config(ConfigError::NoPositions(1)))
+    );
     assert!(matches!(
         edited(&b, cfg_field(15, 50)),
         Err(Config(ConfigError::SpecialId {

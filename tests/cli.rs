@@ -130,6 +130,32 @@ fn score_writes_reference_logprobs() {
         let want = npy_f32(name, "tf_logprobs.npy");
         assert_eq!(got.shape, want.shape);
         assert!(max_abs_diff(&got.data, &want.data) < 1e-4);
+        // the same ids as uint64 give the same log-probs
+        let ids = npy::<i64>(tokens.as_ref());
+        let (u64_ids, out64) = (
+            tmp.path(&format!("{name}-u64.npy")),
+            tmp.path("u64-logp.npy"),
+        );
+        let bytes: Vec<u8> = ids
+            .data
+            .iter()
+            .flat_map(|&v| (v as u64).to_le_bytes())
+            .collect();
+        write_npy(&u64_ids, "<u8", &ids.shape, &bytes);
+        let o = m2(&[
+            "score",
+            "-m",
+            &blob,
+            "-f",
+            &features(name),
+            "-t",
+            &u64_ids,
+            "-o",
+            &out64,
+            "-q",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(npy::<f32>(out64.as_ref()).data, got.data);
         // never over an input
         let o = m2(&[
             "score",

@@ -397,6 +397,13 @@ fn class2_class4_streams_special_outputs_and_results_files() {
         "line 2 is not an m2 result",
         &[&jsonl],
     );
+    // nor a result for an image this run does not have
+    std::fs::write(&jsonl, "{\"image_id\":77,\"caption\":\"x\"}\n").unwrap();
+    refused_owned(
+        caption(&["--format", "jsonl", "-o", &jsonl, "--resume"]),
+        "line 1 is the result of image 77",
+        &[&jsonl],
+    );
     // nor is a text file with more lines than there are images resumed into
     let txt = t.path("r.txt");
     std::fs::write(&txt, "a\nb\nc\nd\ne\n").unwrap();
@@ -405,6 +412,14 @@ fn class2_class4_streams_special_outputs_and_results_files() {
         "5 lines for 3 images",
         &[&txt],
     );
+    // contradictory flags are refused, not resolved silently
+    for (flags, needle) in [
+        (&["--greedy", "--beam", "3"][..], "cannot be used with"),
+        (&["--json", "--format", "jsonl"][..], "cannot be used with"),
+        (&["--split", "test"][..], "--image-ids"),
+    ] {
+        refused_owned(caption(flags), needle, &[&feats]);
+    }
     // bench's run count is bounded before anything is allocated
     refused(
         &["bench", "-m", &model, "-n", "18446744073709551615"],

@@ -35,7 +35,7 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',')]
     pub threads: Vec<usize>,
     /// Kernel paths, comma-separated, or `all` for every path this CPU has
-    /// (default: the best one; names as for `M2_KERNEL`).
+    /// (default: `M2_KERNEL`'s, or the best one; names as for `M2_KERNEL`).
     #[arg(long, value_delimiter = ',')]
     pub kernel: Vec<String>,
     /// Timed captions per configuration.
@@ -150,11 +150,12 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// The kernel paths to measure: the best by default, `all`, or the named ones (each must be
-/// available here).
+/// The kernel paths to measure: by default `M2_KERNEL`'s (as every other subcommand) or else
+/// the best; `all`, or the named ones (each must be available here).
 fn kernel_paths(names: &[String]) -> Result<Vec<Isa>> {
     if names.is_empty() {
-        return Ok(vec![Kernels::detect().isa()]);
+        let k = Kernels::from_env().map_err(|e| anyhow::anyhow!("{e}"))?;
+        return Ok(vec![k.isa()]);
     }
     if names.iter().any(|n| n == "all") {
         return Ok(Kernels::available().collect());

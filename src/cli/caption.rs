@@ -393,18 +393,24 @@ impl Sink {
             }
             return Ok(done);
         }
-        for line in &j.lines {
+        for (n, line) in j.lines.iter().enumerate() {
             let Ok(v) = serde_json::from_str::<Value>(line) else {
                 continue;
             };
-            if let Some(&k) = self.index_of.get(&v["image_id"].to_string()) {
-                done[k] = true;
-                if self.format == Format::Json {
-                    self.results.insert(
-                        k,
-                        json!({"image_id": v["image_id"], "caption": v["caption"]}),
-                    );
-                }
+            let Some(&k) = self.index_of.get(&v["image_id"].to_string()) else {
+                bail!(
+                    "{}: line {} is the result of image {}, which this run's input does not have; not resuming into it",
+                    j.path.display(),
+                    n + 1,
+                    v["image_id"]
+                );
+            };
+            done[k] = true;
+            if self.format == Format::Json {
+                self.results.insert(
+                    k,
+                    json!({"image_id": v["image_id"], "caption": v["caption"]}),
+                );
             }
         }
         Ok(done)

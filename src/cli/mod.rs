@@ -92,7 +92,7 @@ pub struct CaptionArgs {
     #[arg(long, value_name = "FILE")]
     pub image_ids: Option<PathBuf>,
     /// The split of a Karpathy dataset_coco.json given to --image-ids.
-    #[arg(long, default_value = None, value_name = "NAME")]
+    #[arg(long, default_value = None, value_name = "NAME", requires = "image_ids")]
     pub split: Option<String>,
     /// Beam size.
     #[arg(long, default_value_t = 5)]
@@ -101,18 +101,19 @@ pub struct CaptionArgs {
     #[arg(long, default_value_t = 20)]
     pub max_len: usize,
     /// Greedy decoding instead of beam search.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "beam")]
     pub greedy: bool,
     /// Print the raw caption (no collapsing of repeated words, no strip).
     #[arg(long)]
     pub raw: bool,
-    /// Output: `text` (a caption per line; control characters escaped), `jsonl` (a JSON object
-    /// per image, streamed: image_id, caption, score, tokens, ms) or `json` (the COCO results
-    /// array [{"image_id", "caption"}], written when every image is done).
+    /// Output: `text` (a caption per line; control characters and backslashes escaped),
+    /// `jsonl` (a JSON object per image, streamed: image_id, caption, score, tokens, ms) or
+    /// `json` (the COCO results array [{"image_id", "caption"}], written when every image is
+    /// done).
     #[arg(long, value_enum, default_value = "text")]
     pub format: caption::Format,
     /// Same as --format json.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
     /// Write the results to FILE instead of standard output (text and jsonl line by line,
     /// flushed; json atomically at the end, with its progress in FILE.partial.jsonl).
@@ -132,7 +133,8 @@ pub struct CaptionArgs {
 pub struct ScoreArgs {
     #[command(flatten)]
     pub common: Common,
-    /// Region features, as for `caption`.
+    /// Region features: .npy [K, R, d_in] or [R, d_in], f32 or f16 (the other formats
+    /// `caption` reads are not taken here).
     #[arg(long, short = 'f')]
     pub features: PathBuf,
     /// Token ids .npy [K, T] (integers; <bos> first, <pad> after the caption).
@@ -218,7 +220,8 @@ fn progress(n: usize, quiet: bool) -> indicatif::ProgressBar {
 fn escape_controls(s: &str) -> String {
     s.chars()
         .flat_map(|c| {
-            if c.is_control() {
+            // a backslash too, so that a token `\n` and a line feed print differently
+            if c.is_control() || c == '\\' {
                 c.escape_default().collect::<Vec<_>>()
             } else {
                 vec![c]

@@ -356,6 +356,9 @@ fn inspect(path: &Path, beam: usize, regions: Option<usize>) -> Result<ExitCode>
     if beam == 0 || beam > m2::plan::MAX_BEAM {
         bail!("--beam must be between 1 and {}", m2::plan::MAX_BEAM);
     }
+    if regions == Some(0) {
+        bail!("--regions must be at least 1");
+    }
     // Mapped, not read: a 3 GB file costs nothing until the checksum pass pages it through;
     // the header (magic, version, declared length) is checked first.
     let mapped =
