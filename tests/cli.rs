@@ -113,18 +113,13 @@ fn score_writes_reference_logprobs() {
             .join("tf_tokens.npy")
             .to_string_lossy()
             .into_owned();
-        let o = m2(&[
-            "score",
-            "-m",
-            &blob,
-            "-f",
-            &features(name),
-            "-t",
-            &tokens,
-            "-o",
-            &out,
-            "-q",
-        ]);
+        let feats = features(name);
+        let score = |tokens: &str, out: &str| {
+            m2(&[
+                "score", "-m", &blob, "-f", &feats, "-t", tokens, "-o", out, "-q",
+            ])
+        };
+        let o = score(&tokens, &out);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let got = npy::<f32>(out.as_ref());
         let want = npy_f32(name, "tf_logprobs.npy");
@@ -142,32 +137,11 @@ fn score_writes_reference_logprobs() {
             .flat_map(|&v| (v as u64).to_le_bytes())
             .collect();
         write_npy(&u64_ids, "<u8", &ids.shape, &bytes);
-        let o = m2(&[
-            "score",
-            "-m",
-            &blob,
-            "-f",
-            &features(name),
-            "-t",
-            &u64_ids,
-            "-o",
-            &out64,
-            "-q",
-        ]);
+        let o = score(&u64_ids, &out64);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         assert_eq!(npy::<f32>(out64.as_ref()).data, got.data);
         // never over an input
-        let o = m2(&[
-            "score",
-            "-m",
-            &blob,
-            "-f",
-            &features(name),
-            "-t",
-            &tokens,
-            "-o",
-            &tokens,
-        ]);
+        let o = score(&tokens, &tokens);
         assert!(stderr_line(&o).contains("refusing to overwrite"));
     }
 }
