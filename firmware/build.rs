@@ -98,6 +98,9 @@ fn main() {
 
     // 4. (before the plan: frames need RAM too) the images
     let n_images = env_usize("M2_IMAGES", DEFAULT_IMAGES);
+    if n_images == 0 {
+        panic!("M2_IMAGES=0: the firmware would pass without captioning anything (at least 1)");
+    }
     let scenes = root.join("assets/demo/scenes");
     let use_frames = features_path.is_none()
         && cfg.d_in as usize == m2::regions::D_IN
@@ -141,6 +144,21 @@ fn main() {
         None => DEFAULT_BEAM,
     };
     let beam = env_usize("M2_BEAM", default_beam);
+    if beam == 0 || beam > m2::plan::MAX_BEAM {
+        panic!(
+            "M2_BEAM={beam}: the engine takes a beam of 1 to {}",
+            m2::plan::MAX_BEAM
+        );
+    }
+    if let (Some(ram), Some(_)) = (board.ram_budget, env::var_os("M2_BEAM")) {
+        let used = m2::plan::workspace_bytes(&cfg, act_bytes, beam, regions) + frame_ram;
+        if used + STACK_RESERVE > ram {
+            panic!(
+                "M2_BEAM={beam}: workspace + frame path {used} B leave less than the stack's {STACK_RESERVE} B reserve of the {} {ram} B RAM (beam {default_beam} fits)",
+                board.cfg
+            );
+        }
+    }
     let ws_floats = m2::plan::workspace_floats(&cfg, act_bytes, beam, regions);
 
     // 5. the expected captions, from the host engine with the same plan and beam search
@@ -481,6 +499,11 @@ fn model_blob(root: &Path, out: &Path) -> (String, Option<PathBuf>) {
         "cargo:rerun-if-changed={}",
         root.join("assets/demo").display()
     );
+    if env::var_os("M2_DTYPE").is_some() && (env::var_os("M2_BLOB").is_some() || demo.exists()) {
+        // M2_DTYPE only chooses how build.rs packs the tiny-s0 fixture (no blob given, no
+        // bundled demo model): elsewhere it would be silently ignored
+        panic!("M2_DTYPE applies only when build.rs packs the tiny-s0 fixture (no M2_BLOB, no assets/demo/demo-int8.m2); pack the blob with m2-pack --dtype and pass it as M2_BLOB");
+    }
     let (source, features) = if let Some(p) = env::var_os("M2_BLOB") {
         let p = absolute(PathBuf::from(p));
         println!("cargo:rerun-if-changed={}", p.display());
@@ -595,6 +618,12 @@ fn load_features(
 ) -> Result<(Vec<Vec<f32>>, usize), String> {
     let bytes = fs::read(path).map_err(|e| format!("features {}: {e}", path.display()))?;
     let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| format!("{}: {e}", path.display()))?;
+    if npy.order() == npyz::Order::Fortran {
+        return Err(format!(
+            "{}: Fortran-ordered (column-major); save it in C order",
+            path.display()
+        ));
+    }
     let shape: Vec<usize> = npy.shape().iter().map(|&s| s as usize).collect();
     let (k, r, d) = match shape[..] {
         [k, r, d] => (k, r, d),
@@ -615,6 +644,12 @@ fn load_features(
     let all: Vec<f32> = npy
         .into_vec()
         .map_err(|e| format!("{}: not f32: {e}", path.display()))?;
+    if k == 0 || r == 0 {
+        return Err(format!(
+            "{}: no images or no regions (shape {shape:?})",
+            path.display()
+        ));
+    }
     let rows = r.min(max_regions);
     let images = (0..k)
         .map(|i| all[i * r * d..(i * r + rows) * d].to_vec())

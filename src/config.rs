@@ -355,9 +355,16 @@ impl Config {
         Ok(())
     }
 
-    /// Longest decodable sequence (positions 1..=max_len): `pos_rows - 1`.
+    /// Longest decodable sequence (positions 1..=max_len): `pos_rows − 1`, the positional
+    /// table's rows after `<pad>`'s, up to the engine's [`crate::plan::MAX_STEPS`] (its fixed
+    /// arrays). Every caption, score and plan length is checked against this.
     pub const fn max_len(&self) -> usize {
-        self.pos_rows as usize - 1
+        let rows = self.pos_rows as usize - 1;
+        if rows < crate::plan::MAX_STEPS {
+            rows
+        } else {
+            crate::plan::MAX_STEPS
+        }
     }
 }
 
@@ -365,6 +372,23 @@ impl Config {
 mod tests {
     use super::*;
     extern crate std;
+
+    /// Every length check goes through `max_len`: the positional table's rows after `<pad>`'s,
+    /// never more than the engine's arrays hold (a 100-row table used to pass 99 on to the
+    /// plan, which then reported an overflow that was not one).
+    #[test]
+    fn max_len_is_the_table_capped_by_the_engine() {
+        let mut c = Config::COCO;
+        assert_eq!(c.max_len(), 54);
+        c.pos_rows = 65;
+        assert_eq!(c.max_len(), 64);
+        c.pos_rows = 100;
+        assert_eq!(c.max_len(), crate::plan::MAX_STEPS);
+        c.pos_rows = 2;
+        assert_eq!(c.max_len(), 1);
+        c.pos_rows = 1;
+        assert_eq!(c.validate(), Err(ConfigError::NoPositions(1)));
+    }
 
     #[test]
     fn head_split_is_checked_without_wrapping_and_regions_are_bounded() {

@@ -249,11 +249,27 @@ element!(f32 f64 i8 i16 i32 i64 u8 u16 u32 u64 bool);
 
 type Npy = npyz::NpyFile<std::io::BufReader<std::fs::File>>;
 
-fn open_npy(path: &Path) -> Result<Npy, InputError> {
-    let mut file = std::fs::File::open(path).map_err(|source| InputError::Open {
+/// `path` opened for reading, if it is a regular file (or a directory, whose read fails as
+/// usual). A pipe or device is refused before it is opened: opening a pipe with no writer
+/// blocks forever, and features and tokens are read in place (positioned reads, `/dev/zero`
+/// never ends).
+pub(crate) fn open_regular(path: &Path) -> Result<std::fs::File, InputError> {
+    let open = |source| InputError::Open {
         path: path.into(),
         source,
-    })?;
+    };
+    let meta = std::fs::metadata(path).map_err(open)?;
+    if !meta.is_file() && !meta.is_dir() {
+        return Err(open(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file (a pipe or a device)",
+        )));
+    }
+    std::fs::File::open(path).map_err(open)
+}
+
+fn open_npy(path: &Path) -> Result<Npy, InputError> {
+    let mut file = open_regular(path)?;
     let file_bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
     // The header is untrusted and read by this crate's own strict parser first: npyz's
     // Python-literal parser multiplies the shape unchecked (a panic with overflow checks, a

@@ -117,6 +117,14 @@ pub enum PackError {
         index: usize,
         value: f32,
     },
+    /// A memory slot that overflows f32 once pre-scaled by `factor` (√d_k for `m_k`, √m for
+    /// `m_v`; docs/FORMAT.md).
+    ScaleOverflow {
+        key: String,
+        index: usize,
+        value: f32,
+        factor: f32,
+    },
     /// `heads` is zero or does not divide d_model.
     Heads { d_model: u32, heads: u32 },
     /// The vocabulary has a different size from `decoder.word_emb.weight`.
@@ -175,6 +183,15 @@ impl fmt::Display for PackError {
             PackError::F16Overflow { key, index, value } => write!(
                 f,
                 "checkpoint key {key}: value {value} at flat index {index} overflows f16; pack at f32 or int8"
+            ),
+            PackError::ScaleOverflow {
+                key,
+                index,
+                value,
+                factor,
+            } => write!(
+                f,
+                "checkpoint key {key}: value {value} at flat index {index} overflows f32 once pre-scaled by {factor} (the blob stores √d_k·m_k and √m·m_v)"
             ),
             PackError::Heads { d_model, heads } => {
                 write!(f, "--heads {heads} does not divide d_model {d_model}")
@@ -528,6 +545,18 @@ pub fn pack_with_progress(
                     _ => None,
                 };
                 if let Some(f) = factor {
+                    if let Some((index, &value)) = values
+                        .iter()
+                        .enumerate()
+                        .find(|(_, v)| !(**v * f).is_finite())
+                    {
+                        return Err(PackError::ScaleOverflow {
+                            key: key.clone(),
+                            index,
+                            value,
+                            factor: f,
+                        });
+                    }
                     values.iter_mut().for_each(|v| *v *= f);
                 }
                 TensorData::F32(values)

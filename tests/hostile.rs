@@ -357,16 +357,22 @@ fn class2_class4_streams_special_outputs_and_results_files() {
         "bad magic",
         &[],
     );
+    // features are read in place: a device or a pipe (which blocks its opener until a writer
+    // comes) is refused, named, also inside a directory of .npz files
     let tsv = t.path("zero.tsv");
     std::os::unix::fs::symlink("/dev/zero", &tsv).unwrap();
-    refused_owned(
-        vec!["caption", "-m", &model, "--features", &tsv]
-            .into_iter()
-            .map(String::from)
-            .collect(),
-        "longer than",
-        &[],
-    );
+    let dir = t.path("npz");
+    std::fs::create_dir(&dir).unwrap();
+    let pipe = format!("{dir}/1.npz");
+    let mk = std::process::Command::new("mkfifo").arg(&pipe).status();
+    assert!(mk.is_ok_and(|s| s.success()), "mkfifo");
+    for features in [&tsv, &dir] {
+        refused(
+            &["caption", "-m", &model, "--features", features],
+            "not a regular file",
+            &[],
+        );
+    }
     // a pipe as -o is written in place and stays a pipe (renaming over it would replace it)
     let fifo = t.path("out.fifo");
     let mk = std::process::Command::new("mkfifo").arg(&fifo).status();
@@ -420,6 +426,23 @@ fn class2_class4_streams_special_outputs_and_results_files() {
     ] {
         refused_owned(caption(flags), needle, &[&feats]);
     }
+    // an image id twice: json and jsonl results are keyed by id (json lost one, --resume
+    // looped)
+    let dup = t.path("dup.json");
+    std::fs::write(&dup, "[7, 7, 8]").unwrap();
+    refused_owned(
+        caption(&["--ids", &dup, "--format", "jsonl"]),
+        "image id 7 appears twice",
+        &[&dup],
+    );
+    // --split with a file that has no splits
+    let list = t.path("list.json");
+    std::fs::write(&list, "[0, 1]").unwrap();
+    refused_owned(
+        caption(&["--image-ids", &list, "--split", "val"]),
+        "--split selects from a Karpathy",
+        &[&list],
+    );
     // bench's run count is bounded before anything is allocated
     refused(
         &["bench", "-m", &model, "-n", "18446744073709551615"],

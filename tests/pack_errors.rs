@@ -268,6 +268,28 @@ fn non_finite_and_f16_overflow() {
     }
 }
 
+/// A memory slot that is finite in the checkpoint but overflows once pre-scaled (√d_k·m_k,
+/// √m·m_v) is refused by name: the blob would hold ∞ and every caption would fail, blaming
+/// the features.
+#[test]
+fn memory_slots_that_overflow_when_pre_scaled() {
+    for key in [
+        "encoder.layers.0.mhatt.attention.m_k",
+        "encoder.layers.2.mhatt.attention.m_v",
+    ] {
+        let err = pack_modified(|e| {
+            let t = e.iter_mut().find(|x| x.0 == key).unwrap();
+            t.3[8..12].copy_from_slice(&3e38f32.to_le_bytes());
+        })
+        .unwrap_err();
+        assert!(
+            matches!(err, PackError::ScaleOverflow { key: ref k, index: 2, value, .. } if k == key && value == 3e38),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("pre-scaled"), "{err}");
+    }
+}
+
 #[test]
 fn not_safetensors() {
     let v = vocab("tiny-s0");

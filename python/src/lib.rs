@@ -25,7 +25,8 @@ use m2::Blob;
 use numpy::ndarray::{ArrayD, IxDyn};
 use numpy::{IntoPyArray, PyArrayDyn, PyReadonlyArrayDyn, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::exceptions::{
-    PyFileNotFoundError, PyMemoryError, PyOSError, PyPermissionError, PyTypeError, PyValueError,
+    PyFileNotFoundError, PyMemoryError, PyOSError, PyOverflowError, PyPermissionError, PyTypeError,
+    PyValueError,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
@@ -62,8 +63,50 @@ fn input_error(e: InputError) -> PyErr {
     }
 }
 
-fn read_file(path: &Path) -> PyResult<Vec<u8>> {
-    std::fs::read(path).map_err(|e| os_error(path, &e))
+/// All of `path` (at most `cap` bytes: `/dev/zero` is an error, not exhausted memory), read
+/// with the GIL released (a pipe whose writer is another Python thread can then write).
+fn read_file(py: Python<'_>, path: &Path, cap: u64) -> PyResult<Vec<u8>> {
+    py.detach(|| m2::input::read_capped(path, cap))
+        .map_err(|e| os_error(path, &e))
+}
+
+/// An int argument as i64, saturated (a value past i64's range becomes its nearest end) so
+/// that the range check after it names the argument in a ValueError, instead of pyo3's bare
+/// OverflowError for a negative or huge value. Anything but an int is a TypeError (pyo3 names
+/// the argument).
+fn int_sat(obj: &Bound<'_, PyAny>) -> PyResult<i64> {
+    match obj.extract::<i64>() {
+        Ok(v) => Ok(v),
+        Err(e) if e.is_instance_of::<PyOverflowError>(obj.py()) => {
+            Ok(if obj.lt(0)? { i64::MIN } else { i64::MAX })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// [`int_sat`] for an argument that may be `None`.
+fn opt_int_sat(obj: &Bound<'_, PyAny>) -> PyResult<Option<i64>> {
+    if obj.is_none() {
+        Ok(None)
+    } else {
+        int_sat(obj).map(Some)
+    }
+}
+
+/// `v` as a count in `lo..=hi`, or a ValueError naming `name`.
+fn in_range(v: i64, name: &str, lo: usize, hi: usize) -> PyResult<usize> {
+    match usize::try_from(v) {
+        Ok(u) if (lo..=hi).contains(&u) => Ok(u),
+        _ => Err(value_error(format!("{name} must be between {lo} and {hi}"))),
+    }
+}
+
+/// A thread count: at least 1; more than the machine could use is capped by the callers.
+fn threads_of(v: i64) -> PyResult<usize> {
+    if v < 1 {
+        return Err(value_error("threads must be at least 1"));
+    }
+    Ok(usize::try_from(v).unwrap_or(usize::MAX))
 }
 
 // ---- arrays in -------------------------------------------------------------------------------
@@ -143,7 +186,8 @@ fn images_of(obj: &Bound<'_, PyAny>, cfg: &m2::Config) -> PyResult<Images> {
             )));
         };
         let per = r * d;
-        let mut out = Vec::with_capacity(k);
+        // (not `with_capacity(k)`: a zero-size array may declare 2⁴⁰ images)
+        let mut out = Vec::new();
         for i in 0..k {
             let image = data[i * per..(i + 1) * per].to_vec();
             check_image(&[r, d], &image, cfg).map_err(|e| in_image(e, i))?;
@@ -216,12 +260,13 @@ struct Options {
 
 impl Options {
     fn parse(cfg: &m2::Config, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Options> {
-        let (mut beam, mut max_len) = (5usize, m2::plan::DEFAULT_MAX_LEN);
+        let (mut beam, mut max_len) = (5i64, m2::plan::DEFAULT_MAX_LEN as i64);
+        let named = |key: &str, e: PyErr| PyTypeError::new_err(format!("{key}: {e}"));
         let (mut greedy, mut return_tokens, mut return_score) = (false, false, false);
         for (key, value) in kwargs.into_iter().flatten() {
             match key.extract::<String>()?.as_str() {
-                "beam" => beam = value.extract()?,
-                "max_len" => max_len = value.extract()?,
+                "beam" => beam = int_sat(&value).map_err(|e| named("beam", e))?,
+                "max_len" => max_len = int_sat(&value).map_err(|e| named("max_len", e))?,
                 "greedy" => greedy = value.extract()?,
                 "return_tokens" => return_tokens = value.extract()?,
                 "return_score" => return_score = value.extract()?,
@@ -233,16 +278,8 @@ impl Options {
                 }
             }
         }
-        if max_len == 0 || max_len > cfg.max_len() {
-            return Err(value_error(format!(
-                "max_len must be between 1 and {} (the positional table of this model)",
-                cfg.max_len()
-            )));
-        }
-        let limit = m2::plan::MAX_BEAM.min(cfg.vocab as usize);
-        if beam == 0 || beam > limit {
-            return Err(value_error(format!("beam must be between 1 and {limit}")));
-        }
+        let max_len = in_range(max_len, "max_len", 1, cfg.max_len())?;
+        let beam = in_range(beam, "beam", 1, m2::plan::MAX_BEAM.min(cfg.vocab as usize))?;
         Ok(Options {
             search: SearchOptions {
                 beam: if greedy { 1 } else { beam },
@@ -377,12 +414,16 @@ impl Model {
     /// Open a blob file (memory-mapped, validated: checksum and structure).
     #[new]
     #[pyo3(signature = (path, mmap = true))]
-    fn new(path: PathBuf, mmap: bool) -> PyResult<Model> {
-        let m = if mmap {
-            MappedBlob::open(&path)
-        } else {
-            MappedBlob::read(&path)
-        };
+    fn new(py: Python<'_>, path: PathBuf, mmap: bool) -> PyResult<Model> {
+        // the GIL released: the checksum pass reads every byte, and a pipe's writer may be
+        // another Python thread
+        let m = py.detach(|| {
+            if mmap {
+                MappedBlob::open(&path)
+            } else {
+                MappedBlob::read(&path)
+            }
+        });
         Model::from_source(Bytes::Mapped(m.map_err(load_error)?))
     }
 
@@ -452,22 +493,20 @@ impl Model {
     fn memory_plan<'py>(
         &self,
         py: Python<'py>,
-        beam: usize,
-        max_len: usize,
-        regions: Option<usize>,
+        #[pyo3(from_py_with = int_sat)] beam: i64,
+        #[pyo3(from_py_with = int_sat)] max_len: i64,
+        #[pyo3(from_py_with = opt_int_sat)] regions: Option<i64>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let kwargs = PyDict::new(py);
         kwargs.set_item("beam", beam)?;
         kwargs.set_item("max_len", max_len)?;
-        Options::parse(&self.cfg, Some(&kwargs))?;
-        let regions = regions.unwrap_or(self.cfg.max_regions as usize);
-        if regions == 0 || regions > self.cfg.max_regions as usize {
-            return Err(value_error(format!(
-                "regions must be between 1 and {}",
-                self.cfg.max_regions
-            )));
-        }
-        let plan = Plan::new(&self.cfg, beam, regions, max_len);
+        let o = Options::parse(&self.cfg, Some(&kwargs))?;
+        let (beam, max_len) = (o.search.beam, o.search.max_len);
+        let max = self.cfg.max_regions as usize;
+        let regions = in_range(regions.unwrap_or(max as i64), "regions", 1, max)?;
+        // with the blob's bytes per quantised activation, as `m2 info` (2 for int8a16)
+        let plan =
+            Plan::new(&self.cfg, beam, regions, max_len).with_act_bytes(self.blob()?.act_bytes());
         let d = PyDict::new(py);
         d.set_item("weights_bytes", self.blob()?.len())?;
         d.set_item("workspace_bytes", plan.checked_total_bytes())?;
@@ -496,15 +535,15 @@ impl Model {
         &self,
         py: Python<'_>,
         features: &Bound<'_, PyAny>,
-        threads: Option<usize>,
+        #[pyo3(from_py_with = opt_int_sat)] threads: Option<i64>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Vec<Py<PyAny>>> {
         let o = Options::parse(&self.cfg, options)?;
         let images = images_of(features, &self.cfg)?;
-        let threads = threads.unwrap_or(self.threads);
-        if threads == 0 {
-            return Err(value_error("threads must be at least 1"));
-        }
+        let threads = match threads {
+            Some(t) => threads_of(t)?,
+            None => self.threads,
+        };
         let n = images.data.len();
         let workers = threads.min(n).max(1);
         let kernels = self
@@ -594,7 +633,8 @@ impl Model {
         path: PathBuf,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Py<PyAny>> {
-        let bytes = read_file(&path)?;
+        // a PNG of the 50-megapixel limit, stored uncompressed, is 200 MB
+        let bytes = read_file(py, &path, 256 << 20)?;
         let gray = m2::regions::from_png(&bytes)
             .map_err(|e| value_error(format!("{}: {e}", path.display())))?;
         let x = self.region_features(gray).map_err(|e| {
@@ -722,13 +762,15 @@ fn pack(
     vocab: PathBuf,
     dtype: &str,
     out: PathBuf,
-    heads: u32,
-    regions: u32,
+    #[pyo3(from_py_with = int_sat)] heads: i64,
+    #[pyo3(from_py_with = int_sat)] regions: i64,
     calibrate: Option<&Bound<'_, PyAny>>,
     readout_dtype: Option<&str>,
     damping: f64,
-    threads: Option<usize>,
+    #[pyo3(from_py_with = opt_int_sat)] threads: Option<i64>,
 ) -> PyResult<usize> {
+    let dim = |v: i64, name: &str| in_range(v, name, 1, m2::config::MAX_DIM as usize);
+    let (heads, regions) = (dim(heads, "heads")? as u32, dim(regions, "regions")? as u32);
     let mut inputs = vec![checkpoint.clone(), vocab.clone()];
     let calibrate_path = calibrate.and_then(|c| c.extract::<PathBuf>().ok());
     inputs.extend(calibrate_path.clone());
@@ -747,13 +789,13 @@ fn pack(
         max_regions: regions,
         ..PackOptions::default()
     };
-    let threads =
-        threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    if threads == 0 {
-        return Err(value_error("threads must be at least 1"));
-    }
-    let st = read_file(&checkpoint)?;
-    let vocab_list = read_vocab_json(&read_file(&vocab)?)
+    let threads = match threads {
+        Some(t) => threads_of(t)?,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    // a checkpoint ten times COCO's (~150 MB at f32); a vocabulary of words
+    let st = read_file(py, &checkpoint, 2 << 30)?;
+    let vocab_list = read_vocab_json(&read_file(py, &vocab, 256 << 20)?)
         .map_err(|e| value_error(format!("{}: {e}", vocab.display())))?;
     let in_ckpt = |e: m2::pack::PackError| value_error(format!("{}: {e}", checkpoint.display()));
     let features = match (calibrate, &calibrate_path) {

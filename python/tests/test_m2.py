@@ -1,6 +1,7 @@
 """The m2 wheel against the m2 command on the bundled demo, and its error handling."""
 
 import json
+import os
 import subprocess
 import threading
 import time
@@ -100,7 +101,7 @@ def test_config_memory_plan_and_from_bytes(model, blob_path):
     assert len(model.vocab) == cfg["vocab"] and model.vocab[cfg["eos"]] == "<eos>"
     plan = model.memory_plan()
     assert plan["weights_bytes"] == model.blob_bytes == blob_path.stat().st_size == 516128
-    assert plan["workspace_bytes"] == 203780  # as `m2 info` and the README say
+    assert plan["workspace_bytes"] == 205300  # as `m2 info` and the README say
     again = m2.Model.from_bytes(blob_path.read_bytes())
     assert again.caption_png(DEMO / "scenes" / "scene_01.png") == model.caption_png(
         DEMO / "scenes" / "scene_01.png")
@@ -241,3 +242,45 @@ def test_pack_errors(tmp_path):
     with pytest.raises(ValueError, match="refusing to overwrite"):
         m2.pack(ck, vocab, "f32", ck)
     assert not (tmp_path / "x.m2").exists()
+
+
+def test_out_of_range_ints_hostile_arrays_and_streams(model, features, tmp_path):
+    """The third audit's findings: ints past any range name their argument in a ValueError
+    (not a bare OverflowError), a zero-size batch declaring 2**40 images is a ValueError (not
+    an abort), an endless stream is a bounded read, and a pipe is read with the GIL released."""
+    x = features[0]
+    for kwargs, message in [
+        ({"beam": -1}, "beam must be between 1 and 8"),
+        ({"beam": 2**70}, "beam must be between 1 and 8"),
+        ({"max_len": -(2**70)}, "max_len must be between 1 and 20"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            model.caption(x, **kwargs)
+    with pytest.raises(TypeError, match="beam"):
+        model.caption(x, beam="5")
+    with pytest.raises(ValueError, match="threads must be at least 1"):
+        model.caption_batch(features[:2], threads=-1)
+    with pytest.raises(ValueError, match="regions must be between 1 and 4"):
+        model.memory_plan(regions=-1)
+    with pytest.raises(ValueError, match="beam must be between"):
+        model.memory_plan(beam=2**64)
+    with pytest.raises(ValueError, match="heads must be between"):
+        m2.pack(DEMO / "checkpoint.safetensors", DEMO / "vocab.json", "f32",
+                tmp_path / "x.m2", heads=-1)
+    with pytest.raises(ValueError, match="0 regions"):
+        model.caption_batch(np.empty((2**40, 0, 72), np.float32))
+    with pytest.raises(OSError, match="larger than"):
+        model.caption_png("/dev/zero")
+    # a pipe whose writer is another Python thread: the read releases the GIL
+    fifo = tmp_path / "scene.png"
+    os.mkfifo(fifo)
+    png = (DEMO / "scenes" / "scene_00.png").read_bytes()
+
+    def writer():
+        with open(fifo, "wb") as f:
+            f.write(png)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    assert model.caption_png(fifo) == model.caption_png(DEMO / "scenes" / "scene_00.png")
+    t.join()

@@ -48,7 +48,7 @@ pub fn run(a: &CaptionArgs) -> Result<()> {
     }
     if a.max_len == 0 || a.max_len > cfg.max_len() {
         bail!(
-            "--max-len must be between 1 and {} (the positional table of this model)",
+            "--max-len must be between 1 and {} (this model's positional table, at most 64 words)",
             cfg.max_len()
         );
     }
@@ -100,6 +100,13 @@ pub fn run(a: &CaptionArgs) -> Result<()> {
         Some(p) => super::read_ids(p, n)?,
         None => (0..n).map(|k| id_json(&src.id(k))).collect(),
     };
+    if format != Format::Text {
+        // json and jsonl results (and --resume) are keyed by image id
+        let mut seen = std::collections::HashSet::new();
+        if let Some(l) = labels.iter().find(|l| !seen.insert(l.to_string())) {
+            bail!("image id {l} appears twice in this run's input (json and jsonl results are keyed by id)");
+        }
+    }
 
     // What is already done (--resume), and where the results go.
     let mut sink = Sink::open(a.output.as_deref(), format, a.resume)?;
@@ -233,6 +240,10 @@ fn read_image_ids(path: &Path, split: Option<&str>) -> Result<Vec<ImageId>> {
         }
     };
     let ids: Option<Vec<ImageId>> = match &v {
+        Value::Array(_) if split.is_some() => bail!(
+            "{}: --split selects from a Karpathy dataset_coco.json; this is a list of ids",
+            path.display()
+        ),
         Value::Array(list) => list.iter().map(to_id).collect(),
         Value::Object(o) => match o.get("images").and_then(Value::as_array) {
             Some(images) if images.iter().any(|i| i.get("cocoid").is_some()) => {
@@ -243,6 +254,10 @@ fn read_image_ids(path: &Path, split: Option<&str>) -> Result<Vec<ImageId>> {
                     .map(|i| i.get("cocoid").and_then(to_id))
                     .collect()
             }
+            Some(_) if split.is_some() => bail!(
+                "{}: --split selects from a Karpathy dataset_coco.json; this is a COCO annotations file",
+                path.display()
+            ),
             Some(images) => images.iter().map(|i| i.get("id").and_then(to_id)).collect(),
             None => None,
         },

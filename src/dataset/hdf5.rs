@@ -73,6 +73,16 @@ impl Source for Hdf5 {
         ) {
             return Err(record(format!("dataset {name} is not floating point")));
         }
+        // the dataset's size before reading it (a tiny chunked file can declare a huge shape)
+        let bytes = (n as u64)
+            .checked_mul(width as u64)
+            .and_then(|v| v.checked_mul(4));
+        if bytes.is_none_or(|b| b > super::MAX_RECORD) {
+            return Err(record(format!(
+                "dataset {name} of {n} × {width} values is larger than {} bytes",
+                super::MAX_RECORD
+            )));
+        }
         let v: Vec<f32> = ds
             .read_raw()
             .map_err(|e| record(format!("dataset {name}: {e}")))?;

@@ -20,6 +20,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub(crate) mod npy;
+/// The most bytes one image's record may take in any dataset format (an `.npz` member `x`, a
+/// `.tsv` line, an HDF5 dataset): 1,000 regions × 2048 f32 are 8 MB (11 MB in base64), so this
+/// refuses only what no extractor writes, before reading it.
+const MAX_RECORD: u64 = 256 << 20;
+
 mod npz;
 mod tsv;
 
@@ -234,10 +239,7 @@ fn decode_floats(bytes: &[u8], f16: bool, out: &mut Vec<f32>) {
 }
 
 fn open_file(path: &Path) -> Result<std::fs::File, InputError> {
-    std::fs::File::open(path).map_err(|source| InputError::Open {
-        path: path.into(),
-        source,
-    })
+    crate::input::open_regular(path)
 }
 
 fn io_record(path: &Path, image: &ImageId, e: std::io::Error) -> InputError {

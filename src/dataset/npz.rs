@@ -8,8 +8,8 @@ use crate::input::{npy_header, InputError};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-/// Largest `x` member read (an image of 1,000 regions × 2048 f32 is 8 MB).
-const MAX_MEMBER: u64 = 256 << 20;
+/// Largest `x` member read.
+const MAX_MEMBER: u64 = super::MAX_RECORD;
 
 pub struct Npz {
     path: PathBuf,

@@ -12,7 +12,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// Longest line taken (1,000 regions × 2048 f32 in base64 is 11 MB).
-const MAX_LINE: u64 = 256 << 20;
+const MAX_LINE: u64 = super::MAX_RECORD;
 
 pub struct Tsv {
     path: PathBuf,

@@ -341,30 +341,37 @@ impl<W: Load8> Tiles for FloatTiles<'_, W> {
     }
 }
 
-/// The absolute maximum of a row, NaNs ignored as `f32::max` ignores them (`maxps` returns its
-/// second operand when either is NaN); order-independent, so exactly scalar's.
+/// The absolute maximum of a row as [`super::scalar::abs_max`] computes it: the largest
+/// `bits & 0x7fff_ffff` (a NaN or ∞ comes out non-finite); an integer maximum, so
+/// order-independent and exactly scalar's.
 #[inline(always)]
 unsafe fn row_absmax(xr: &[f32]) -> f32 {
     // SAFETY: inlined only into the `#[target_feature]` quantisers; loads as stated below.
     unsafe {
-        let (sign, xp, k) = (_mm256_set1_ps(-0.0), xr.as_ptr(), xr.len());
-        let mut vmax = _mm256_setzero_ps();
+        let (mask, xp, k) = (_mm256_set1_epi32(0x7fff_ffff), xr.as_ptr(), xr.len());
+        let mut vmax = _mm256_setzero_si256();
         let mut c = 0;
         while c + 8 <= k {
             // SAFETY: c + 8 <= k = xr.len().
-            vmax = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(xp.add(c))), vmax);
+            let x = _mm256_castps_si256(_mm256_loadu_ps(xp.add(c)));
+            vmax = _mm256_max_epi32(_mm256_and_si256(x, mask), vmax);
             c += 8;
         }
-        let mut lanes = [0f32; 8];
+        let mut lanes = [0u32; 8];
         // SAFETY: `lanes` is 32 writable bytes.
-        _mm256_storeu_ps(lanes.as_mut_ptr(), vmax);
-        let amax = lanes.iter().fold(0.0f32, |a, v| a.max(*v));
-        xr[c..].iter().fold(amax, |a, v| a.max(v.abs()))
+        _mm256_storeu_si256(lanes.as_mut_ptr().cast(), vmax);
+        let m = lanes.iter().fold(0u32, |a, &v| a.max(v));
+        f32::from_bits(
+            xr[c..]
+                .iter()
+                .fold(m, |a, v| a.max(v.to_bits() & 0x7fff_ffff)),
+        )
     }
 }
 
 /// A row's absolute maximum, or — for an all-zero or non-finite row — `None` after writing
-/// the row's quantised values as 0 and its scale as 0 (what both quantisers do then).
+/// the row's quantised values as 0 and its scale as 0 (all-zero) or NaN (non-finite), as
+/// [`super::scalar::quantize_rows`] does.
 #[inline(always)]
 unsafe fn row_scale_base<Q: Copy + Default>(
     xr: &[f32],
@@ -374,7 +381,7 @@ unsafe fn row_scale_base<Q: Copy + Default>(
     // SAFETY: forwarded (AVX2 enabled where this is inlined).
     let amax = unsafe { row_absmax(xr) };
     if amax == 0.0 || !amax.is_finite() {
-        *scale = 0.0;
+        *scale = if amax == 0.0 { 0.0 } else { f32::NAN };
         qr.fill(Q::default());
         return None;
     }

@@ -66,7 +66,9 @@ pub fn gemm_f16(x: &[f32], n: usize, k: usize, w: &[f16], m: usize, y: &mut [f32
 }
 
 /// Quantise each row of `x[n, k]` symmetrically to int8: `scale = absmax / 127`,
-/// `q = round(x / scale)` clamped to [-127, 127]. An all-zero row gets scale 0 and q = 0.
+/// `q = round(x / scale)` clamped to [-127, 127]. An all-zero row gets scale 0 and q = 0; a
+/// row with a NaN or infinite value gets q = 0 and scale NaN, so that every output it feeds
+/// is NaN and the engine's non-finite checks report it (a finite, wrong caption otherwise).
 pub fn quantize_rows(x: &[f32], n: usize, k: usize, q: &mut [i8], scales: &mut [f32]) {
     quantize_rows_to(x, n, k, q, scales, 127.0, |v| v as i8)
 }
@@ -92,10 +94,10 @@ fn quantize_rows_to<Q: Copy + Default>(
 ) {
     for i in 0..n {
         let xr = &x[i * k..(i + 1) * k];
-        let amax = xr.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let amax = abs_max(xr);
         let qr = &mut q[i * k..(i + 1) * k];
         if amax == 0.0 || !amax.is_finite() {
-            scales[i] = 0.0;
+            scales[i] = if amax == 0.0 { 0.0 } else { f32::NAN };
             qr.fill(Q::default());
             continue;
         }
@@ -105,6 +107,17 @@ fn quantize_rows_to<Q: Copy + Default>(
         }
         scales[i] = amax / a;
     }
+}
+
+/// A row's largest `|x|`, taken on the bits (`bits & 0x7fff_ffff`, whose integer order is the
+/// float order of non-negative values): a NaN anywhere gives a NaN, where `f32::max` would
+/// ignore it and the row would quantise to finite values.
+#[inline(always)]
+pub fn abs_max(xr: &[f32]) -> f32 {
+    f32::from_bits(
+        xr.iter()
+            .fold(0u32, |m, v| m.max(v.to_bits() & 0x7fff_ffff)),
+    )
 }
 
 /// Σ `a[i]·b[i]` in i32 (int8 or int16 activations `a`, int8 weights `b`).
