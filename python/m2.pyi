@@ -32,7 +32,12 @@ class Model:
     """
 
     def __new__(cls, path: _Path, mmap: bool = True) -> "Model":
-        """Open a blob file: memory-mapped (or read into memory with `mmap=False`)."""
+        """Open a blob file: memory-mapped (or read into memory with `mmap=False`).
+
+        A mapped file that another program truncates or rewrites while the model is open is
+        read as it changes, or kills the process with SIGBUS; use `mmap=False` for files that
+        may change (removable media, shares). m2-pack and `m2.pack` replace blobs atomically,
+        which is safe."""
     @staticmethod
     def from_bytes(data: bytes) -> "Model":
         """A model from a blob's bytes (copied, validated)."""

@@ -217,19 +217,30 @@ fn tokens_of(obj: &Bound<'_, PyAny>, vocab: u32) -> PyResult<(Vec<usize>, Vec<u3
             arr.getattr("dtype")?
         )));
     }
-    let arr = arr.call_method1("astype", ("int64",))?;
-    let a = arr.extract::<PyReadonlyArrayDyn<'_, i64>>()?;
-    let a = a.as_array();
-    let mut ids = Vec::with_capacity(a.len());
-    for (i, &id) in a.iter().enumerate() {
-        if id < 0 || id >= i64::from(vocab) {
-            return Err(value_error(format!(
-                "token {id} at position {i} is outside the vocabulary (0..{vocab})"
-            )));
+    // unsigned as uint64, signed as int64: no id wraps, so an error shows the id given
+    fn checked<T: numpy::Element + Copy + Into<i128>>(
+        arr: &Bound<'_, PyAny>,
+        vocab: u32,
+    ) -> PyResult<(Vec<usize>, Vec<u32>)> {
+        let a = arr.extract::<PyReadonlyArrayDyn<'_, T>>()?;
+        let a = a.as_array();
+        let mut ids = Vec::with_capacity(a.len());
+        for (i, &id) in a.iter().enumerate() {
+            let id: i128 = id.into();
+            if id < 0 || id >= i128::from(vocab) {
+                return Err(value_error(format!(
+                    "token {id} at position {i} is outside the vocabulary (0..{vocab})"
+                )));
+            }
+            ids.push(id as u32);
         }
-        ids.push(id as u32);
+        Ok((a.shape().to_vec(), ids))
     }
-    Ok((a.shape().to_vec(), ids))
+    if kind == "u" {
+        checked::<u64>(&arr.call_method1("astype", ("uint64",))?, vocab)
+    } else {
+        checked::<i64>(&arr.call_method1("astype", ("int64",))?, vocab)
+    }
 }
 
 // ---- the model -------------------------------------------------------------------------------

@@ -267,6 +267,8 @@ def test_out_of_range_ints_hostile_arrays_and_streams(model, features, tmp_path)
     with pytest.raises(ValueError, match="heads must be between"):
         m2.pack(DEMO / "checkpoint.safetensors", DEMO / "vocab.json", "f32",
                 tmp_path / "x.m2", heads=-1)
+    with pytest.raises(ValueError, match="token 18446744073709551615 at position 1"):
+        model.score(x, np.array([2, 2**64 - 1], np.uint64))
     with pytest.raises(ValueError, match="0 regions"):
         model.caption_batch(np.empty((2**40, 0, 72), np.float32))
     with pytest.raises(OSError, match="larger than"):
