@@ -67,6 +67,18 @@ REST_X86 = {  # (ms per caption, GHz)
     ("demo", "int8"): (20 * 0.0241, 2.1),
 }
 
+# The split of that rest per part, by the shares `m2 bench`'s part timers measure on x86_64 (its
+# `att`, `norm`, `lsm` and `top-k` columns): COCO int8, AVX2, 1 thread, ms per decode step,
+# medians of 9 runs on the 2.1 GHz Xeon VM, 2026-12-01 (`m2 bench --model bench/out/coco-int8.m2
+# --threads 1 -n 4 --kernel avx2`). Assumed: NEON keeps AVX2's proportions (each part is f32
+# vector work of the same shape; the exps and divides may weigh more on the A72).
+PARTS_X86 = {
+    "attention (self + cross, 3 layers)": 0.247,
+    "LayerNorms, residuals, gates": 0.107,
+    "log-softmax over 10,201 words": 0.121,
+    "top-k": 0.010,
+}
+
 
 def linear_macs(c):
     """{activation rows n: multiply-adds through Kernels::linear} for one caption (as
@@ -223,6 +235,20 @@ def main():
     print("Bandwidth: " + "; ".join(
         f"{b['board']} {b['gbs']:.2f} GB/s {b['gbs_src']}, peak {b['peak_gbs']:.1f} GB/s"
         for b in BOARDS) + ".")
+    total_x86 = sum(PARTS_X86.values())
+    rest_step = {b["board"]: REST_X86[("coco", "int8")][0] * REST_X86[("coco", "int8")][1]
+                 / b["ghz"] * b["rest_factor"] / STEPS for b in BOARDS}
+    print()
+    print("| part of a COCO int8 decode step (beam 5) | x86_64 AVX2 ms (measured) | share | "
+          + " | ".join(f"{b['board']} ms (predicted)" for b in BOARDS) + " |")
+    print("|---|---|---|" + "---|" * len(BOARDS))
+    for part, ms in PARTS_X86.items():
+        share = ms / total_x86
+        print(f"| {part} | {ms:.3f} | {share:.0%} | "
+              + " | ".join(f"{rest_step[b['board']] * share:.2f}" for b in BOARDS) + " |")
+    print(f"| rest of the step | {total_x86:.3f} | 100% | "
+          + " | ".join(f"{rest_step[b['board']]:.2f}" for b in BOARDS) + " |")
+    print()
     print(f"Multiply-adds per caption: COCO {COCO_MACS / 1e9:.2f} G "
           f"({sum(linear_macs(COCO).values()) / 1e9:.2f} G in linears), demo "
           f"{DEMO_MACS / 1e6:.1f} M ({sum(linear_macs(DEMO).values()) / 1e6:.1f} M in linears).")
