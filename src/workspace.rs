@@ -64,6 +64,9 @@ pub struct Workspace<'w> {
     rows: usize,
     /// How far the current image has got (see [`Workspace::is_encoded`]).
     stage: Stage,
+    /// Decoder steps `0..steps` have run for the current image, in order (a step reads the
+    /// cache of every step before it: see [`crate::model::M2::step`]).
+    steps: usize,
 }
 
 /// What the workspace holds for the current image.
@@ -135,6 +138,7 @@ impl<'w> Workspace<'w> {
             plan,
             rows: 0,
             stage: Stage::Empty,
+            steps: 0,
         })
     }
 
@@ -190,12 +194,23 @@ impl<'w> Workspace<'w> {
     /// Record that the encoder has just written its output for the current image.
     pub(crate) fn mark_encoded(&mut self) {
         self.stage = Stage::Encoded;
+        self.steps = 0;
+    }
+
+    /// Decoder steps `0..n` have run for the current image (0 after every encode).
+    pub fn steps_done(&self) -> usize {
+        self.steps
+    }
+
+    pub(crate) fn mark_step(&mut self, t: usize) {
+        self.steps = t.saturating_add(1);
     }
 
     /// Record that the cross-attention keys and values of the encoded image are written.
     pub(crate) fn mark_cross_kv(&mut self) {
         if self.stage >= Stage::Encoded {
             self.stage = Stage::CrossKv;
+            self.steps = 0;
         }
     }
 
@@ -225,8 +240,12 @@ impl<'w> Workspace<'w> {
         self.rows
     }
 
-    /// The encoder's distinct rows of `level` (0..3) `[rows, d]`, valid after encoding.
+    /// The encoder's distinct rows of `level` (0..3) `[rows, d]`, valid after encoding; empty
+    /// for any other level.
     pub fn encoder_output(&self, level: usize) -> &[f32] {
+        if level >= 3 {
+            return &[];
+        }
         let n = self.rows * self.plan.d;
         let o = self.plan.persistent().offsets(0).enc_out + level * n;
         self.buf.get(o..o + n).unwrap_or(&[])

@@ -444,11 +444,7 @@ fn class2_class4_streams_special_outputs_and_results_files() {
         &[&list],
     );
     // bench's run count is bounded before anything is allocated
-    refused(
-        &["bench", "-m", &model, "-n", "100001"],
-        "-n must be",
-        &[],
-    );
+    refused(&["bench", "-m", &model, "-n", "100001"], "-n must be", &[]);
 }
 
 #[test]
@@ -568,4 +564,96 @@ fn class1_class5_fuzz_findings_are_one_error_line() {
         "palette",
         &[&png],
     );
+}
+
+/// The library audit's findings (2026-12-01), through the public API: each misuse is a typed
+/// error or a no-op, never a panic, a hang or a read of another image's cache.
+#[test]
+fn class1_class3_library_misuse_is_a_typed_error() {
+    use m2::blob::{Matrix, WeightData};
+    use m2::kernels::QuantScratch;
+    use m2::plan::MAX_STEPS;
+    let blob = micro(false);
+    with_model(&blob, |model, ws| {
+        let bos = model.config().bos;
+        model.encode(&features(0.5), ws).expect("encode");
+        // a step index that would overflow `t + 1`
+        let err = model.step(ws, usize::MAX, &[bos], &[[0u8; MAX_STEPS]]);
+        assert!(matches!(err, Err(EngineError::TooLong { .. })), "{err:?}");
+        // steps out of order: step 2 before 0 and 1 would read a stale cache
+        let err = model.step(ws, 2, &[bos], &[[0u8; MAX_STEPS]]);
+        assert_eq!(
+            err.unwrap_err(),
+            EngineError::StepOutOfOrder { step: 2, next: 0 }
+        );
+        model
+            .step(ws, 0, &[bos], &[[0u8; MAX_STEPS]])
+            .expect("step 0");
+        model
+            .step(ws, 1, &[bos], &[[0u8; MAX_STEPS]])
+            .expect("step 1");
+        assert_eq!(ws.steps_done(), 2);
+        // the next image starts from step 0 again
+        model.encode(&features(0.25), ws).expect("encode");
+        let err = model.step(ws, 1, &[bos], &[[0u8; MAX_STEPS]]);
+        assert!(
+            matches!(err, Err(EngineError::StepOutOfOrder { .. })),
+            "{err:?}"
+        );
+        // the encoder's output has levels 0..3 only
+        assert!(!ws.encoder_output(2).is_empty());
+        assert!(ws.encoder_output(3).is_empty() && ws.encoder_output(usize::MAX).is_empty());
+        assert!(ws.encoder_row(usize::MAX, 0).is_empty());
+    });
+    // a plan with another head count is another model's
+    with_model(&blob, |model, _| {
+        let mut plan = model.plan(2, 3);
+        plan.h += 1;
+        let mut mem = vec![0f32; plan.total_floats()];
+        let mut ws = Workspace::new(&mut mem, plan).unwrap();
+        let err = model.encode(&features(0.5), &mut ws);
+        assert_eq!(err.unwrap_err(), EngineError::ModelMismatch);
+    });
+    // no workspace for the workers: an error, not a success that emitted nothing
+    let buf = AlignedBuf::from_bytes(&blob);
+    let parsed = Blob::parse(&buf).unwrap();
+    let model = M2::new(&parsed, Kernels::SCALAR);
+    let batch = m2::search::batch::Batch {
+        kernels: Kernels::SCALAR,
+        plan: model.plan(2, 3),
+        search: SearchOptions {
+            beam: 2,
+            max_len: 3,
+        },
+        greedy: false,
+    };
+    let r = m2::search::batch::decode_in_order(
+        &parsed,
+        &batch,
+        &mut Vec::<Vec<f32>>::new(),
+        3,
+        |_, _| Ok::<(), String>(()),
+        |_, e| e.to_string(),
+        |_, _| Ok(()),
+    );
+    assert!(r.is_err(), "decoded with no workspace");
+    // kernels: no rows is nothing to do (however many output channels a matrix claims); short
+    // slices leave the output as it is
+    let w = Matrix {
+        rows: usize::MAX,
+        cols: 0,
+        data: WeightData::F32(&[]),
+    };
+    let mut qs = QuantScratch {
+        q: &mut [],
+        scales: &mut [],
+    };
+    Kernels::detect().linear(&[], 0, &w, None, &mut [], &mut qs);
+    let mut out = [7.0f32; 8];
+    Kernels::detect().dot_columns(&[1.0; 4], &[1.0; 8], 8, &mut out);
+    assert_eq!(out, [7.0; 8]);
+    // the extractor finds at most MAX_COMPONENTS regions: a larger ask allocates no more
+    let png = std::fs::read(common::asset("scenes/scene_01.png")).unwrap();
+    let (found, f) = m2::regions::features_from_png(&png, usize::MAX).unwrap();
+    assert_eq!(f.len(), found.len() * m2::regions::D_IN);
 }

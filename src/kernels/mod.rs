@@ -366,7 +366,9 @@ impl Kernels {
             qs.q.len(),
             qs.scales.len(),
         );
-        if !fits {
+        if !fits || n == 0 {
+            // (no rows: nothing to compute — the tile loops would still walk every output
+            // channel, 2⁶⁴ of them for a `Matrix` that claims so with no columns)
             return;
         }
         // `fits` is the only check: every kernel relies on it.

@@ -69,9 +69,16 @@ impl Kernels {
     /// (`avx512::dot_columns_f32`), 8 on the AVX2 and NEON paths (`avx2::`, `neon::`); a
     /// short last block is the last full block (a few columns computed twice, the same bits).
     /// Fewer columns than a block, and the scalar and DSP paths: a column at a time.
+    /// Slices shorter than `q.len()·n` (`kt`) or `n` (`out`) are a caller bug: `out` is left
+    /// as it is (as [`Kernels::linear`] does), never a panic.
     #[inline(always)]
     pub fn dot_columns(&self, q: &[f32], kt: &[f32], n: usize, out: &mut [f32]) {
-        let (kt, out) = (&kt[..q.len() * n], &mut out[..n]);
+        let (Some(kt), Some(out)) = (
+            q.len().checked_mul(n).and_then(|len| kt.get(..len)),
+            out.get_mut(..n),
+        ) else {
+            return;
+        };
         match self.isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: AVX-512 F is available (`Isa::is_available`, checked by every constructor

@@ -116,6 +116,9 @@ pub enum EngineError {
     /// A decoder step's cache ancestry is missing for `row` (fewer ancestry rows than tokens
     /// fed) or names a cache slot outside the plan's beam.
     BadAncestry { row: usize },
+    /// Decoder step `step` asked for before steps `0..step` ran for this image (only `next`
+    /// of them have): it would read the cache of another image or another run.
+    StepOutOfOrder { step: usize, next: usize },
 }
 
 impl From<WorkspaceError> for EngineError {
@@ -198,6 +201,10 @@ impl core::fmt::Display for EngineError {
                 f,
                 "decoder row {row} has no cache ancestry or names a slot outside the plan"
             ),
+            EngineError::StepOutOfOrder { step, next } => write!(
+                f,
+                "decoder step {step} before steps 0..{step} ran for this image (the next is {next})"
+            ),
         }
     }
 }
@@ -256,6 +263,7 @@ impl<'a> M2<'a> {
             && plan.d_in == want.d_in
             && plan.d_ff == want.d_ff
             && plan.m == want.m
+            && plan.h == want.h
             && plan.vocab == want.vocab
             && plan.n_dec == want.n_dec;
         if !same_model {

@@ -97,7 +97,8 @@ impl<'a> M2<'a> {
     /// for `fed[i]`.
     ///
     /// * `step`: the 0-based step `t`; the caller runs steps 0, 1, … in order (step `t`
-    ///   attends to the keys steps `0..t` left in the cache).
+    ///   attends to the keys steps `0..t` left in the cache): a step past the next is
+    ///   [`EngineError::StepOutOfOrder`]; an earlier one may be run again (a new search).
     /// * `fed [n]`, 1 ≤ n ≤ the plan's beam: the token fed by each row at this step (`<bos>` at
     ///   step 0), at position `t + 1`; a `<pad>` is masked as a key for later steps and its
     ///   outputs are zeroed. Row `i` writes its keys and values into cache slot `i` of step `t`.
@@ -129,9 +130,15 @@ impl<'a> M2<'a> {
         positions: Positions,
     ) -> Result<&'w [f32], EngineError> {
         let n = fed.len();
-        self.check_plan(ws.plan(), n, t + 1)?;
+        self.check_plan(ws.plan(), n, t.saturating_add(1))?;
         if !ws.has_cross_kv() {
             return Err(EngineError::NotEncoded);
+        }
+        if t > ws.steps_done() {
+            return Err(EngineError::StepOutOfOrder {
+                step: t,
+                next: ws.steps_done(),
+            });
         }
         let plan = *ws.plan();
         if let Some((row, &id)) = fed.iter().enumerate().find(|(_, &id)| id >= self.cfg.vocab) {
@@ -152,6 +159,7 @@ impl<'a> M2<'a> {
         {
             return Err(EngineError::BadAncestry { row });
         }
+        ws.mark_step(t);
         let pad = self.cfg.pad;
         let mut rows = [StepRow {
             token: 0,

@@ -152,6 +152,8 @@ pub fn features_from_gray(
         ));
     }
     let g = downscale_to_fit(g);
+    // the extractor never finds more than MAX_COMPONENTS: a larger ask allocates nothing more
+    let max_regions = max_regions.min(super::MAX_COMPONENTS);
     let mut labels = std::vec![0u16; labels_len(g.width, g.height)];
     let mut regions = std::vec![Region::default(); max_regions];
     let mut feats = std::vec![0f32; max_regions.saturating_mul(D_IN)];

@@ -53,6 +53,15 @@ pub fn decode_in_order<T: Send, E: Send>(
     engine_error: impl Fn(Option<usize>, EngineError) -> E + Sync,
     mut emit: impl FnMut(usize, Decoded<T>) -> Result<(), E>,
 ) -> Result<(), E> {
+    if workspaces.is_empty() && images > 0 {
+        // no worker could run: an error, not a success that emitted nothing
+        let needed_bytes = batch.plan.checked_total_bytes().unwrap_or(usize::MAX);
+        let e = crate::workspace::WorkspaceError::TooSmall {
+            needed_bytes,
+            given_bytes: 0,
+        };
+        return Err(engine_error(None, e.into()));
+    }
     let workers = workspaces.len().max(1).min(images.max(1));
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
