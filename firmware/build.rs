@@ -154,7 +154,7 @@ fn main() {
         let used = m2::plan::workspace_bytes(&cfg, act_bytes, beam, regions) + frame_ram;
         if used + STACK_RESERVE > ram {
             panic!(
-                "M2_BEAM={beam}: workspace + frame path {used} B leave less than the stack's {STACK_RESERVE} B reserve of the {} {ram} B RAM (beam {default_beam} fits)",
+                "M2_BEAM={beam}: workspace + frame path {used} B leave less than the stack's {STACK_RESERVE} B reserve of the {} {ram} B RAM (the largest beam that fits is the default, M2_BEAM unset)",
                 board.cfg
             );
         }

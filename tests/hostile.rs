@@ -403,6 +403,13 @@ fn class2_class4_streams_special_outputs_and_results_files() {
         "line 2 is not an m2 result",
         &[&jsonl],
     );
+    // nor an unfinished last line that is not the start of a result
+    std::fs::write(&jsonl, "{\"image_id\":0,\"caption\":\"x\"}\nmy note").unwrap();
+    refused_owned(
+        caption(&["--format", "jsonl", "-o", &jsonl, "--resume"]),
+        "unfinished last line is not an m2 result",
+        &[&jsonl],
+    );
     // nor a result for an image this run does not have
     std::fs::write(&jsonl, "{\"image_id\":77,\"caption\":\"x\"}\n").unwrap();
     refused_owned(
@@ -431,7 +438,7 @@ fn class2_class4_streams_special_outputs_and_results_files() {
     let dup = t.path("dup.json");
     std::fs::write(&dup, "[7, 7, 8]").unwrap();
     refused_owned(
-        caption(&["--ids", &dup, "--format", "jsonl"]),
+        caption(&["--ids", &dup, "--format", "json"]),
         "image id 7 appears twice",
         &[&dup],
     );
@@ -567,7 +574,7 @@ fn class1_class5_fuzz_findings_are_one_error_line() {
 }
 
 /// The library audit's findings (2026-12-01), through the public API: each misuse is a typed
-/// error or a no-op, never a panic, a hang or a read of another image's cache.
+/// error or a no-op, never a panic or a hang; a step run before the steps it reads is refused.
 #[test]
 fn class1_class3_library_misuse_is_a_typed_error() {
     use m2::blob::{Matrix, WeightData};

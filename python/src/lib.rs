@@ -101,12 +101,14 @@ fn in_range(v: i64, name: &str, lo: usize, hi: usize) -> PyResult<usize> {
     }
 }
 
-/// A thread count: at least 1; more than the machine could use is capped by the callers.
+/// A thread count: at least 1, at most the cores this process may use (each worker thread
+/// holds a workspace: `threads=10**9` must not mean a workspace per image).
 fn threads_of(v: i64) -> PyResult<usize> {
     if v < 1 {
         return Err(value_error("threads must be at least 1"));
     }
-    Ok(usize::try_from(v).unwrap_or(usize::MAX))
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Ok(usize::try_from(v).unwrap_or(usize::MAX).min(cores))
 }
 
 // ---- arrays in -------------------------------------------------------------------------------
@@ -471,7 +473,7 @@ impl Model {
         self.cfg.max_regions as usize
     }
 
-    /// Longest caption (words) the positional table allows.
+    /// Longest caption (words): the positional table's, capped at the engine's 64.
     #[getter]
     fn max_len(&self) -> usize {
         self.cfg.max_len()
@@ -687,7 +689,7 @@ impl Model {
         };
         if t_len == 0 || t_len > self.cfg.max_len() {
             return Err(value_error(format!(
-                "sequences must have 1 to {} tokens (this model's positional table), got {t_len}",
+                "sequences must have 1 to {} tokens (this model's positional table, capped at 64), got {t_len}",
                 self.cfg.max_len()
             )));
         }

@@ -471,12 +471,14 @@ impl fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
-/// Magic, version, header length and the declared length against the file's: checked before
-/// the checksum pass, so a file that is not a blob (or a 20 GB file that is not this one) is
-/// refused without reading it.
+/// Most bytes read from a blob that is not a regular file (a pipe, a device): four times the
+/// COCO f32 blob (154 MB).
+const MAX_STREAM_BLOB: u64 = 1 << 30;
+
 /// `path`'s bytes for [`MappedBlob::read`]: a regular file whole; anything else (a pipe, a
-/// device) up to the length its header declares and one byte more (a longer stream is then a
-/// length mismatch, and `/dev/zero` a bad magic, instead of an endless read).
+/// device) up to the length its header declares and one byte more, at most
+/// [`MAX_STREAM_BLOB`] (a longer stream is then a length mismatch, `/dev/zero` a bad magic,
+/// and a forged header's huge length an error, instead of an endless read).
 fn read_blob_file(path: &Path) -> Result<AlignedBuf, LoadError> {
     use std::io::Read;
     let io = |e| LoadError::Io(path.to_path_buf(), e);
@@ -488,11 +490,22 @@ fn read_blob_file(path: &Path) -> Result<AlignedBuf, LoadError> {
     let head = super::format::HEADER_LEN as u64;
     (&mut file).take(head).read_to_end(&mut bytes).map_err(io)?;
     let declared = Blob::declared_len(&bytes).map_err(|e| LoadError::Blob(path.into(), e))?;
+    if declared > MAX_STREAM_BLOB {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            std::format!(
+                "a blob read from a pipe or device is at most {MAX_STREAM_BLOB} bytes (its header declares {declared}); use a regular file"
+            ),
+        )));
+    }
     let rest = declared.saturating_sub(head).saturating_add(1);
     file.take(rest).read_to_end(&mut bytes).map_err(io)?;
     Ok(AlignedBuf::from_bytes(&bytes))
 }
 
+/// Magic, version, header length and the declared length against the file's: checked before
+/// the checksum pass, so a file that is not a blob (or a 20 GB file that is not this one) is
+/// refused without reading it.
 fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
     let declared = Blob::declared_len(bytes).map_err(|e| LoadError::Blob(path.into(), e))?;
     if declared != bytes.len() as u64 {

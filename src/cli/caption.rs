@@ -48,8 +48,9 @@ pub fn run(a: &CaptionArgs) -> Result<()> {
     }
     if a.max_len == 0 || a.max_len > cfg.max_len() {
         bail!(
-            "--max-len must be between 1 and {} (this model's positional table, at most 64 words)",
-            cfg.max_len()
+            "--max-len must be between 1 and {} (this model's positional table, capped at the engine's {})",
+            cfg.max_len(),
+            m2::plan::MAX_STEPS
         );
     }
     let beam = if a.greedy { 1 } else { a.beam };
@@ -100,11 +101,11 @@ pub fn run(a: &CaptionArgs) -> Result<()> {
         Some(p) => super::read_ids(p, n)?,
         None => (0..n).map(|k| id_json(&src.id(k))).collect(),
     };
-    if format != Format::Text {
-        // json and jsonl results (and --resume) are keyed by image id
+    if format == Format::Json || (format == Format::Jsonl && a.resume) {
+        // the json array and a resumed jsonl are keyed by image id
         let mut seen = std::collections::HashSet::new();
         if let Some(l) = labels.iter().find(|l| !seen.insert(l.to_string())) {
-            bail!("image id {l} appears twice in this run's input (json and jsonl results are keyed by id)");
+            bail!("image id {l} appears twice in this run's input (json results and --resume are keyed by id)");
         }
     }
 
@@ -501,8 +502,10 @@ impl Sink {
 
 /// The complete lines of a journal; a last line cut short (a crash or a power cut mid-write: no
 /// line feed, or a complete line of NUL bytes, which a file system can leave after a power cut)
-/// is removed from the file so the run redoes that image. Any other line that is not a result
-/// is an error (not this program's file: nothing in it is dropped).
+/// is removed from the file so the run redoes that image. For json and jsonl, any other line
+/// that is not a result, and an unfinished tail that is not the start of one (`{`, or NUL
+/// bytes), is an error: not this program's file, nothing in it is dropped. (A text file's
+/// unfinished tail is a caption cut short: removed.)
 fn complete_lines(path: &Path, file: &mut std::fs::File, format: Format) -> Result<Vec<String>> {
     let bytes = m2::input::read_capped(path, 1 << 30)
         .with_context(|| format!("cannot read {}", path.display()))?;
@@ -527,6 +530,13 @@ fn complete_lines(path: &Path, file: &mut std::fs::File, format: Format) -> Resu
                 "{}: line {} is not an m2 result; not resuming into it",
                 path.display(),
                 i + 1
+            );
+        }
+        let tail = &bytes[keep..];
+        if !tail.is_empty() && tail[0] != b'{' && tail.iter().any(|&b| b != 0) {
+            bail!(
+                "{}: its unfinished last line is not an m2 result; not resuming into it",
+                path.display()
             );
         }
     }

@@ -364,8 +364,9 @@ pub fn score(a: &ScoreArgs) -> Result<()> {
     }
     if t_len > cfg.max_len() {
         bail!(
-            "sequences of {t_len} tokens exceed this model's positional table ({} positions)",
-            cfg.max_len()
+            "sequences of {t_len} tokens exceed this model's {} (its positional table, capped at the engine's {})",
+            cfg.max_len(),
+            m2::plan::MAX_STEPS
         );
     }
     let v = cfg.vocab as usize;

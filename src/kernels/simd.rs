@@ -70,7 +70,7 @@ impl Kernels {
     /// short last block is the last full block (a few columns computed twice, the same bits).
     /// Fewer columns than a block, and the scalar and DSP paths: a column at a time.
     /// Slices shorter than `q.len()·n` (`kt`) or `n` (`out`) are a caller bug: `out` is left
-    /// as it is (as [`Kernels::linear`] does), never a panic.
+    /// as it is, never a panic.
     #[inline(always)]
     pub fn dot_columns(&self, q: &[f32], kt: &[f32], n: usize, out: &mut [f32]) {
         let (Some(kt), Some(out)) = (
