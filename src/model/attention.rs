@@ -137,7 +137,7 @@ pub fn attend<'k>(
 /// head of the group are then one softmax call.
 ///
 /// `scratch` holds at least `n_keys` values; with `heads · g · n_keys` it takes every head of
-/// `g` rows at a time ([`blocking`]).
+/// `g` rows at a time (`blocking`).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub fn attend_rows<'k>(
