@@ -32,7 +32,8 @@ pub fn read_capped(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
         )
     };
     let file = std::fs::File::open(path)?;
-    if file.metadata()?.is_file() && file.metadata()?.len() > cap {
+    let meta = file.metadata()?;
+    if meta.is_file() && meta.len() > cap {
         return Err(too_large());
     }
     let mut bytes = Vec::new();

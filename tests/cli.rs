@@ -258,7 +258,7 @@ fn extra_regions_are_truncated_with_a_warning() {
 
 #[test]
 fn no_arguments_runs_the_bundled_demo() {
-    let o = m2(&[]);
+    let o = m2::<&str>(&[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let s = String::from_utf8(o.stdout).unwrap();
     assert_eq!(s.matches("  m2:           ").count(), 8, "{s}");

@@ -109,12 +109,19 @@ mod common;
 
 use common::{m2, m2_command, stderr_line, write_npy, Tmp};
 
+/// A bundled scene's path, `name` under `assets/demo/scenes/`.
+fn scene(name: &str) -> String {
+    common::asset(&format!("scenes/{name}"))
+        .to_string_lossy()
+        .into_owned()
+}
+
 fn demo() -> String {
     common::asset("demo-int8.m2").to_string_lossy().into_owned()
 }
 
 /// Run `m2 args`, assert one error line containing `needle`, and that `inputs` are unchanged.
-fn refused(args: &[&str], needle: &str, inputs: &[&str]) {
+fn refused<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S], needle: &str, inputs: &[&str]) {
     let before: Vec<Vec<u8>> = inputs.iter().map(|p| std::fs::read(p).unwrap()).collect();
     let o = m2(args);
     let line = stderr_line(&o);
@@ -155,9 +162,7 @@ fn class1_cli_sizes_that_would_wrap_are_errors() {
 fn class2_cli_memory_is_bounded_before_allocation() {
     let t = Tmp::new("hostile2");
     let model = demo();
-    let scene = common::asset("scenes/scene_00.png")
-        .to_string_lossy()
-        .into_owned();
+    let scene = scene("scene_00.png");
     refused(
         &[
             "caption",
@@ -263,9 +268,7 @@ fn class4_cli_outputs_never_overwrite_inputs_and_captions_stream() {
         "image 0's caption"
     );
     // --no-mmap reads the blob and captions the same
-    let scene = common::asset("scenes/scene_01.png")
-        .to_string_lossy()
-        .into_owned();
+    let scene = scene("scene_01.png");
     let a = m2(&["caption", "-m", &model, "--image", &scene]);
     let b = m2(&["caption", "-m", &model, "--image", &scene, "--no-mmap"]);
     assert!(a.status.success() && b.status.success());
@@ -275,9 +278,7 @@ fn class4_cli_outputs_never_overwrite_inputs_and_captions_stream() {
 #[test]
 fn class5_usage_errors_are_one_line_and_exit_1() {
     let model = demo();
-    let scene = common::asset("scenes/scene_00.png")
-        .to_string_lossy()
-        .into_owned();
+    let scene = scene("scene_00.png");
     for args in [
         vec!["caption", "-m", &model, "--image", &scene, "--beam", "abc"],
         vec!["caption", "-m", &model, "--bogus"],
@@ -332,19 +333,13 @@ fn class2_class4_streams_special_outputs_and_results_files() {
     use std::os::unix::fs::FileTypeExt;
     let t = Tmp::new("hostile7");
     let model = demo();
-    let scene = common::asset("scenes/scene_00.png")
-        .to_string_lossy()
-        .into_owned();
+    let scene = scene("scene_00.png");
     let feats = t.path("f.npy");
     write_npy(&feats, "<f4", &[3, 4, 72], &[0u8; 3 * 4 * 72 * 4]);
     let caption = |more: &[&str]| -> Vec<String> {
         let mut v = vec!["caption", "-m", &model, "--features", &feats, "-q"];
         v.extend_from_slice(more);
         v.into_iter().map(String::from).collect()
-    };
-    let refused_owned = |args: Vec<String>, needle: &str, inputs: &[&str]| {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        refused(&args, needle, inputs);
     };
     // endless streams: a bounded read, then one error line (not memory exhausted, not a hang)
     refused(
@@ -381,10 +376,7 @@ fn class2_class4_streams_special_outputs_and_results_files() {
         let fifo = fifo.clone();
         std::thread::spawn(move || std::fs::read(fifo).unwrap())
     };
-    let o = m2(&caption(&["--format", "json", "-o", &fifo])
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>());
+    let o = m2(&caption(&["--format", "json", "-o", &fifo]));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let got: serde_json::Value = serde_json::from_slice(&reader.join().unwrap()).unwrap();
     assert_eq!(got.as_array().map(Vec::len), Some(3));
@@ -392,36 +384,36 @@ fn class2_class4_streams_special_outputs_and_results_files() {
     // an earlier json run's results are not overwritten
     let json = t.path("r.json");
     let args = caption(&["--format", "json", "-o", &json]);
-    let o = m2(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let o = m2(&args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    refused_owned(args, "exists", &[&json]);
+    refused(&args, "exists", &[&json]);
     // a complete line that is not a result is never dropped by --resume
     let jsonl = t.path("r.jsonl");
     std::fs::write(&jsonl, "{\"image_id\":0,\"caption\":\"x\"}\nmy note\n").unwrap();
-    refused_owned(
-        caption(&["--format", "jsonl", "-o", &jsonl, "--resume"]),
+    refused(
+        &caption(&["--format", "jsonl", "-o", &jsonl, "--resume"]),
         "line 2 is not an m2 result",
         &[&jsonl],
     );
     // nor an unfinished last line that is not the start of a result
     std::fs::write(&jsonl, "{\"image_id\":0,\"caption\":\"x\"}\nmy note").unwrap();
-    refused_owned(
-        caption(&["--format", "jsonl", "-o", &jsonl, "--resume"]),
+    refused(
+        &caption(&["--format", "jsonl", "-o", &jsonl, "--resume"]),
         "unfinished last line is not an m2 result",
         &[&jsonl],
     );
     // nor a result for an image this run does not have
     std::fs::write(&jsonl, "{\"image_id\":77,\"caption\":\"x\"}\n").unwrap();
-    refused_owned(
-        caption(&["--format", "jsonl", "-o", &jsonl, "--resume"]),
+    refused(
+        &caption(&["--format", "jsonl", "-o", &jsonl, "--resume"]),
         "line 1 is the result of image 77",
         &[&jsonl],
     );
     // nor is a text file with more lines than there are images resumed into
     let txt = t.path("r.txt");
     std::fs::write(&txt, "a\nb\nc\nd\ne\n").unwrap();
-    refused_owned(
-        caption(&["-o", &txt, "--resume"]),
+    refused(
+        &caption(&["-o", &txt, "--resume"]),
         "5 lines for 3 images",
         &[&txt],
     );
@@ -431,22 +423,22 @@ fn class2_class4_streams_special_outputs_and_results_files() {
         (&["--json", "--format", "jsonl"][..], "cannot be used with"),
         (&["--split", "test"][..], "--image-ids"),
     ] {
-        refused_owned(caption(flags), needle, &[&feats]);
+        refused(&caption(flags), needle, &[&feats]);
     }
     // an image id twice: json and jsonl results are keyed by id (json lost one, --resume
     // looped)
     let dup = t.path("dup.json");
     std::fs::write(&dup, "[7, 7, 8]").unwrap();
-    refused_owned(
-        caption(&["--ids", &dup, "--format", "json"]),
+    refused(
+        &caption(&["--ids", &dup, "--format", "json"]),
         "image id 7 appears twice",
         &[&dup],
     );
     // --split with a file that has no splits
     let list = t.path("list.json");
     std::fs::write(&list, "[0, 1]").unwrap();
-    refused_owned(
-        caption(&["--image-ids", &list, "--split", "val"]),
+    refused(
+        &caption(&["--image-ids", &list, "--split", "val"]),
         "--split selects from a Karpathy",
         &[&list],
     );

@@ -182,7 +182,7 @@ pub fn m2_command() -> Command {
     }
 }
 
-pub fn m2(args: &[&str]) -> Output {
+pub fn m2<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
     m2_command()
         .args(args)
         .env_remove("M2_KERNEL")
