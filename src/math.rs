@@ -7,20 +7,49 @@
 /// LayerNorm epsilon of every LayerNorm in M² (PyTorch default).
 pub const LN_EPS: f32 = 1e-5;
 
-/// `x ← γ ⊙ (x − μ)/√(σ² + ε) + β` over one row; μ, σ² the mean and biased variance.
+/// `x ← γ ⊙ (x − μ)/√(σ² + ε) + β` over one row; μ, σ² the mean and biased variance, each
+/// summed by [`lane_sum`] (docs/SPEC.md §13.1).
 pub fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32]) {
-    let n = x.len() as f32;
-    let mean = sum(x) / n;
-    let mut var = 0.0f32;
-    for v in x.iter() {
-        let c = v - mean;
-        var += c * c;
+    layer_norm_group::<1>(x, gamma, beta);
+}
+
+/// How many interleaved partial sums [`lane_sum`] keeps: one 512-bit vector of f32, two of
+/// 256 bits, four NEON registers, or 16 of a Cortex-M FPU's 32 registers.
+pub const LANES: usize = 16;
+
+/// The engine's row sum for LayerNorm: `LANES` partial sums, lane `j` adding the elements
+/// `x[e]` with `e ≡ j (mod 16)` in order (plain f32 adds), then folded in halves — lane `j`
+/// plus lane `j + 8`, then `+ 4`, `+ 2`, `+ 1`. Its bits do not depend on the vector width:
+/// the lanes are independent chains, so a SIMD path keeps them in registers and a scalar one
+/// in 16 variables, and every path gets the same result. 16 short chains instead of one long
+/// one: a 512-wide row is 32 dependent adds per lane, not 512 (or Kahan's 2,048).
+#[inline(always)]
+pub fn lane_sum(x: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for ch in chunks {
+        for l in 0..LANES {
+            acc[l] += ch[l];
+        }
     }
-    var /= n;
-    let inv = 1.0 / libm::sqrtf(var + LN_EPS);
-    for ((v, g), b) in x.iter_mut().zip(gamma).zip(beta) {
-        *v = (*v - mean) * inv * g + b;
+    for (l, v) in tail.iter().enumerate() {
+        acc[l] += v;
     }
+    fold_lanes(acc)
+}
+
+/// [`lane_sum`]'s fold of its 16 partial sums, in halves.
+#[inline(always)]
+fn fold_lanes(mut a: [f32; LANES]) -> f32 {
+    let mut w = LANES / 2;
+    while w > 0 {
+        for l in 0..w {
+            a[l] += a[l + w];
+        }
+        w /= 2;
+    }
+    a[0]
 }
 
 /// `e^x`, bit for bit the same as `libm::expf` (FreeBSD's `e_expf.c`: reduction by `k·ln 2`
@@ -118,9 +147,8 @@ pub fn max_of(x: &[f32]) -> f32 {
 }
 
 /// [`layer_norm`] on each of the `x.len() / d` rows of `x` (`d = gamma.len()`), bit for bit,
-/// up to eight rows in lockstep: every row's sums are the same sequential chains (Kahan mean,
-/// plain variance), but the rows' chains are independent and interleave instead of waiting on
-/// one another's additions.
+/// up to eight rows in lockstep: every row's sums are its own [`lane_sum`] chains, but the
+/// rows' chains are independent and interleave instead of waiting on one another's additions.
 #[inline(always)]
 pub fn layer_norm_rows(x: &mut [f32], gamma: &[f32], beta: &[f32]) {
     let d = gamma.len();
@@ -133,7 +161,7 @@ pub fn layer_norm_rows(x: &mut [f32], gamma: &[f32], beta: &[f32]) {
         let g = (rows - r).min(8).min(LOCKSTEP_ROWS);
         let block = &mut x[r * d..(r + g) * d];
         match g {
-            1 => layer_norm(block, gamma, beta),
+            1 => layer_norm_group::<1>(block, gamma, beta),
             2 => layer_norm_group::<2>(block, gamma, beta),
             3 => layer_norm_group::<3>(block, gamma, beta),
             4 => layer_norm_group::<4>(block, gamma, beta),
@@ -146,30 +174,22 @@ pub fn layer_norm_rows(x: &mut [f32], gamma: &[f32], beta: &[f32]) {
     }
 }
 
-/// [`layer_norm`] on `G` rows of `gamma.len()` values at once (see [`layer_norm_rows`]).
+/// [`layer_norm`] on `G` rows of `gamma.len()` values at once (see [`layer_norm_rows`]): per
+/// row `μ = lane_sum(x) / d`, `σ² = lane_sum((x − μ)²) / d`, then
+/// `(x − μ) · (1 / √(σ² + ε)) · γ + β`.
 #[inline(always)]
 fn layer_norm_group<const G: usize>(x: &mut [f32], gamma: &[f32], beta: &[f32]) {
     let d = gamma.len();
-    let x = &mut x[..G * d];
+    let Some(x) = x.get_mut(..G * d) else {
+        return;
+    };
     let n = d as f32;
-    // mean: G Kahan sums, exactly `sum`'s chain per row
-    let (mut s, mut c) = ([0.0f32; G], [0.0f32; G]);
-    for e in 0..d {
-        for t in 0..G {
-            let y = x[t * d + e] - c[t];
-            let tt = s[t] + y;
-            c[t] = (tt - s[t]) - y;
-            s[t] = tt;
-        }
-    }
+    let s = lane_sums::<G>(x, d, |_, v| v);
     let mean: [f32; G] = core::array::from_fn(|t| s[t] / n);
-    let mut var = [0.0f32; G];
-    for e in 0..d {
-        for t in 0..G {
-            let cc = x[t * d + e] - mean[t];
-            var[t] += cc * cc;
-        }
-    }
+    let var = lane_sums::<G>(x, d, |t, v| {
+        let c = v - mean[t];
+        c * c
+    });
     for t in 0..G {
         let inv = 1.0 / libm::sqrtf(var[t] / n + LN_EPS);
         let row = &mut x[t * d..(t + 1) * d];
@@ -177,6 +197,28 @@ fn layer_norm_group<const G: usize>(x: &mut [f32], gamma: &[f32], beta: &[f32]) 
             *v = (*v - mean[t]) * inv * gm + b;
         }
     }
+}
+
+/// [`lane_sum`] of `f(t, x)` over each of the `G` rows of `d` values of `x`, the rows' lanes
+/// side by side (independent chains that interleave).
+#[inline(always)]
+fn lane_sums<const G: usize>(x: &[f32], d: usize, f: impl Fn(usize, f32) -> f32) -> [f32; G] {
+    let mut acc = [[0.0f32; LANES]; G];
+    let full = d / LANES * LANES;
+    for e0 in (0..full).step_by(LANES) {
+        for (t, acc) in acc.iter_mut().enumerate() {
+            let ch = &x[t * d + e0..t * d + e0 + LANES];
+            for l in 0..LANES {
+                acc[l] += f(t, ch[l]);
+            }
+        }
+    }
+    for (t, acc) in acc.iter_mut().enumerate() {
+        for (a, &v) in acc.iter_mut().zip(&x[t * d + full..(t + 1) * d]) {
+            *a += f(t, v);
+        }
+    }
+    acc.map(fold_lanes)
 }
 
 /// Compensated (Kahan) sum: accurate row sums on targets without a double-precision FPU.
@@ -508,6 +550,69 @@ mod tests {
         x[1000] = 1e9;
         assert_eq!(max_of(&x), 1e9);
         assert_eq!(max_of(&[f32::NAN; 9]), f32::NEG_INFINITY);
+    }
+
+    /// `lane_sum` is its definition (16 sequential chains by index mod 16, folded in halves),
+    /// and on a 512-wide row with a large common offset it stays within a few f32 ulps of the
+    /// f64 sum.
+    #[test]
+    fn lane_sum_is_sixteen_chains_folded_in_halves() {
+        for n in [0usize, 1, 15, 16, 17, 64, 100, 512, 1000] {
+            let x: Vec<f32> = (0..n)
+                .map(|i| 1e3 + ((i * 7919 % 1013) as f32 - 500.0) * 0.013)
+                .collect();
+            let mut chains = [0.0f32; 16];
+            for (i, v) in x.iter().enumerate() {
+                chains[i % 16] += v;
+            }
+            let h8: Vec<f32> = (0..8).map(|l| chains[l] + chains[l + 8]).collect();
+            let h4: Vec<f32> = (0..4).map(|l| h8[l] + h8[l + 4]).collect();
+            let want = (h4[0] + h4[2]) + (h4[1] + h4[3]);
+            assert_eq!(lane_sum(&x).to_bits(), want.to_bits(), "n {n}");
+            let exact: f64 = x.iter().map(|&v| v as f64).sum();
+            let err = (lane_sum(&x) as f64 - exact).abs();
+            assert!(
+                err <= exact.abs() * 4.0 * f32::EPSILON as f64,
+                "n {n}: {err}"
+            );
+        }
+    }
+
+    /// One row of `layer_norm` is its written definition: μ and σ² by `lane_sum`, then
+    /// `(x − μ) · (1 / √(σ² + ε)) · γ + β`, bit for bit; and it is within 1e-5 of the f64
+    /// LayerNorm on rows with a large offset (where a single chain of f32 adds drifts).
+    #[test]
+    fn layer_norm_is_its_lane_sum_definition() {
+        for d in [1usize, 7, 16, 64, 100, 512] {
+            let gamma: Vec<f32> = (0..d)
+                .map(|i| 1.0 + (i as f32 * 0.37).sin() * 0.1)
+                .collect();
+            let beta: Vec<f32> = (0..d).map(|i| (i as f32 * 0.11).cos() * 0.05).collect();
+            let x: Vec<f32> = (0..d)
+                .map(|i| ((i * 7919 % 1013) as f32 - 500.0) * 0.013 + 300.0)
+                .collect();
+            let n = d as f32;
+            let mean = lane_sum(&x) / n;
+            let c2: Vec<f32> = x.iter().map(|v| (v - mean) * (v - mean)).collect();
+            let inv = 1.0 / libm::sqrtf(lane_sum(&c2) / n + LN_EPS);
+            let want: Vec<f32> = x
+                .iter()
+                .zip(&gamma)
+                .zip(&beta)
+                .map(|((v, g), b)| (v - mean) * inv * g + b)
+                .collect();
+            let mut got = x.clone();
+            layer_norm(&mut got, &gamma, &beta);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "d {d}");
+            let m64 = x.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
+            let v64 = x.iter().map(|&v| (v as f64 - m64).powi(2)).sum::<f64>() / d as f64;
+            for (i, g) in got.iter().enumerate() {
+                let e = (x[i] as f64 - m64) / (v64 + LN_EPS as f64).sqrt() * gamma[i] as f64
+                    + beta[i] as f64;
+                assert!((*g as f64 - e).abs() < 1e-5, "d {d} [{i}]: {g} vs {e}");
+            }
+        }
     }
 
     #[test]
