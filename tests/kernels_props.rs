@@ -764,6 +764,23 @@ fn dot_columns_match_dot_f32(q: &[f32], keys: &[Vec<f32>]) {
             .all(|(g, w)| g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()));
         assert!(same, "{}: d_k {dk}, n {n}: {got:?} vs {want:?}", kern.isa());
         assert!(got[n..].iter().all(|v| v.is_nan()), "wrote past n");
+        // two queries in one pass (`dot_columns2`): each row `dot_columns`' bits
+        let q1: Vec<f32> = q.iter().rev().map(|x| x * -0.75).collect();
+        let want1: Vec<f32> = keys.iter().map(|k| m2::kernels::dot_f32(&q1, k)).collect();
+        let (mut g0, mut g1) = (vec![f32::NAN; n + 3], vec![f32::NAN; n + 3]);
+        kern.dot_columns2([q, &q1], &kt, n, [&mut g0, &mut g1]);
+        for (got, want) in [(&g0, &want), (&g1, &want1)] {
+            let same = got[..n]
+                .iter()
+                .zip(want)
+                .all(|(g, w)| g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()));
+            assert!(
+                same,
+                "{} pair: d_k {dk}, n {n}: {got:?} vs {want:?}",
+                kern.isa()
+            );
+            assert!(got[n..].iter().all(|v| v.is_nan()), "pair wrote past n");
+        }
     }
 }
 

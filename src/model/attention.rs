@@ -172,9 +172,13 @@ pub fn attend_rows<'k>(
                 let mut j0 = 0;
                 while j0 < n_keys {
                     let m = (n_keys - j0).min(8);
-                    let at = |t: usize| j0 + if t < m { t } else { 0 };
-                    let keys: [&[f32]; 8] = core::array::from_fn(|t| &key(at(t))[hs.clone()]);
-                    let b: [f32; 8] = core::array::from_fn(|t| bias(at(t)));
+                    // (a loop, not `array::from_fn`, whose closure calls are not inlined here)
+                    let (mut keys, mut b) = ([&[][..]; 8], [0.0f32; 8]);
+                    for t in 0..8 {
+                        let j = j0 + if t < m { t } else { 0 };
+                        keys[t] = &key(j)[hs.clone()];
+                        b[t] = bias(j);
+                    }
                     for r in 0..g {
                         let mut s = k.dot8(q_at(r), &keys, m);
                         sc_of.scores(&mut s, &b);
@@ -236,10 +240,20 @@ pub fn attend_cross(
             let sc = &mut scratch[..hn * g * n_keys];
             for h in h0..h0 + hn {
                 let kt_h = &kt[h * hk..(h + 1) * hk];
-                for r in 0..g {
+                let q_at = |r: usize| &q[(i0 + r) * d + h * d_k..(i0 + r) * d + (h + 1) * d_k];
+                // two rows a pass: each key load serves both
+                let mut r = 0;
+                while r + 2 <= g {
+                    let s = &mut sc[((h - h0) * g + r) * n_keys..][..2 * n_keys];
+                    let (s0, s1) = s.split_at_mut(n_keys);
+                    k.dot_columns2([q_at(r), q_at(r + 1)], kt_h, n_keys, [&mut *s0, &mut *s1]);
+                    sc_of.scores(s0, bias);
+                    sc_of.scores(s1, bias);
+                    r += 2;
+                }
+                if r < g {
                     let s = &mut sc[((h - h0) * g + r) * n_keys..][..n_keys];
-                    let qh = &q[(i0 + r) * d + h * d_k..(i0 + r) * d + (h + 1) * d_k];
-                    k.dot_columns(qh, kt_h, n_keys, s);
+                    k.dot_columns(q_at(r), kt_h, n_keys, s);
                     sc_of.scores(s, bias);
                 }
             }
