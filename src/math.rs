@@ -124,6 +124,18 @@ pub fn max_of(x: &[f32]) -> f32 {
     m.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v))
 }
 
+/// [`max_of`] of each of the `G` rows of `n` values of `x`. (A loop: `array::from_fn`'s
+/// closure is not always inlined, and `max_of` outside the caller's vectorised code runs with
+/// the baseline's instructions.)
+#[inline(always)]
+fn row_maxima<const G: usize>(x: &[f32], n: usize) -> [f32; G] {
+    let mut max = [f32::NEG_INFINITY; G];
+    for (m, row) in max.iter_mut().zip(x.chunks_exact(n.max(1))) {
+        *m = max_of(row);
+    }
+    max
+}
+
 /// [`layer_norm`] on each of the `x.len() / d` rows of `x` (`d = gamma.len()`), bit for bit,
 /// up to eight rows in lockstep: every row's sums are its own [`lane_sum`] chains, but the
 /// rows' chains are independent and interleave instead of waiting on one another's additions.
@@ -163,7 +175,10 @@ fn layer_norm_group<const G: usize>(x: &mut [f32], gamma: &[f32], beta: &[f32]) 
     };
     let n = d as f32;
     let s = lane_sums::<G>(x, d, |_, v| v);
-    let mean: [f32; G] = core::array::from_fn(|t| s[t] / n);
+    let mut mean = s;
+    for m in mean.iter_mut() {
+        *m /= n;
+    }
     let var = lane_sums::<G>(x, d, |t, v| {
         let c = v - mean[t];
         c * c
@@ -196,7 +211,11 @@ fn lane_sums<const G: usize>(x: &[f32], d: usize, f: impl Fn(usize, f32) -> f32)
             *a += f(t, v);
         }
     }
-    acc.map(fold_lanes)
+    let mut out = [0.0f32; G];
+    for (o, acc) in out.iter_mut().zip(acc) {
+        *o = fold_lanes(acc);
+    }
+    out
 }
 
 /// Compensated (Kahan) sum: accurate row sums on targets without a double-precision FPU.
@@ -267,7 +286,7 @@ pub fn softmax_rows(x: &mut [f32], n: usize) {
 #[inline(always)]
 fn softmax_group<const G: usize>(x: &mut [f32], n: usize) {
     let x = &mut x[..G * n];
-    let max: [f32; G] = core::array::from_fn(|t| max_of(&x[t * n..(t + 1) * n]));
+    let max = row_maxima::<G>(x, n);
     // x − max row by row, then e^x over the G rows as one run (one vector tail, not G): the
     // same `expf(x − max)`. A row whose max is −∞ is left as it is and zeroed below.
     for (row, &m) in x.chunks_exact_mut(n).zip(&max) {
@@ -333,7 +352,7 @@ fn log_softmax_group<const G: usize>(x: &mut [f32], n: usize) {
     // whose stack is small, 64 (2 KB for eight rows) elsewhere: fewer, longer vector loops
     const B: usize = if cfg!(target_os = "none") { 16 } else { 64 };
     let x = &mut x[..G * n];
-    let max: [f32; G] = core::array::from_fn(|t| max_of(&x[t * n..(t + 1) * n]));
+    let max = row_maxima::<G>(x, n);
     let (mut s, mut c) = ([[0.0f32; L]; G], [[0.0f32; L]; G]);
     let mut e = [[0.0f32; B]; G];
     let mut b0 = 0;
