@@ -58,25 +58,34 @@ BEAM, STEPS = 5, 20
 # 20 × (ms_per_step − step_linear_ms), scaled by clock and by a guessed per-clock factor
 # (`rest_factor` above: AVX2's 8 lanes against NEON's 4, narrower cores) — the weakest term.
 # COCO: bench/README.md "Current (commit 64da7b8)", int8 AVX2 / f16 / f32, 1 thread, on a Zen 5
-# VM whose clock the VM does not report (assumed 3.5 GHz). Demo: `m2 bench --model
-# assets/demo/demo-int8.m2 --kernel avx2 -n 30` on a 2.1 GHz Xeon VM (step_other_ms 0.0241).
+# VM whose clock the VM does not report (assumed 3.5 GHz), times REST_SINCE_64DA7B8 below.
+# Demo: `m2 bench --model assets/demo/demo-int8.m2 --kernel avx2 --threads 1 -n 30`, median of
+# 5 runs, on the 2.1 GHz Xeon VM, 2026-12-01 (step_other_ms 0.0169; the runs spread 0.014–0.034).
+#
+# The rest has shrunk since 64da7b8 (LayerNorm's lanes, the divide-free exp, grouped attention;
+# README "The rest of a decode step"): on the 2.1 GHz Xeon VM, "other" per step, AVX-VNNI,
+# 1 thread, 64da7b8's own harness (`examples/bench_caption caption` and `linears`) against
+# `m2 bench` at this version, four interleaved runs at a quiet moment, 2026-12-01: 0.90 → 0.58 ms
+# (medians; later runs on a busier VM spread too widely to use). The non-GEMM code is the same
+# f32 code on every dtype, so the one ratio scales all three.
+REST_SINCE_64DA7B8 = 0.58 / 0.90
 REST_X86 = {  # (ms per caption, GHz)
-    ("coco", "int8"): (20 * (1.64 - 1.23), 3.5),
-    ("coco", "f16"): (20 * (2.76 - 2.33), 3.5),
-    ("coco", "f32"): (20 * (4.37 - 3.98), 3.5),
-    ("demo", "int8"): (20 * 0.0241, 2.1),
+    ("coco", "int8"): (20 * (1.64 - 1.23) * REST_SINCE_64DA7B8, 3.5),
+    ("coco", "f16"): (20 * (2.76 - 2.33) * REST_SINCE_64DA7B8, 3.5),
+    ("coco", "f32"): (20 * (4.37 - 3.98) * REST_SINCE_64DA7B8, 3.5),
+    ("demo", "int8"): (20 * 0.0169, 2.1),
 }
 
 # The split of that rest per part, by the shares `m2 bench`'s part timers measure on x86_64 (its
 # `att`, `norm`, `lsm` and `top-k` columns): COCO int8, AVX2, 1 thread, ms per decode step,
-# medians of 9 runs on the 2.1 GHz Xeon VM, 2026-12-01 (`m2 bench --model bench/out/coco-int8.m2
-# --threads 1 -n 4 --kernel avx2`). Assumed: NEON keeps AVX2's proportions (each part is f32
-# vector work of the same shape; the exps and divides may weigh more on the A72).
+# medians of 7 interleaved runs on the 2.1 GHz Xeon VM, 2026-12-01 04:25 UTC (`m2 bench --model
+# bench/out/coco-int8.m2 --threads 1 -n 6 --kernel avx2`). Assumed: NEON keeps AVX2's
+# proportions (each part is f32 vector work of the same shape).
 PARTS_X86 = {
-    "attention (self + cross, 3 layers)": 0.247,
-    "LayerNorms, residuals, gates": 0.107,
-    "log-softmax over 10,201 words": 0.121,
-    "top-k": 0.010,
+    "attention (self + cross, 3 layers)": 0.225,
+    "LayerNorms, residuals, gates": 0.058,
+    "log-softmax over 10,201 words": 0.090,
+    "top-k": 0.012,
 }
 
 
@@ -229,8 +238,9 @@ def main():
                     bound = "memory" if m > c else "compute"
                     name = "COCO size" if model == "coco" else "demo"
                     mem = "cache-resident" if m == 0 else f"{m:.1f}"
+                    total = f"{t:.0f}" if t >= 10 else f"{t:.1f}"
                     print(f"| {name} | {dtype} | {b['board']} ({b['core']} {b['ghz']} GHz) | "
-                          f"{threads} | {c:.1f} | {mem} | {r:.1f} | **{t:.0f}** | {bound} |")
+                          f"{threads} | {c:.1f} | {mem} | {r:.1f} | **{total}** | {bound} |")
     print()
     print("Bandwidth: " + "; ".join(
         f"{b['board']} {b['gbs']:.2f} GB/s {b['gbs_src']}, peak {b['peak_gbs']:.1f} GB/s"
