@@ -651,6 +651,30 @@ fn class1_class3_library_misuse_is_a_typed_error() {
     let mut out = [7.0f32; 8];
     Kernels::detect().dot_columns(&[1.0; 4], &[1.0; 8], 8, &mut out);
     assert_eq!(out, [7.0; 8]);
+    // the two-row form: unequal queries, a short `kt` or one short output leave both outputs
+    // as they are, on every path and on both sides of its 16-column block
+    for kern in Kernels::available().filter_map(Kernels::with_isa) {
+        for n in [8usize, 32] {
+            let kt = vec![1.0f32; 4 * n];
+            let q = [1.0f32; 4];
+            let cases: [(&[f32], &[f32], usize, usize); 4] = [
+                (&q, &q[..3], n, n), // queries of different lengths
+                (&q, &q, n, n),      // kt one value short (below)
+                (&q, &q, n - 1, n),  // out[0] short
+                (&q, &q, n, n - 1),  // out[1] short
+            ];
+            for (c, (q0, q1, l0, l1)) in cases.into_iter().enumerate() {
+                let kt = if c == 1 { &kt[..4 * n - 1] } else { &kt[..] };
+                let (mut o0, mut o1) = (vec![7.0f32; l0], vec![7.0f32; l1]);
+                kern.dot_columns2([q0, q1], kt, n, [&mut o0, &mut o1]);
+                assert!(
+                    o0.iter().chain(&o1).all(|&v| v == 7.0),
+                    "{} n {n} case {c}",
+                    kern.isa()
+                );
+            }
+        }
+    }
     // the extractor finds at most MAX_COMPONENTS regions: a larger ask allocates no more
     let png = std::fs::read(common::asset("scenes/scene_01.png")).unwrap();
     let (found, f) = m2::regions::features_from_png(&png, usize::MAX).unwrap();

@@ -109,34 +109,33 @@ impl Kernels {
 impl Kernels {
     /// [`Kernels::dot_columns`] for two queries of the same length over the same keys, each
     /// result bit for bit `dot_columns`' (`tests/kernels_props.rs`): on [`super::Isa::Avx512`]
-    /// one pass, each key vector loaded once for both rows (`avx512::dot_columns2_f32`);
-    /// elsewhere two calls. Mismatched or short slices are a caller bug: the outputs are
-    /// left as they are, never a panic.
+    /// with `n ≥ 16`, one pass that loads each key vector once for both rows
+    /// (`avx512::dot_columns2_f32`); otherwise two `dot_columns` calls. Mismatched queries or
+    /// a short `kt`, `out[0]` or `out[1]` are a caller bug: both outputs are left as they are,
+    /// on every path, never a panic.
     #[inline(always)]
     pub fn dot_columns2(&self, q: [&[f32]; 2], kt: &[f32], n: usize, out: [&mut [f32]; 2]) {
         let [q0, q1] = q;
         let [out0, out1] = out;
-        if q1.len() != q0.len() {
+        let (true, Some(kt), Some(o0), Some(o1)) = (
+            q1.len() == q0.len(),
+            q0.len().checked_mul(n).and_then(|len| kt.get(..len)),
+            out0.get_mut(..n),
+            out1.get_mut(..n),
+        ) else {
             return;
-        }
+        };
         match self.isa {
             #[cfg(target_arch = "x86_64")]
-            super::Isa::Avx512 if n >= 16 => {
-                let (Some(kt), Some(o0), Some(o1)) = (
-                    q0.len().checked_mul(n).and_then(|len| kt.get(..len)),
-                    out0.get_mut(..n),
-                    out1.get_mut(..n),
-                ) else {
-                    return;
-                };
-                // SAFETY: AVX-512 F is available (`Isa::is_available`, checked by every
-                // constructor of `Kernels` with this isa); `q1.len() == q0.len()`, `kt` holds
-                // `q0.len()·n` values, `o0` and `o1` `n ≥ 16` each.
-                unsafe { super::avx512::dot_columns2_f32(q0, q1, kt, n, o0, o1) }
-            }
+            // SAFETY: AVX-512 F is available (`Isa::is_available`, checked by every constructor
+            // of `Kernels` with this isa); `q1.len() == q0.len()`, `kt` holds `q0.len()·n`
+            // values, `o0` and `o1` `n ≥ 16` each.
+            super::Isa::Avx512 if n >= 16 => unsafe {
+                super::avx512::dot_columns2_f32(q0, q1, kt, n, o0, o1)
+            },
             _ => {
-                self.dot_columns(q0, kt, n, out0);
-                self.dot_columns(q1, kt, n, out1);
+                self.dot_columns(q0, kt, n, o0);
+                self.dot_columns(q1, kt, n, o1);
             }
         }
     }

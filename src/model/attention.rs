@@ -241,7 +241,7 @@ pub fn attend_cross(
             for h in h0..h0 + hn {
                 let kt_h = &kt[h * hk..(h + 1) * hk];
                 let q_at = |r: usize| &q[(i0 + r) * d + h * d_k..(i0 + r) * d + (h + 1) * d_k];
-                // two rows a pass: each key load serves both
+                // two rows a pass (on AVX-512 each key load then serves both)
                 let mut r = 0;
                 while r + 2 <= g {
                     let s = &mut sc[((h - h0) * g + r) * n_keys..][..2 * n_keys];
