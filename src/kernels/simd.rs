@@ -73,10 +73,7 @@ impl Kernels {
     /// as it is, never a panic.
     #[inline(always)]
     pub fn dot_columns(&self, q: &[f32], kt: &[f32], n: usize, out: &mut [f32]) {
-        let (Some(kt), Some(out)) = (
-            q.len().checked_mul(n).and_then(|len| kt.get(..len)),
-            out.get_mut(..n),
-        ) else {
+        let (Some(kt), Some(out)) = (columns(kt, q.len(), n), out.get_mut(..n)) else {
             return;
         };
         match self.isa {
@@ -119,7 +116,7 @@ impl Kernels {
         let [out0, out1] = out;
         let (true, Some(kt), Some(o0), Some(o1)) = (
             q1.len() == q0.len(),
-            q0.len().checked_mul(n).and_then(|len| kt.get(..len)),
+            columns(kt, q0.len(), n),
             out0.get_mut(..n),
             out1.get_mut(..n),
         ) else {
@@ -139,6 +136,13 @@ impl Kernels {
             }
         }
     }
+}
+
+/// The `rows · n` values of `kt` that [`Kernels::dot_columns`] reads for a query of `rows`
+/// elements, or `None` when `kt` is shorter (or the size overflows).
+#[inline(always)]
+fn columns(kt: &[f32], rows: usize, n: usize) -> Option<&[f32]> {
+    rows.checked_mul(n).and_then(|len| kt.get(..len))
 }
 
 /// Where each block of `w ≤ n` columns starts in [`Kernels::dot_columns`]'s SIMD paths: 0, w,
