@@ -8,6 +8,7 @@
 # (-O) took 7 min in CI, and it runs with overflow checks and debug assertions on, as the long
 # runs do (-O -a). It executes fewer inputs in the time (caption ~2 k against ~80 k in 20 s,
 # png_regions ~18 k against ~250 k): every seed is replayed, the mutations are a smoke test.
+# Targets run two at a time (M2_FUZZ_JOBS); a failure is reported after the others finish.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NIGHTLY=nightly-2026-05-20
@@ -24,18 +25,39 @@ targets=$(cargo +"$NIGHTLY" fuzz list)
 cargo +"$NIGHTLY" fuzz build "$PROFILE"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-for t in $targets; do
+# smoke TARGET: one target's run from a copy of its seeds, its log in $work/TARGET.log
+smoke() {
+    local t=$1
     mkdir -p "$work/$t"
     cp fuzz/corpus/"$t"/* "$work/$t/"
-    echo "--- fuzz smoke: $t (${SECS}s)"
     # -rss_limit_mb: a target that allocates past 2 GB is a finding (memory must be bounded);
     # -timeout: one input running past 30 s is a finding (a hang).
-    if ! cargo +"$NIGHTLY" fuzz run "$PROFILE" "$t" "$work/$t" -- -max_total_time="$SECS" \
-        -rss_limit_mb=2048 -timeout=30 -print_final_stats=1 >"$work/$t.log" 2>&1; then
+    cargo +"$NIGHTLY" fuzz run "$PROFILE" "$t" "$work/$t" -- -max_total_time="$SECS" \
+        -rss_limit_mb=2048 -timeout=30 -print_final_stats=1 >"$work/$t.log" 2>&1
+}
+# Two targets at a time: each libFuzzer run uses one core, and CI's machine has two.
+declare -A pid_of
+failed=()
+finish() {   # finish TARGET: wait for its run, report it
+    local t=$1
+    if wait "${pid_of[$t]}"; then
+        echo "--- fuzz smoke: $t (${SECS}s)"
+        grep -E 'DONE +cov:|^stat::(number_of_executed_units|peak_rss_mb)' "$work/$t.log" | tail -n 3 || true
+    else
         tail -n 40 "$work/$t.log" >&2
         echo "fuzz smoke: $t failed; reproducer in fuzz/artifacts/$t/" >&2
-        exit 1
+        failed+=("$t")
     fi
-    grep -E 'DONE +cov:|^stat::(number_of_executed_units|peak_rss_mb)' "$work/$t.log" | tail -n 3 || true
+}
+running=()
+for t in $targets; do
+    smoke "$t" & pid_of[$t]=$!
+    running+=("$t")
+    if [ "${#running[@]}" -ge "${M2_FUZZ_JOBS:-2}" ]; then
+        finish "${running[0]}"
+        running=("${running[@]:1}")
+    fi
 done
+for t in "${running[@]}"; do finish "$t"; done
+[ "${#failed[@]}" -eq 0 ] || { echo "fuzz smoke: failed: ${failed[*]}" >&2; exit 1; }
 echo "fuzz smoke: every target ran ${SECS}s with no crash"

@@ -106,134 +106,160 @@ impl TfCase {
     }
 }
 
-#[test]
-fn quantised_blobs_fidelity_against_reference() {
-    eprintln!("| fixture | dtype | kernels | max TF log-prob err | caption words | identical best captions | max best-score err (same tokens) |");
-    eprintln!("|---|---|---|---|---|---|---|");
-    for name in FIXTURES {
-        let exp = expected(name);
-        let case = TfCase::load(name);
-        let best = npy_i64(name, "bs_tokens.npy");
-        let scores = npy_f32(name, "bs_all_scores.npy");
-        let (kk, t_len, v) = (case.kk, case.t_len, case.v);
-        // smallest recorded margin over all steps, per image
-        let mut margin = vec![f32::INFINITY; kk];
-        for step in exp["bs_trace"].as_array().unwrap() {
-            for (k, m) in step["margin"].as_array().unwrap().iter().enumerate() {
-                margin[k] = margin[k].min(m.as_f64().unwrap() as f32);
-            }
+/// The blobs checked on every fixture: the three dtypes, then f16 and int8 with an f32 read-out
+/// (`--readout-dtype f32`), then int8 GPTQ-calibrated on the fixture's own images
+/// (`--calibrate`). One test per fixture and variant (below), so the harness runs them side by
+/// side.
+const VARIANTS: [(DType, Option<DType>, bool); 6] = [
+    (DType::F32, None, false),
+    (DType::F16, None, false),
+    (DType::I8, None, false),
+    (DType::F16, Some(DType::F32), false),
+    (DType::I8, Some(DType::F32), false),
+    (DType::I8, None, true),
+];
+
+/// One test per fixture (a module) and variant (a function, `VARIANTS[i]`).
+macro_rules! fidelity_tests {
+    ($($fixture:ident = $name:literal;)*) => {$(
+        mod $fixture {
+            #[test] fn f32() { super::fidelity($name, 0) }
+            #[test] fn f16() { super::fidelity($name, 1) }
+            #[test] fn int8() { super::fidelity($name, 2) }
+            #[test] fn f16_f32_readout() { super::fidelity($name, 3) }
+            #[test] fn int8_f32_readout() { super::fidelity($name, 4) }
+            #[test] fn int8_gptq() { super::fidelity($name, 5) }
         }
-        // the three dtypes, then f16 and int8 with an f32 read-out (`--readout-dtype f32`), then
-        // int8 GPTQ-calibrated on the fixture's own images (`--calibrate`)
-        let variants = [
-            (DType::F32, None, false),
-            (DType::F16, None, false),
-            (DType::I8, None, false),
-            (DType::F16, Some(DType::F32), false),
-            (DType::I8, Some(DType::F32), false),
-            (DType::I8, None, true),
-        ];
-        for (dtype, readout, calibrated) in variants {
-            let buf = packed_calibrated(name, dtype, readout, calibrated);
-            let label = match (readout, calibrated) {
-                (Some(r), _) => format!("{dtype} + {r} read-out"),
-                (None, true) => format!("{dtype} GPTQ"),
-                (None, false) => format!("{dtype}"),
-            };
-            let blob = Blob::parse(&buf).unwrap();
-            let eos_id = blob.config().eos;
-            if dtype == DType::F16 && readout.is_none() {
-                // the f16 path against f32 arithmetic on the same (rounded) weights
-                let deq = dequantised(&blob);
-                let blob32 = Blob::parse(&deq).unwrap();
-                let (m16, m32) = (
-                    M2::new(&blob, Kernels::detect()),
-                    M2::new(&blob32, Kernels::SCALAR),
-                );
-                let plan = m16.plan(1, t_len);
-                let (mut a, mut b) = (
-                    vec![0f32; plan.total_floats()],
-                    vec![0f32; plan.total_floats()],
-                );
-                let (mut wa, mut wb) = (
-                    Workspace::new(&mut a, plan).unwrap(),
-                    Workspace::new(&mut b, plan).unwrap(),
-                );
-                let (mut oa, mut ob) = (vec![0f32; t_len * v], vec![0f32; t_len * v]);
-                for k in 0..kk {
-                    let (x, toks) = (case.image(k), case.tokens(k));
-                    m16.score(x, &toks, &mut wa, &mut oa).unwrap();
-                    m32.score(x, &toks, &mut wb, &mut ob).unwrap();
-                    let e = max_abs_diff(&oa, &ob);
-                    assert!(
-                        e <= 1e-4,
-                        "{name} image {k}: f16 engine vs f32 on f16 weights: {e}"
-                    );
-                }
-            }
-            for kernels in [Kernels::SCALAR, Kernels::detect()] {
-                let model = M2::new(&blob, kernels);
-                let mut mem = WorkspaceBuf::new(&model, 5, t_len.max(20));
-                let mut ws = mem.workspace();
-                let mut out = vec![0f32; t_len * v];
-                let (mut tf_err, mut word_err, mut same, mut score_err) =
-                    (0f32, 0f32, 0usize, 0f32);
-                for k in 0..kk {
-                    let (x, toks) = (case.image(k), case.tokens(k));
-                    model.score(x, &toks, &mut ws, &mut out).unwrap();
-                    let want_k = case.want(k);
-                    let err = max_abs_diff(&out, want_k);
-                    tf_err = tf_err.max(err);
-                    // the caption's own words: row t predicts toks[t + 1], up to its <eos>
-                    let eos = toks.iter().skip(1).position(|&t| t == eos_id);
-                    for t in 0..eos.map_or(t_len - 1, |p| p + 1).min(t_len - 1) {
-                        let w = t * v + toks[t + 1] as usize;
-                        word_err = word_err.max((out[w] - want_k[w]).abs());
-                    }
-                    let res = beam_search(
-                        &model,
-                        x,
-                        &mut ws,
-                        &SearchOptions {
-                            beam: 5,
-                            max_len: 20,
-                        },
-                        |_| {},
-                    )
-                    .unwrap();
-                    let top = res.best().unwrap();
-                    let want: Vec<u32> = best.data[k * 20..(k + 1) * 20]
-                        .iter()
-                        .map(|&t| t as u32)
-                        .collect();
-                    let identical = top.tokens.as_slice() == want.as_slice();
-                    if identical {
-                        same += 1;
-                        score_err = score_err.max((top.score - scores.data[k * 5]).abs());
-                    }
-                    // 20 steps of candidate scores, each off by at most `err` per word
-                    if margin[k] > 2.0 * 20.0 * err {
-                        assert!(
-                            identical,
-                            "{name} {label} image {k}: margin {} > 40 × err {err}",
-                            margin[k]
-                        );
-                    }
-                }
-                eprintln!(
-                    "| {name} | {label} | {:?} | {tf_err:.2e} | {word_err:.2e} | {same}/{kk} | {score_err:.2e} |",
-                    kernels.isa()
-                );
-                if dtype == DType::F32 {
-                    assert!(tf_err <= 1e-4, "{name} f32: teacher-forced error {tf_err}");
-                    assert_eq!(
-                        same, kk,
-                        "{name}: f32 must reproduce every reference caption"
-                    );
-                }
-            }
+    )*};
+}
+fidelity_tests! {
+    tiny_s0 = "tiny-s0";
+    tiny_s2_masked = "tiny-s2-masked";
+    small_s3 = "small-s3";
+}
+
+/// `fidelity_tests!` above names every fixture of `FIXTURES` (a fixture added there must be added
+/// here too).
+#[test]
+fn every_fixture_is_checked() {
+    assert_eq!(FIXTURES, ["tiny-s0", "tiny-s2-masked", "small-s3"]);
+}
+
+/// Fixture `name` with blob variant `VARIANTS[variant]`, on the scalar and the detected kernels;
+/// prints its rows of the table README.md quotes (one block, so parallel tests do not mix rows).
+fn fidelity(name: &str, variant: usize) {
+    let mut table = String::from("| fixture | dtype | kernels | max TF log-prob err | caption words | identical best captions | max best-score err (same tokens) |\n|---|---|---|---|---|---|---|\n");
+    let exp = expected(name);
+    let case = TfCase::load(name);
+    let best = npy_i64(name, "bs_tokens.npy");
+    let scores = npy_f32(name, "bs_all_scores.npy");
+    let (kk, t_len, v) = (case.kk, case.t_len, case.v);
+    // smallest recorded margin over all steps, per image
+    let mut margin = vec![f32::INFINITY; kk];
+    for step in exp["bs_trace"].as_array().unwrap() {
+        for (k, m) in step["margin"].as_array().unwrap().iter().enumerate() {
+            margin[k] = margin[k].min(m.as_f64().unwrap() as f32);
         }
     }
+    let (dtype, readout, calibrated) = VARIANTS[variant];
+    let buf = packed_calibrated(name, dtype, readout, calibrated);
+    let label = match (readout, calibrated) {
+        (Some(r), _) => format!("{dtype} + {r} read-out"),
+        (None, true) => format!("{dtype} GPTQ"),
+        (None, false) => format!("{dtype}"),
+    };
+    let blob = Blob::parse(&buf).unwrap();
+    let eos_id = blob.config().eos;
+    if dtype == DType::F16 && readout.is_none() {
+        // the f16 path against f32 arithmetic on the same (rounded) weights
+        let deq = dequantised(&blob);
+        let blob32 = Blob::parse(&deq).unwrap();
+        let (m16, m32) = (
+            M2::new(&blob, Kernels::detect()),
+            M2::new(&blob32, Kernels::SCALAR),
+        );
+        let plan = m16.plan(1, t_len);
+        let (mut a, mut b) = (
+            vec![0f32; plan.total_floats()],
+            vec![0f32; plan.total_floats()],
+        );
+        let (mut wa, mut wb) = (
+            Workspace::new(&mut a, plan).unwrap(),
+            Workspace::new(&mut b, plan).unwrap(),
+        );
+        let (mut oa, mut ob) = (vec![0f32; t_len * v], vec![0f32; t_len * v]);
+        for k in 0..kk {
+            let (x, toks) = (case.image(k), case.tokens(k));
+            m16.score(x, &toks, &mut wa, &mut oa).unwrap();
+            m32.score(x, &toks, &mut wb, &mut ob).unwrap();
+            let e = max_abs_diff(&oa, &ob);
+            assert!(
+                e <= 1e-4,
+                "{name} image {k}: f16 engine vs f32 on f16 weights: {e}"
+            );
+        }
+    }
+    for kernels in [Kernels::SCALAR, Kernels::detect()] {
+        let model = M2::new(&blob, kernels);
+        let mut mem = WorkspaceBuf::new(&model, 5, t_len.max(20));
+        let mut ws = mem.workspace();
+        let mut out = vec![0f32; t_len * v];
+        let (mut tf_err, mut word_err, mut same, mut score_err) = (0f32, 0f32, 0usize, 0f32);
+        for k in 0..kk {
+            let (x, toks) = (case.image(k), case.tokens(k));
+            model.score(x, &toks, &mut ws, &mut out).unwrap();
+            let want_k = case.want(k);
+            let err = max_abs_diff(&out, want_k);
+            tf_err = tf_err.max(err);
+            // the caption's own words: row t predicts toks[t + 1], up to its <eos>
+            let eos = toks.iter().skip(1).position(|&t| t == eos_id);
+            for t in 0..eos.map_or(t_len - 1, |p| p + 1).min(t_len - 1) {
+                let w = t * v + toks[t + 1] as usize;
+                word_err = word_err.max((out[w] - want_k[w]).abs());
+            }
+            let res = beam_search(
+                &model,
+                x,
+                &mut ws,
+                &SearchOptions {
+                    beam: 5,
+                    max_len: 20,
+                },
+                |_| {},
+            )
+            .unwrap();
+            let top = res.best().unwrap();
+            let want: Vec<u32> = best.data[k * 20..(k + 1) * 20]
+                .iter()
+                .map(|&t| t as u32)
+                .collect();
+            let identical = top.tokens.as_slice() == want.as_slice();
+            if identical {
+                same += 1;
+                score_err = score_err.max((top.score - scores.data[k * 5]).abs());
+            }
+            // 20 steps of candidate scores, each off by at most `err` per word
+            if margin[k] > 2.0 * 20.0 * err {
+                assert!(
+                    identical,
+                    "{name} {label} image {k}: margin {} > 40 × err {err}",
+                    margin[k]
+                );
+            }
+        }
+        table += &format!(
+            "| {name} | {label} | {:?} | {tf_err:.2e} | {word_err:.2e} | {same}/{kk} | {score_err:.2e} |\n",
+            kernels.isa()
+        );
+        if dtype == DType::F32 {
+            assert!(tf_err <= 1e-4, "{name} f32: teacher-forced error {tf_err}");
+            assert_eq!(
+                same, kk,
+                "{name}: f32 must reproduce every reference caption"
+            );
+        }
+    }
+    eprint!("{table}");
 }
 
 /// An f32 blob of `blob`'s weights in which the matrices `f16_of` picks are rounded to f16.
