@@ -817,3 +817,103 @@ fn dot_columns_special_values_and_every_width() {
         dot_columns_match_dot_f32(&q[..64], &keys); // no tail (COCO's d_k)
     }
 }
+
+/// The bits of `v`, every NaN as one (a NaN's sign and payload are the instruction's, not the
+/// arithmetic's: x86's packed and scalar forms differ).
+fn nan_bits(v: &[f32]) -> Vec<u32> {
+    v.iter()
+        .map(|x| {
+            if x.is_nan() {
+                f32::NAN.to_bits()
+            } else {
+                x.to_bits()
+            }
+        })
+        .collect()
+}
+
+/// `Kernels::{softmax,log_softmax,layer_norm}_rows` against `m2::math`'s, bit for bit, on every
+/// path: the per-path copies (`#[target_feature]` on the x86_64 SIMD paths) must compute the
+/// same sums in the same order as the baseline code. `rows` rows of `n` values (every lockstep
+/// group size up to 8 and past it), some `−∞` (masked keys), whole `−∞` rows, a NaN.
+fn row_functions_match_math(x: &[f32], n: usize) {
+    let gamma: Vec<f32> = (0..n).map(|i| 1.0 + (i as f32 * 0.3).sin()).collect();
+    let beta: Vec<f32> = (0..n).map(|i| (i as f32 * 0.7).cos()).collect();
+    same_bits_on_every_path(
+        x,
+        "softmax",
+        |v| m2::math::softmax_rows(v, n),
+        |k, v| k.softmax_rows(v, n),
+    );
+    same_bits_on_every_path(
+        x,
+        "log-softmax",
+        |v| m2::math::log_softmax_rows(v, n),
+        |k, v| k.log_softmax_rows(v, n),
+    );
+    same_bits_on_every_path(
+        x,
+        "LayerNorm",
+        |v| m2::math::layer_norm_rows(v, &gamma, &beta),
+        |k, v| k.layer_norm_rows(v, &gamma, &beta),
+    );
+}
+
+/// `path(kernels, x)` on every available kernel path gives `math(x)`'s bits (NaNs as one).
+fn same_bits_on_every_path(
+    x: &[f32],
+    what: &str,
+    math: impl Fn(&mut [f32]),
+    path: impl Fn(&Kernels, &mut [f32]),
+) {
+    let mut want = x.to_vec();
+    math(&mut want);
+    for kern in Kernels::available().filter_map(Kernels::with_isa) {
+        let mut got = x.to_vec();
+        path(&kern, &mut got);
+        assert_eq!(
+            nan_bits(&got),
+            nan_bits(&want),
+            "{} {what}, {} values",
+            kern.isa(),
+            x.len()
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn row_functions_are_math_bit_for_bit(
+        (x, n) in (0usize..12, 1usize..70, -8i32..8).prop_flat_map(|(rows, n, e)| {
+            (data(rows * n, 10f32.powi(e)), Just(n))
+        }),
+        masked in prop::collection::vec(any::<prop::sample::Index>(), 0..6),
+    ) {
+        let mut x = x;
+        for m in &masked {
+            if !x.is_empty() {
+                let i = m.index(x.len());
+                x[i] = f32::NEG_INFINITY;
+            }
+        }
+        row_functions_match_math(&x, n);
+    }
+}
+
+#[test]
+fn row_functions_special_rows() {
+    // COCO's widths (50 keys, 512 features, a 10,201-word vocabulary) and a whole −∞ row
+    for (rows, n) in [(9usize, 50usize), (3, 512), (5, 10_201), (1, 1), (8, 3)] {
+        let mut x: Vec<f32> = (0..rows * n)
+            .map(|i| (i as f32 * 0.013).sin() * 9.0)
+            .collect();
+        x[..n].fill(f32::NEG_INFINITY);
+        row_functions_match_math(&x, n);
+        let at = n.min(x.len() - 1);
+        x[at] = f32::NAN;
+        row_functions_match_math(&x, n);
+    }
+    row_functions_match_math(&[], 4);
+}

@@ -591,7 +591,7 @@ fn step_parts_ms(
                         for (xv, a) in x.iter_mut().zip(&att) {
                             *xv = *xv * 0.5 + a;
                         }
-                        m2::math::layer_norm_rows(x, &gamma, &beta);
+                        kernels.layer_norm_rows(x, &gamma, &beta);
                         for xv in x.iter_mut() {
                             *xv *= 1.0;
                         }
@@ -610,12 +610,7 @@ fn step_parts_ms(
     });
     let log_softmax = time(&mut || {
         // in place, again and again: the log-softmax of a log-softmax is itself (to rounding)
-        kernels.vectorised(
-            #[inline(always)]
-            || {
-                m2::math::log_softmax_rows(&mut logits, v);
-            },
-        );
+        kernels.log_softmax_rows(&mut logits, v);
         black_box(&logits);
     });
     let top_k = time(&mut || {

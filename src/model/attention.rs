@@ -188,7 +188,7 @@ pub fn attend_rows<'k>(
                     j0 += m;
                 }
             }
-            crate::math::softmax_rows(sc, n_keys);
+            k.softmax_rows(sc, n_keys);
             // out_r = Σ_j a_rj · v_j, row by row with the row's head slice in registers
             for h in h0..h0 + hn {
                 let hs = h * d_k..(h + 1) * d_k;
@@ -257,7 +257,7 @@ pub fn attend_cross(
                     sc_of.scores(s, bias);
                 }
             }
-            crate::math::softmax_rows(sc, n_keys);
+            k.softmax_rows(sc, n_keys);
             for h in h0..h0 + hn {
                 let v_h = &v[h * hk..(h + 1) * hk];
                 for r in 0..g {

@@ -204,7 +204,7 @@ impl<'a> MeshedDecoder<'a> {
                     }
                     // S = LN(x + att·W_oᵀ + b_o) ⊙ q_ok                                       [n, d]
                     sa.fc_o.forward(k, s.att, n, s.s, &mut keep.qs);
-                    add_norm_mask(&mut s.s[..nd], &s.x[..nd], sa, rows);
+                    add_norm_mask(k, &mut s.s[..nd], &s.x[..nd], sa, rows);
 
                     // ---- cross-attention to the three encoder levels ------------------------------
                     let ca = &layer.enc_att;
@@ -228,7 +228,7 @@ impl<'a> MeshedDecoder<'a> {
                     }
                     // C_i = LN(S + att_i·W_oᵀ + b_o) ⊙ q_ok; the 3 levels as one [3n, d] batch
                     ca.fc_o.forward(k, s.att3, 3 * n, s.c3, &mut keep.qs);
-                    add_norm_mask(&mut s.c3[..3 * nd], &s.s[..nd], ca, rows);
+                    add_norm_mask(k, &mut s.c3[..3 * nd], &s.s[..nd], ca, rows);
 
                     // ---- gates: G = Σ σ(W_αi·[S; C_i] + b) ⊙ C_i / √3 ⊙ q_ok ------------------------
                     let g = &mut s.g[..nd];
@@ -268,7 +268,7 @@ impl<'a> MeshedDecoder<'a> {
                 // logp = log_softmax(x·W_vocabᵀ)                                               [n, V]
                 let v = self.fc.w.rows;
                 self.fc.forward(k, s.x, n, s.logits, &mut keep.qs);
-                crate::math::log_softmax_rows(&mut s.logits[..n * v], v);
+                k.log_softmax_rows(&mut s.logits[..n * v], v);
             },
         )
     }
@@ -278,7 +278,13 @@ impl<'a> MeshedDecoder<'a> {
 /// on each `[n, d]` block of `out` (the cross-attention's three levels share the residual and
 /// are normalised as one `[3n, d]` batch: same bits, more rows in lockstep).
 #[inline(always)]
-fn add_norm_mask(out: &mut [f32], residual: &[f32], att: &MultiHeadAttention, rows: &[StepRow]) {
+fn add_norm_mask(
+    k: &Kernels,
+    out: &mut [f32],
+    residual: &[f32],
+    att: &MultiHeadAttention,
+    rows: &[StepRow],
+) {
     let d = att.layer_norm.gamma.len();
     let nd = rows.len() * d;
     if nd == 0 {
@@ -291,7 +297,7 @@ fn add_norm_mask(out: &mut [f32], residual: &[f32], att: &MultiHeadAttention, ro
             *ov += rv;
         }
     }
-    att.layer_norm.forward_rows(out);
+    att.layer_norm.forward_rows(k, out);
     for block in out.chunks_exact_mut(nd) {
         for (i, row) in rows.iter().enumerate() {
             for ov in &mut block[i * d..(i + 1) * d] {

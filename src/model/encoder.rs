@@ -102,7 +102,7 @@ impl<'a> MemoryAugmentedEncoder<'a> {
                     }
                 }
                 crate::math::relu(p);
-                self.layer_norm.forward_rows(p);
+                self.layer_norm.forward_rows(k, p);
 
                 // Key bias: −∞ where the reference masks a row (docs/SPEC.md Q3: row sum of P
                 // equals the padding value), ln c for the row standing for c > 1 padding rows
@@ -166,7 +166,7 @@ impl<'a> MemoryAugmentedEncoder<'a> {
                     for (a, x) in s.a[..rd].iter_mut().zip(input) {
                         *a += x;
                     }
-                    att.layer_norm.forward_rows(&mut s.a[..rd]);
+                    att.layer_norm.forward_rows(k, &mut s.a[..rd]);
                     // E_l+1 = LN(A + FFN(A))                                               [r, d]
                     layer
                         .pwff

@@ -46,6 +46,6 @@ impl<'a> PositionWiseFeedForward<'a> {
         for (o, xi) in out.iter_mut().zip(&x[..n * d]) {
             *o += xi; //                                   residual on the block input
         }
-        self.layer_norm.forward_rows(out);
+        self.layer_norm.forward_rows(k, out);
     }
 }

@@ -60,8 +60,8 @@ impl<'a> LayerNorm<'a> {
 
     /// Normalise each of the `x.len() / d` rows in place.
     #[inline(always)]
-    pub fn forward_rows(&self, x: &mut [f32]) {
-        crate::math::layer_norm_rows(x, self.gamma, self.beta);
+    pub fn forward_rows(&self, k: &Kernels, x: &mut [f32]) {
+        k.layer_norm_rows(x, self.gamma, self.beta);
     }
 }
 
