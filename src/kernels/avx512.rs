@@ -29,7 +29,7 @@
 //! a time with 512-bit unpacks and adds (`hsum4_epi32_512`) and dequantises four outputs per
 //! instruction.
 
-use super::avx2::PREFETCH;
+use super::avx2::prefetch_weights;
 use super::avx_vnni::{by_blocks, Block};
 use super::operand::{Gemm, Int8Gemm};
 use super::tiles::{for_each_tile, Tiles};
@@ -167,7 +167,7 @@ unsafe fn tile<const R: usize, const N: usize>(blk: &Block<'_, Vnni512>, r: usiz
             // Weights are streamed once: fetch the ones a few tiles ahead (a prefetch never
             // faults, so running past the end of the matrix is harmless).
             for p in wp {
-                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(c + PREFETCH));
+                prefetch_weights(p.wrapping_add(c));
             }
             // w + 128 as u8.
             let wu: [__m512i; R] = core::array::from_fn(|j| {

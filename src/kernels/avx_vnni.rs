@@ -31,7 +31,7 @@
 //! (fewer than a tile's) form one shorter tile (`super::tiles`). The epilogue reduces four accumulators at a time and dequantises four outputs
 //! per instruction (`cvtdq2ps`, then `× xs`, then `× ws`: scalar's order, so the same bits).
 
-use super::avx2::{hsum4_epi32, PREFETCH};
+use super::avx2::{hsum4_epi32, prefetch_weights};
 use super::operand::{Gemm, Int8Gemm};
 use super::tiles::{for_each_tile, Tiles};
 use core::arch::x86_64::*;
@@ -157,7 +157,7 @@ impl Tiles for Block<'_, Vnni256> {
                 // Weights are streamed once: fetch the ones a few tiles ahead (a prefetch never
                 // faults, so running past the end of the matrix is harmless).
                 for p in wp {
-                    _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(c + PREFETCH));
+                    prefetch_weights(p.wrapping_add(c));
                 }
                 // w + 128 as u8.
                 let wu: [__m256i; R] = core::array::from_fn(|j| {
