@@ -29,81 +29,41 @@ impl Kernels {
     }
 }
 
-/// `Kernels::$name(args)` = `$body(args)` compiled once per vector context: a `#[target_feature]`
-/// copy per x86_64 SIMD path (the same code [`Kernels::vectorised`] would inline, so the same
-/// bits) and one baseline copy for the others, none of them inlined. The model's row functions
-/// go through these instead of being inlined at every call site in every vector context: eight
-/// lockstep group sizes each, times the call sites, times three contexts, had grown the x86_64
-/// binary by a fifth. A call per block of rows costs nothing next to the rows' work.
-macro_rules! row_functions {
-    ($($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) = $body:path;)*) => {
-        impl Kernels {
-            $(
-                $(#[$doc])*
-                #[inline]
-                pub fn $name(&self, $($arg: $ty),*) {
-                    match self.isa {
-                        #[cfg(target_arch = "x86_64")]
-                        // SAFETY: `Isa::Avx2` and `Isa::AvxVnni` are only selected when the CPU
-                        // has AVX2, FMA and F16C (`Isa::is_available`, checked by every
-                        // constructor of `Kernels` with that isa).
-                        super::Isa::Avx2 | super::Isa::AvxVnni => unsafe {
-                            per_isa::avx2::$name($($arg),*)
-                        },
-                        #[cfg(target_arch = "x86_64")]
-                        // SAFETY: `Isa::Avx512` is only selected when the CPU has AVX2, FMA, F16C
-                        // and AVX-512 F/BW (`Isa::is_available`, as above).
-                        super::Isa::Avx512 => unsafe { per_isa::avx512::$name($($arg),*) },
-                        _ => per_isa::baseline::$name($($arg),*),
-                    }
-                }
-            )*
-        }
-
-        /// The copies [`row_functions!`] dispatches to, one module per vector context.
-        mod per_isa {
-            pub mod baseline {
-                $(
-                    #[inline(never)]
-                    pub fn $name($($arg: $ty),*) {
-                        $body($($arg),*)
-                    }
-                )*
-            }
-            #[cfg(target_arch = "x86_64")]
-            pub mod avx2 {
-                $(
-                    #[inline(never)]
-                    #[target_feature(enable = "avx2,fma,f16c")]
-                    pub unsafe fn $name($($arg: $ty),*) {
-                        $body($($arg),*)
-                    }
-                )*
-            }
-            #[cfg(target_arch = "x86_64")]
-            pub mod avx512 {
-                $(
-                    #[inline(never)]
-                    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw")]
-                    pub unsafe fn $name($($arg: $ty),*) {
-                        $body($($arg),*)
-                    }
-                )*
-            }
-        }
-    };
-}
-
-row_functions! {
+// The model's row functions, each compiled once per vector context ([`Kernels::vectorised`]'s
+// copies: the baseline, AVX2 and AVX-512 ones on x86_64) and not inlined into their callers:
+// inlined at every call site, their eight lockstep group sizes times the call sites times three
+// contexts had grown the x86_64 binary by a fifth. A call per block of rows costs nothing next
+// to the rows' work.
+impl Kernels {
     /// [`crate::math::softmax_rows`] with this path's vector unit: softmax over each row of `n`
     /// values of `x`, bit for bit on every path.
-    fn softmax_rows(x: &mut [f32], n: usize) = crate::math::softmax_rows;
+    #[inline(never)]
+    pub fn softmax_rows(&self, x: &mut [f32], n: usize) {
+        self.vectorised(
+            #[inline(always)]
+            || crate::math::softmax_rows(x, n),
+        )
+    }
+
     /// [`crate::math::log_softmax_rows`] with this path's vector unit: log-softmax over each row
     /// of `n` values of `x`, bit for bit on every path.
-    fn log_softmax_rows(x: &mut [f32], n: usize) = crate::math::log_softmax_rows;
+    #[inline(never)]
+    pub fn log_softmax_rows(&self, x: &mut [f32], n: usize) {
+        self.vectorised(
+            #[inline(always)]
+            || crate::math::log_softmax_rows(x, n),
+        )
+    }
+
     /// [`crate::math::layer_norm_rows`] with this path's vector unit: LayerNorm over each row of
     /// `gamma.len()` values of `x`, bit for bit on every path.
-    fn layer_norm_rows(x: &mut [f32], gamma: &[f32], beta: &[f32]) = crate::math::layer_norm_rows;
+    #[inline(never)]
+    pub fn layer_norm_rows(&self, x: &mut [f32], gamma: &[f32], beta: &[f32]) {
+        self.vectorised(
+            #[inline(always)]
+            || crate::math::layer_norm_rows(x, gamma, beta),
+        )
+    }
 }
 
 impl Kernels {
