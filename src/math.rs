@@ -103,22 +103,61 @@ pub fn expf(x: f32) -> f32 {
 /// there. Either way the bits are the same.
 const LOCKSTEP_ROWS: usize = if cfg!(target_os = "none") { 1 } else { 8 };
 
-/// `x.iter().fold(−∞, f32::max)` (NaNs ignored; −∞ for an empty or all-NaN row) in eight
-/// lanes, so it vectorises; the maximum does not depend on the order.
+/// Lanes of [`max_of`] on a long row: 64 (four 512-bit or eight 256-bit chains, so the vector
+/// unit is not waiting on one maximum's latency before the next), 8 on a microcontroller (its
+/// 32 FPU registers). Rows shorter than [`LONG_ROW`] (attention's, a few dozen keys) take 8,
+/// where a 64-lane fold would cost more than the chain it saves.
+const MAX_LANES: usize = if cfg!(target_os = "none") { 8 } else { 64 };
+
+/// The row length from which [`max_of`] takes [`MAX_LANES`] lanes.
+const LONG_ROW: usize = 4 * 64;
+
+/// The largest value of `x`, NaNs ignored (−∞ for an empty or all-NaN row): `L` running maxima
+/// (element `e` into lane `e mod L`; `L` = 8, or `MAX_LANES` (64) from `LONG_ROW` (256) values on),
+/// folded in halves, so it vectorises. The value does not depend on the lanes; only the sign of
+/// a zero maximum can (it is the first zero its lane met). The softmaxes give the same bits
+/// either way: `x − (±0)` is the same value, `e^(±0) = 1`, and `±0 + ln Σ e^(x − max)` is `+0`
+/// or the logarithm, as `Σ ≥ 1` (`tests::signed_zero_maxima_give_the_same_softmax`).
 #[inline(always)]
 pub fn max_of(x: &[f32]) -> f32 {
-    let mut m = [f32::NEG_INFINITY; 8];
-    let chunks = x.chunks_exact(8);
+    if x.len() >= LONG_ROW {
+        max_in_lanes::<MAX_LANES>(x)
+    } else {
+        max_in_lanes::<8>(x)
+    }
+}
+
+/// [`max_of`] in `L` lanes.
+#[inline(always)]
+fn max_in_lanes<const L: usize>(x: &[f32]) -> f32 {
+    // `v > m` is false for a NaN `v`, and `m` is never NaN: one `maxps` per vector on x86
+    #[inline(always)]
+    fn larger(m: f32, v: f32) -> f32 {
+        if v > m {
+            v
+        } else {
+            m
+        }
+    }
+    let mut m = [f32::NEG_INFINITY; L];
+    let chunks = x.chunks_exact(L);
     let tail = chunks.remainder();
     for ch in chunks {
-        for l in 0..8 {
-            m[l] = m[l].max(ch[l]);
+        for l in 0..L {
+            m[l] = larger(m[l], ch[l]);
         }
     }
     for (l, v) in tail.iter().enumerate() {
-        m[l] = m[l].max(*v);
+        m[l] = larger(m[l], *v);
     }
-    m.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v))
+    let mut w = L / 2;
+    while w > 0 {
+        for l in 0..w {
+            m[l] = larger(m[l], m[l + w]);
+        }
+        w /= 2;
+    }
+    m[0]
 }
 
 /// [`max_of`] of each of the `G` rows of `n` values of `x`. (A loop: `array::from_fn`'s
@@ -643,6 +682,59 @@ mod tests {
         }
     }
 
+    /// [`softmax`]'s arithmetic with the row's maximum given.
+    fn softmax_with_max(x: &mut [f32], max: f32) {
+        for v in x.iter_mut() {
+            *v = expf(*v - max);
+        }
+        let total = x.iter().fold(0.0f32, |t, v| t + v);
+        for v in x.iter_mut() {
+            *v *= 1.0 / total;
+        }
+    }
+
+    /// A row whose maximum is zero, met as −0 and +0 in any lanes: `max_of`'s sign of zero
+    /// depends on where they sit, the softmaxes' bits do not (either sign gives the same
+    /// outputs, and the row functions give them).
+    #[test]
+    fn signed_zero_maxima_give_the_same_softmax() {
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        for n in [1usize, 2, 9, 50, 64, 65, 130, 200, 255, 256, 300, 1000] {
+            for pattern in 0..12usize {
+                // zeros of both signs at pattern-dependent places, the rest negative
+                let row: Vec<f32> = (0..n)
+                    .map(|i| match (i * 7 + pattern * 13) % (pattern + 3) {
+                        0 => -0.0,
+                        1 if pattern % 2 == 0 => 0.0,
+                        _ => -((i % 17) as f32) * 0.75 - 0.25,
+                    })
+                    .collect();
+                if !row.iter().any(|v| *v == 0.0) {
+                    continue;
+                }
+                assert_eq!(max_of(&row), 0.0);
+                type Rows = fn(&mut [f32], usize);
+                type WithMax = fn(&mut [f32], f32);
+                let fns: [(&str, Rows, WithMax); 2] = [
+                    ("softmax", softmax_rows, softmax_with_max),
+                    ("log-softmax", log_softmax_rows, log_softmax_with_max),
+                ];
+                for (name, rows_fn, with_max) in fns {
+                    let (mut plus, mut minus) = (row.clone(), row.clone());
+                    with_max(&mut plus, 0.0);
+                    with_max(&mut minus, -0.0);
+                    assert_eq!(bits(&plus), bits(&minus), "{name}, n {n} pattern {pattern}");
+                    for rows in [1usize, 3, 8] {
+                        let mut got: Vec<f32> = row.repeat(rows);
+                        rows_fn(&mut got, n);
+                        let want = plus.repeat(rows);
+                        assert_eq!(bits(&got), bits(&want), "{name}, n {n} pattern {pattern}");
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn softmax_rows_is_softmax_bit_for_bit() {
         for n in [1usize, 2, 7, 8, 9, 50, 90] {
@@ -671,7 +763,11 @@ mod tests {
 
     /// The definition as it stood: one row, blocks of 64, eight Kahan lanes.
     fn log_softmax_one_row(x: &mut [f32]) {
-        let max = max_of(x);
+        log_softmax_with_max(x, max_of(x));
+    }
+
+    /// [`log_softmax_one_row`] with the row's maximum given.
+    fn log_softmax_with_max(x: &mut [f32], max: f32) {
         let (mut s, mut c) = ([0.0f32; 8], [0.0f32; 8]);
         for (i, v) in x.iter().enumerate() {
             let (j, e) = (i % 8, expf(v - max));
