@@ -709,7 +709,7 @@ mod tests {
                         _ => -((i % 17) as f32) * 0.75 - 0.25,
                     })
                     .collect();
-                if !row.iter().any(|v| *v == 0.0) {
+                if !row.contains(&0.0) {
                     continue;
                 }
                 assert_eq!(max_of(&row), 0.0);
