@@ -34,13 +34,14 @@ pub fn lane_sum(x: &[f32]) -> f32 {
     lane_sums::<1>(x, x.len(), |_, v| v)[0]
 }
 
-/// [`lane_sum`]'s fold of its 16 partial sums, in halves.
+/// `L` lanes folded in halves by `op`: lane `l` ← `op(lane l, lane l + L/2)`, then `L/4`, …, 1
+/// ([`lane_sum`]'s 16 partial sums with `+`, [`max_of`]'s running maxima with a maximum).
 #[inline(always)]
-fn fold_lanes(mut a: [f32; LANES]) -> f32 {
-    let mut w = LANES / 2;
+fn fold_halves<const L: usize>(mut a: [f32; L], op: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut w = L / 2;
     while w > 0 {
         for l in 0..w {
-            a[l] += a[l + w];
+            a[l] = op(a[l], a[l + w]);
         }
         w /= 2;
     }
@@ -109,11 +110,13 @@ const LOCKSTEP_ROWS: usize = if cfg!(target_os = "none") { 1 } else { 8 };
 /// where a 64-lane fold would cost more than the chain it saves.
 const MAX_LANES: usize = if cfg!(target_os = "none") { 8 } else { 64 };
 
-/// The row length from which [`max_of`] takes [`MAX_LANES`] lanes.
-const LONG_ROW: usize = 4 * 64;
+/// The row length from which [`max_of`] takes [`MAX_LANES`] lanes (the vocabulary's rows, not
+/// attention's).
+const LONG_ROW: usize = 256;
 
 /// The largest value of `x`, NaNs ignored (−∞ for an empty or all-NaN row): `L` running maxima
-/// (element `e` into lane `e mod L`; `L` = 8, or `MAX_LANES` (64) from `LONG_ROW` (256) values on),
+/// (element `e` into lane `e mod L`; `L` = 8, or 64 from 256 values on except on a
+/// microcontroller),
 /// folded in halves, so it vectorises. The value does not depend on the lanes; only the sign of
 /// a zero maximum can (it is the first zero its lane met). The softmaxes give the same bits
 /// either way: `x − (±0)` is the same value, `e^(±0) = 1`, and `±0 + ln Σ e^(x − max)` is `+0`
@@ -150,14 +153,7 @@ fn max_in_lanes<const L: usize>(x: &[f32]) -> f32 {
     for (l, v) in tail.iter().enumerate() {
         m[l] = larger(m[l], *v);
     }
-    let mut w = L / 2;
-    while w > 0 {
-        for l in 0..w {
-            m[l] = larger(m[l], m[l + w]);
-        }
-        w /= 2;
-    }
-    m[0]
+    fold_halves(m, larger)
 }
 
 /// [`max_of`] of each of the `G` rows of `n` values of `x`. (A loop: `array::from_fn`'s
@@ -249,7 +245,7 @@ fn lane_sums<const G: usize>(x: &[f32], d: usize, f: impl Fn(usize, f32) -> f32)
     }
     let mut out = [0.0f32; G];
     for (o, acc) in out.iter_mut().zip(acc) {
-        *o = fold_lanes(acc);
+        *o = fold_halves(acc, |a, b| a + b);
     }
     out
 }
@@ -687,9 +683,9 @@ mod tests {
         for v in x.iter_mut() {
             *v = expf(*v - max);
         }
-        let total = x.iter().fold(0.0f32, |t, v| t + v);
+        let inv = 1.0 / x.iter().fold(0.0f32, |t, v| t + v);
         for v in x.iter_mut() {
-            *v *= 1.0 / total;
+            *v *= inv;
         }
     }
 
