@@ -20,12 +20,26 @@
 //!              x, q, att, s, cq, g, f, alpha [B, d] · att3, c3 [3B, d] · cat [B, 2d]
 //!              hidden [max(B·F, R)] · logits [max(B·V, R·d)] · scores [h, L]
 //! ```
+//! Each slot starts on a 64-byte boundary ([`SLOT_ALIGN`]; up to 60 bytes of padding after it).
 //! The encoder's scratch is dead once `enc_out` is complete, so it shares memory with the
 //! decoder's caches: for COCO at beam 5 and 20 words this keeps the workspace under 4 MB.
 //! The attention scores of several query rows at once go into the FFN's `hidden` slot, dead
 //! until the FFN runs (hence its floor: one row of `R + m` encoder keys, or `R` cross keys).
 
 use crate::config::Config;
+
+/// Every slot starts on a multiple of this many f32 elements (64 bytes: a cache line of x86_64
+/// and of the Pi's Cortex-A cores, an AVX-512 vector) from the workspace's first slot, which
+/// [`crate::workspace::Workspace::new`] puts on a 64-byte boundary. Misaligned slots cost
+/// split loads: on the Intel VM of README's AVX-512 section, slots 4 bytes off the line made
+/// the encoder ~10 % and the cross-attention ~9 % slower. The padding costs at most 60 bytes a
+/// slot (about 2 KB in all) everywhere, MCUs included, so a plan is the same on every target.
+pub const SLOT_ALIGN: usize = 16;
+
+/// `len` rounded up to a multiple of [`SLOT_ALIGN`] (a slot's footprint in the workspace).
+const fn padded(len: usize) -> usize {
+    len.div_ceil(SLOT_ALIGN) * SLOT_ALIGN
+}
 
 /// Beam search length of the reference's test.py; the default caption length of a plan.
 pub const DEFAULT_MAX_LEN: usize = 20;
@@ -126,9 +140,15 @@ impl Plan {
         max(self.encoder().total(), self.decoder().total())
     }
 
-    /// Total workspace length in f32 elements.
-    pub const fn total_floats(&self) -> usize {
+    /// The slots' length in f32 elements, from the first slot's start (a 64-byte boundary).
+    pub const fn slots_floats(&self) -> usize {
         self.persistent().total() + self.phase_len()
+    }
+
+    /// Total workspace length in f32 elements: the slots and [`SLOT_ALIGN`]` − 1` floats of
+    /// room to start them on a 64-byte boundary wherever the buffer starts.
+    pub const fn total_floats(&self) -> usize {
+        self.slots_floats() + SLOT_ALIGN - 1
     }
 
     /// Total workspace size in bytes.
@@ -151,7 +171,7 @@ impl Plan {
         let enc = EncoderSlots::wide_total(&w);
         let dec = DecoderSlots::wide_total(&w);
         let phase = if enc > dec { enc } else { dec };
-        let bytes = 4 * (PersistentSlots::wide_total(&w) + phase);
+        let bytes = 4 * (PersistentSlots::wide_total(&w) + phase + SLOT_ALIGN as u128 - 1);
         if bytes <= usize::MAX as u128 {
             Some(bytes as usize)
         } else {
@@ -238,7 +258,9 @@ impl Wide {
 /// Declares one group of consecutive workspace slots, each slot's name and length (in f32
 /// elements, a `const` expression of the plan `$p` and the `let`s) written once. Generates
 /// `$name<T>` with one `T` per slot — `usize` lengths (`$name::new(&plan)`) or offsets, and
-/// the carved `&mut [f32]` slices — its `total`, `offsets` and `carve`.
+/// the carved `&mut [f32]` slices — its `total`, `offsets` and `carve`. Each slot takes its
+/// length rounded up to [`SLOT_ALIGN`] floats, so every slot of a group that starts on a
+/// 64-byte boundary does too; its slice is its length.
 macro_rules! slots {
     (
         $(#[$doc:meta])*
@@ -271,12 +293,14 @@ macro_rules! slots {
                     }
                 }
                 $(let $v = $e;)*
-                0 $(+ $len)*
+                let a = SLOT_ALIGN as u128;
+                0 $(+ ($len).div_ceil(a) * a)*
             }
 
-            /// The slots' summed length in f32 elements.
+            /// The slots' summed footprint in f32 elements (each length rounded up to
+            /// [`SLOT_ALIGN`]).
             pub const fn total(&self) -> usize {
-                0 $(+ self.$field)*
+                0 $(+ padded(self.$field))*
             }
 
             /// Where each slot starts when the group starts at `start`.
@@ -286,15 +310,16 @@ macro_rules! slots {
                 $name {
                     $($field: {
                         let o = at;
-                        at += self.$field;
+                        at += padded(self.$field);
                         o
                     },)*
                 }
             }
 
-            /// Cut the slots off the front of `buf` in declaration order; returns them and the
-            /// rest of `buf`. `buf` holds at least [`Self::total`] floats (checked in debug
-            /// builds; the workspace checks its buffer against the plan once, when built).
+            /// Cut the slots off the front of `buf` in declaration order, each followed by its
+            /// padding; returns them and the rest of `buf`. `buf` holds at least
+            /// [`Self::total`] floats (checked in debug builds; the workspace checks its
+            /// buffer against the plan once, when built).
             pub fn carve<'b>(&self, buf: &'b mut [f32]) -> ($name<&'b mut [f32]>, &'b mut [f32]) {
                 $(let ($field, buf) = take(buf, self.$field);)*
                 ($name { $($field,)* }, buf)
@@ -303,14 +328,16 @@ macro_rules! slots {
     };
 }
 
-/// The first `n` floats of `buf` and the rest.
+/// The first `n` floats of `buf`, and the rest after `n`'s padding to [`SLOT_ALIGN`].
 fn take(buf: &mut [f32], n: usize) -> (&mut [f32], &mut [f32]) {
     debug_assert!(
-        n <= buf.len(),
+        padded(n) <= buf.len(),
         "workspace slot of {n} floats, {} left: buffer and plan disagree",
         buf.len()
     );
-    buf.split_at_mut(n.min(buf.len()))
+    let (slot, rest) = buf.split_at_mut(n.min(buf.len()));
+    let pad = (padded(n) - n).min(rest.len());
+    (slot, &mut rest[pad..])
 }
 
 slots! {
@@ -478,7 +505,7 @@ mod tests {
     fn slots_tile_the_workspace() {
         for (cfg, beam, regions) in [(Config::COCO, 5, 50), (Config::TINY, 3, 10)] {
             let p = Plan::new(&cfg, beam, regions, DEFAULT_MAX_LEN);
-            let mut buf = vec![0f32; p.total_floats()];
+            let mut buf = vec![0f32; p.slots_floats()];
             let (keep, rest) = p.persistent().carve(&mut buf);
             assert_eq!(keep.scales.len(), p.quant_rows());
             assert_eq!(rest.len(), p.phase_len());
@@ -486,8 +513,12 @@ mod tests {
             assert_eq!(dec.scores.len(), p.h * p.max_len);
             assert_eq!(left.len(), p.phase_len() - p.decoder().total());
             let keep = p.persistent();
-            assert_eq!(keep.offsets(0).key_bias, keep.enc_out);
-            assert_eq!(keep.offsets(0).scales + keep.scales, keep.total());
+            assert_eq!(keep.offsets(0).key_bias, padded(keep.enc_out));
+            assert_eq!(keep.offsets(0).scales + padded(keep.scales), keep.total());
+            assert_eq!(p.total_floats(), p.slots_floats() + SLOT_ALIGN - 1);
+            let dec = p.decoder().offsets(100 * SLOT_ALIGN);
+            assert_eq!(dec.cross_v % SLOT_ALIGN, 0);
+            assert_eq!(dec.scores % SLOT_ALIGN, 0);
         }
     }
 

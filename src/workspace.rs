@@ -5,7 +5,7 @@
 //! against the plan once, in [`Workspace::new`]; afterwards carving cannot fail.
 
 use crate::kernels::QuantScratch;
-use crate::plan::{DecoderSlots, EncoderSlots, Plan, MAX_BEAM, MAX_STEPS};
+use crate::plan::{DecoderSlots, EncoderSlots, Plan, MAX_BEAM, MAX_STEPS, SLOT_ALIGN};
 
 /// Why a workspace cannot be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,7 +108,8 @@ pub type EncoderScratch<'b> = EncoderSlots<&'b mut [f32]>;
 pub type DecoderState<'b> = DecoderSlots<&'b mut [f32]>;
 
 impl<'w> Workspace<'w> {
-    /// Check `buf` against `plan`.
+    /// Check `buf` against `plan` ([`Plan::total_floats`] floats at least); the slots start
+    /// at its first 64-byte boundary ([`SLOT_ALIGN`]).
     pub fn new(buf: &'w mut [f32], plan: Plan) -> Result<Workspace<'w>, WorkspaceError> {
         if plan.beam > MAX_BEAM {
             return Err(WorkspaceError::BeamTooLarge {
@@ -133,6 +134,11 @@ impl<'w> Workspace<'w> {
                 given_bytes: buf.len().saturating_mul(4),
             });
         }
+        // the slots start at the buffer's first 64-byte boundary (`SLOT_ALIGN`; an f32 slice
+        // starts on a 4-byte one, so at most 15 floats in, the room `total_floats` leaves)
+        let line = 4 * SLOT_ALIGN;
+        let skip = (line - buf.as_ptr() as usize % line) % line / 4;
+        let buf = &mut buf[skip..];
         Ok(Workspace {
             buf,
             plan,
@@ -154,7 +160,7 @@ impl<'w> Workspace<'w> {
         rows: &'b mut usize,
     ) -> (Persistent<'b>, &'b mut [f32]) {
         debug_assert!(
-            buf.len() >= p.total_floats(),
+            buf.len() >= p.slots_floats(),
             "workspace shorter than its plan"
         );
         let (s, phase) = p.persistent().carve(buf);
@@ -266,5 +272,58 @@ impl<'w> Workspace<'w> {
         let o = self.plan.persistent().offsets(0).key_bias;
         let j = i.min(self.rows.saturating_sub(1));
         self.buf.get(o + j).is_some_and(|&b| b == f32::NEG_INFINITY)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    extern crate std;
+    use std::vec;
+
+    fn line_aligned(s: &[f32]) -> bool {
+        (s.as_ptr() as usize).is_multiple_of(4 * SLOT_ALIGN)
+    }
+
+    /// Wherever the caller's buffer starts, every slot of both phases starts on a 64-byte
+    /// boundary and has its plan's length; one float less than the plan is refused.
+    #[test]
+    fn slots_start_on_cache_lines_wherever_the_buffer_starts() {
+        for (cfg, beam, regions) in [(Config::COCO, 5, 50), (Config::TINY, 3, 7)] {
+            let plan = Plan::new(&cfg, beam, regions, 20);
+            let n = plan.total_floats();
+            let mut mem = vec![0f32; n + SLOT_ALIGN];
+            for start in 0..SLOT_ALIGN {
+                let short = &mut mem[start..start + n - 1];
+                assert!(matches!(
+                    Workspace::new(short, plan),
+                    Err(WorkspaceError::TooSmall { .. })
+                ));
+                let mut ws = Workspace::new(&mut mem[start..start + n], plan).unwrap();
+                let (keep, enc) = ws.encoder_parts();
+                assert!(line_aligned(keep.enc_out) && line_aligned(keep.key_bias));
+                assert_eq!(keep.key_bias.len(), regions);
+                for s in [enc.p, enc.q, enc.k, enc.v, enc.att, enc.a, enc.hidden] {
+                    assert!(line_aligned(s), "{cfg:?} start {start}");
+                }
+                let (_, dec) = ws.decoder_parts();
+                let lens = plan.decoder();
+                for (s, len) in [
+                    (&dec.cross_k, lens.cross_k),
+                    (&dec.cross_v, lens.cross_v),
+                    (&dec.self_k, lens.self_k),
+                    (&dec.key_pad, lens.key_pad),
+                    (&dec.x, lens.x),
+                    (&dec.att3, lens.att3),
+                    (&dec.hidden, lens.hidden),
+                    (&dec.logits, lens.logits),
+                    (&dec.scores, lens.scores),
+                ] {
+                    assert!(line_aligned(s), "{cfg:?} start {start}");
+                    assert_eq!(s.len(), len);
+                }
+            }
+        }
     }
 }
