@@ -88,6 +88,33 @@ PARTS_X86 = {
     "top-k": 0.012,
 }
 
+# With threads, two parts of the rest run on the pool's workers (src/kernels/parts.rs): a decoder
+# layer's three cross-attention levels, one part each, when a level's 2·beam·R·d multiply-adds
+# reach PAR_MIN_F32_MACS; and the log-softmax's rows, in shares of ⌈beam / threads⌉ rows, when a
+# share's values reach PAR_MIN_EXPS. The cross-attention's share of the attention part is the
+# in-step share measured on the Intel VM (README "Sixth round": 147–150 of 174–178 µs, AVX-512,
+# 1 thread; assumed the same on NEON). The pool's hand-offs (~1 µs each on x86_64, four a step)
+# are left out.
+PAR_MIN_F32_MACS, PAR_MIN_EXPS = 32 << 10, 16 << 10
+CROSS_OF_ATTENTION = 0.85
+
+
+def rest_thread_factor(c, threads):
+    """The rest's time at `threads` threads over its time at one."""
+    total = sum(PARTS_X86.values())
+    p_cross = PARTS_X86["attention (self + cross, 3 layers)"] / total * CROSS_OF_ATTENTION
+    p_lsm = PARTS_X86["log-softmax over 10,201 words"] / total
+    f = 1.0
+    t = min(threads, 3)
+    per = -(-3 // t)
+    if t > 1 and 2 * BEAM * c["max_regions"] * c["d_model"] >= PAR_MIN_F32_MACS:
+        f -= p_cross * (1 - per / 3)
+    t = min(threads, BEAM)
+    per = -(-BEAM // t)
+    if t > 1 and per * c["vocab"] >= PAR_MIN_EXPS:
+        f -= p_lsm * (1 - per / BEAM)
+    return f
+
 
 def linear_macs(c):
     """{activation rows n: multiply-adds through Kernels::linear} for one caption (as
@@ -218,7 +245,7 @@ def main():
         resident = model == "demo" and steps_bytes / STEPS < b["llc_bytes"]
         memory = 0.0 if resident else bytes_ / (b["gbs"] * 1e9) * 1e3
         rest_ms, ghz = REST_X86[(model, dtype)]
-        rest = rest_ms * ghz / b["ghz"] * b["rest_factor"]
+        rest = rest_ms * ghz / b["ghz"] * b["rest_factor"] * rest_thread_factor(cfg, threads)
         total = max(compute, memory) + rest
         att = macs_total - sum(lin.values())
         return compute, memory, rest, total, att

@@ -18,13 +18,14 @@
 //!   encoder    p, q, k, v, att, a [R, d] · hidden [max(R·F, R + m)]
 //!   decoder    cross_k, cross_v [N, 3, R, d] · self_k, self_v [N, L, B, d] · key_pad [L, B]
 //!              x, q, att, s, cq, g, f, alpha [B, d] · att3, c3 [3B, d] · cat [B, 2d]
-//!              hidden [max(B·F, R)] · logits [max(B·V, R·d)] · scores [h, L]
+//!              hidden [max(B·F, 3R)] · logits [max(B·V, R·d)] · scores [h, L]
 //! ```
 //! Each slot starts on a 64-byte boundary ([`SLOT_ALIGN`]; up to 60 bytes of padding after it).
 //! The encoder's scratch is dead once `enc_out` is complete, so it shares memory with the
 //! decoder's caches: for COCO at beam 5 and 20 words this keeps the workspace under 4 MB.
 //! The attention scores of several query rows at once go into the FFN's `hidden` slot, dead
-//! until the FFN runs (hence its floor: one row of `R + m` encoder keys, or `R` cross keys).
+//! until the FFN runs (hence its floor: one row of `R + m` encoder keys, or `R` cross keys for
+//! each of the three levels, which may run at once).
 
 use crate::config::Config;
 
@@ -410,9 +411,9 @@ slots! {
         c3: 3 * b * d,
         /// `[S; C_i]` `[B, 2d]`.
         cat: b * 2 * d,
-        /// FFN hidden `[B, F]`; before the FFN, cross-attention scores (a row of `R` keys at
-        /// least).
-        hidden: max(b * p.d_ff, p.regions),
+        /// FFN hidden `[B, F]`; before the FFN, cross-attention scores: a third for each
+        /// encoder level (a row of `R` keys at least).
+        hidden: max(b * p.d_ff, 3 * p.regions),
         /// Log-probabilities `[B, V]`; before the first step, where
         /// [`MeshedDecoder::precompute_cross`](crate::model::decoder::MeshedDecoder::precompute_cross)
         /// lays one level's keys or values out per head (`[R, d]` at least).

@@ -493,7 +493,7 @@ fn median_ms(reps: usize, f: &mut dyn FnMut()) -> f64 {
 /// synthetic rows of the model's shapes with the engine's own functions, on `beam` rows.
 struct StepParts {
     /// Self-attention over the keys of the middle step, and cross-attention to the three
-    /// encoder levels' `max_regions` keys, every decoder layer (`attend`, `attend_rows`).
+    /// encoder levels' `max_regions` keys, every decoder layer (`attend`, `attend_levels`: the levels over the threads).
     attention: f64,
     /// The five post-norm LayerNorms of each layer with their residual adds and `q_ok` masks,
     /// and the three sigmoid gates' weighted sum.
@@ -511,7 +511,7 @@ fn step_parts_ms(
     steps: usize,
     reps: usize,
 ) -> StepParts {
-    use m2::model::attention::{attend, attend_cross};
+    use m2::model::attention::{attend, attend_levels, HeadKv};
     let (d, heads, d_k) = (cfg.d_model as usize, cfg.h as usize, cfg.d_k as usize);
     let (layers, v, r) = (
         cfg.n_dec as usize,
@@ -558,23 +558,17 @@ fn step_parts_ms(
                             &mut att[i * d..(i + 1) * d],
                         );
                     }
-                    for lvl in 0..3 {
-                        // laid out per head as the decoder keeps them (`to_heads`)
-                        let block = (l * 3 + lvl) * r * d..(l * 3 + lvl + 1) * r * d;
-                        attend_cross(
-                            &kernels,
-                            &q,
-                            n,
-                            heads,
-                            d_k,
-                            r,
-                            &xk[block.clone()],
-                            &xv[block],
-                            &no_bias,
-                            cross_sc,
-                            &mut att[lvl * n * d..(lvl + 1) * n * d],
-                        );
-                    }
+                    // laid out per head as the decoder keeps them (`to_heads`)
+                    let layer = l * 3 * r * d..(l + 1) * 3 * r * d;
+                    let kv = HeadKv {
+                        heads,
+                        d_k,
+                        kt: &xk[layer.clone()],
+                        v: &xv[layer],
+                        bias: &no_bias,
+                        n_keys: r,
+                    };
+                    attend_levels(&kernels, &q, kv, cross_sc, &mut att);
                 }
             },
         );
@@ -610,7 +604,7 @@ fn step_parts_ms(
     });
     let log_softmax = time(&mut || {
         // in place, again and again: the log-softmax of a log-softmax is itself (to rounding)
-        kernels.log_softmax_rows(&mut logits, v);
+        kernels.log_softmax_rows_par(&mut logits, v);
         black_box(&logits);
     });
     let top_k = time(&mut || {
@@ -911,5 +905,56 @@ mod tests {
             f[0].iter().all(|&v| v >= 0.0) && (0.2..0.5).contains(&nonzero),
             "{nonzero}"
         );
+    }
+
+    /// The decode step's parts that run on the pool's workers (the cross-attention's levels,
+    /// the log-softmax's rows) leave the captions and every log-probability bit as one thread
+    /// does, on every kernel path: a model just large enough that they do go to the workers
+    /// (a level's 2·5·50·128 multiply-adds ≥ `PAR_MIN_F32_MACS`, shares of two or three rows
+    /// of 9 000 words ≥ `PAR_MIN_EXPS`).
+    #[test]
+    fn threads_give_the_one_thread_captions_bit_for_bit() {
+        let cfg = Config {
+            d_model: 128,
+            h: 2,
+            d_k: 64,
+            d_v: 64,
+            d_ff: 256,
+            n_dec: 2,
+            vocab: 9000,
+            max_regions: 50,
+            ..Config::TINY
+        };
+        const _: () = assert!(2 * 5 * 50 * 128 >= m2::kernels::PAR_MIN_F32_MACS);
+        const _: () = assert!(2 * 9000 >= m2::kernels::PAR_MIN_EXPS);
+        let buf = pack(&cfg, &synthetic_weights(&cfg, SEED), DType::I8).unwrap();
+        let blob = buf.blob().unwrap();
+        let feats = features(&cfg, SEED, 2);
+        let opts = SearchOptions {
+            beam: 5,
+            max_len: 4,
+        };
+        for isa in Kernels::available() {
+            let run = |threads: usize, image: &[f32]| {
+                let model = M2::new(&blob, Kernels::with_isa(isa).unwrap().with_threads(threads));
+                let plan = model.plan(opts.beam, opts.max_len);
+                let mut mem = vec![0f32; plan.total_floats()];
+                let mut ws = Workspace::new(&mut mem, plan).unwrap();
+                let out = beam_search(&model, image, &mut ws, &opts, |_| {}).unwrap();
+                out.beams
+                    .iter()
+                    .map(|b| {
+                        let lp: Vec<u32> = b.logprobs.iter().map(|v| v.to_bits()).collect();
+                        (b.tokens.to_vec(), lp, b.score.to_bits())
+                    })
+                    .collect::<Vec<_>>()
+            };
+            for image in &feats {
+                let one = run(1, image);
+                for threads in [2, 3, 4] {
+                    assert_eq!(run(threads, image), one, "{isa} {threads} threads");
+                }
+            }
+        }
     }
 }

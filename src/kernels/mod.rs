@@ -11,7 +11,7 @@
 //! | `scalar.rs` | the ground truth, and the scalar path's tiles |
 //! | `avx2.rs`, `avx_vnni.rs`, `avx512.rs`, `neon.rs`, `dsp.rs` | the SIMD paths |
 //! | `simd.rs` | [`dot_f32`], and non-GEMM code compiled for the path's vector unit |
-//! | `pool.rs`, `trace.rs` | worker threads; watching linears for calibration (std) |
+//! | `pool.rs`, `parts.rs`, `trace.rs` | worker threads; a step's parts on them; watching linears for calibration (std) |
 //!
 //! int8 path: activations are quantised dynamically per row (per token) to int8 with one f32
 //! scale (`absmax / 127`), multiplied with the per-output-channel int8 weights accumulating in
@@ -39,6 +39,7 @@
 //! the 256-bit VNNI path on an AVX-512 one.
 
 mod operand;
+mod parts;
 #[cfg(feature = "std")]
 mod pool;
 pub mod scalar;
@@ -58,6 +59,7 @@ pub mod dsp;
 pub mod neon;
 
 pub use operand::{act16_max, QRows};
+pub use parts::{PAR_MIN_EXPS, PAR_MIN_F32_MACS};
 pub use simd::dot_f32;
 
 use crate::blob::{Matrix, WeightData};
@@ -259,7 +261,8 @@ pub struct Kernels {
     /// Private: only constructors that checked [`Isa::is_available`] make a `Kernels`, which
     /// is what makes the `unsafe` dispatch to `#[target_feature]` code sound.
     isa: Isa,
-    /// Worker threads for large linears (std only; ignored on no_std).
+    /// Worker threads for large linears and a decode step's independent parts (std only;
+    /// ignored on no_std).
     threads: usize,
 }
 
@@ -281,7 +284,8 @@ impl Kernels {
         self.isa
     }
 
-    /// Worker threads for large linears (std only; ignored on no_std).
+    /// Worker threads for large linears and a decode step's independent parts (std only;
+    /// ignored on no_std).
     pub const fn threads(&self) -> usize {
         self.threads
     }

@@ -1,4 +1,5 @@
-//! A persistent worker pool for [`Kernels::linear`](super::Kernels::linear) on std targets.
+//! A persistent worker pool for [`Kernels::linear`](super::Kernels::linear) and
+//! [`Kernels::for_each_mut`](super::Kernels::for_each_mut) on std targets.
 //!
 //! A decode step runs 34 small linears of ~40 µs each; spawning threads per call (scoped
 //! threads) costs about as much as it saves. Here the workers live for the process: a call

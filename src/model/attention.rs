@@ -13,7 +13,7 @@
 
 use super::{LayerNorm, Linear};
 use crate::blob::{Blob, TensorKind as K};
-use crate::kernels::Kernels;
+use crate::kernels::{Kernels, PAR_MIN_F32_MACS};
 
 /// The weights of one multi-head attention block: four projections and the block's LayerNorm.
 #[derive(Clone, Copy, Debug)]
@@ -204,28 +204,38 @@ pub fn attend_rows<'k>(
     }
 }
 
+/// Keys and values laid out per head once per image ([`to_heads`]), the decoder's
+/// cross-attention's: `n_keys` keys of `heads · d_k` values and their `bias [n_keys]`.
+#[derive(Clone, Copy, Debug)]
+pub struct HeadKv<'a> {
+    pub heads: usize,
+    pub d_k: usize,
+    /// Each head's keys transposed, `[heads, d_k, n_keys]` (for [`attend_levels`], three
+    /// levels of those one after the other).
+    pub kt: &'a [f32],
+    /// Each head's values, `[heads, n_keys, d_k]` (likewise).
+    pub v: &'a [f32],
+    pub bias: &'a [f32],
+    pub n_keys: usize,
+}
+
 /// [`attend_rows`] over keys and values laid out per head once per image (the decoder's
-/// cross-attention, [`to_heads`]): head `h`'s keys transposed, `kt [heads, d_k, n_keys]`, and
-/// its values, `v [heads, n_keys, d_k]`; `bias [n_keys]`. The same arithmetic, bit for bit:
+/// cross-attention, [`HeadKv`]). The same arithmetic, bit for bit:
 /// each score is [`crate::kernels::dot_f32`]'s (as [`Kernels::dot_columns`] computes it, a
 /// block of keys per vector), then the same scaling, softmax and weighted sum. Each head's
 /// keys and values are one contiguous block, read once for up to [`GROUP`] rows.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub fn attend_cross(
-    k: &Kernels,
-    q: &[f32],
-    n_q: usize,
-    heads: usize,
-    d_k: usize,
-    n_keys: usize,
-    kt: &[f32],
-    v: &[f32],
-    bias: &[f32],
-    scratch: &mut [f32],
-    out: &mut [f32],
-) {
+pub fn attend_cross(k: &Kernels, q: &[f32], kv: HeadKv, scratch: &mut [f32], out: &mut [f32]) {
+    let HeadKv {
+        heads,
+        d_k,
+        kt,
+        v,
+        bias,
+        n_keys,
+    } = kv;
     let d = heads * d_k;
+    let n_q = q.len().checked_div(d).unwrap_or(0);
     let hk = d_k * n_keys; // one head's keys (or values)
     let bias = &bias[..n_keys];
     let sc_of = Scale::of(d_k);
@@ -270,6 +280,35 @@ pub fn attend_cross(
         }
         i0 += g;
     }
+}
+
+/// [`attend_cross`] for the three encoder levels of a decoder layer, whose keys and values are
+/// `kv.kt`, `kv.v` `[3, heads, d_k·n_keys]` (three [`to_heads`] blocks), into `out [3, n_q, d]` (`q [n_q, d]`): the
+/// levels are independent, so each is one part of [`Kernels::for_each_mut`] (on the pool's
+/// workers when the kernels have threads), with a third of `scratch` (at least `n_keys`
+/// each) for its scores. The same bits however the parts run.
+pub fn attend_levels(k: &Kernels, q: &[f32], kv: HeadKv, scratch: &mut [f32], out: &mut [f32]) {
+    let d = kv.heads * kv.d_k;
+    let (nd, level) = (q.len() / d.max(1) * d, d * kv.n_keys);
+    let third = scratch.len() / 3;
+    let (out0, out12) = out[..3 * nd].split_at_mut(nd);
+    let (out1, out2) = out12.split_at_mut(nd);
+    let (sc0, sc12) = scratch[..3 * third].split_at_mut(third);
+    let (sc1, sc2) = sc12.split_at_mut(third);
+    let mut levels = [(out0, sc0), (out1, sc1), (out2, sc2)];
+    let macs = 2 * nd * kv.n_keys; // scores and weighted sums
+    k.for_each_mut(&mut levels, macs, PAR_MIN_F32_MACS, &|lvl, (out, sc)| {
+        let block = lvl * level..(lvl + 1) * level;
+        let kv_lvl = HeadKv {
+            kt: &kv.kt[block.clone()],
+            v: &kv.v[block],
+            ..kv
+        };
+        k.vectorised(
+            #[inline(always)]
+            || attend_cross(k, &q[..nd], kv_lvl, sc, out),
+        )
+    });
 }
 
 /// Lays `rows [n, heads·d_k]` (keys or values, a row per key) out per head for
@@ -549,19 +588,15 @@ mod tests {
                                     &mut scratch,
                                     &mut want,
                                 );
-                                attend_cross(
-                                    &kernels,
-                                    &q,
-                                    n_q,
+                                let kv = HeadKv {
                                     heads,
                                     d_k,
+                                    kt: &kt,
+                                    v: &vh,
+                                    bias: &bias,
                                     n_keys,
-                                    &kt,
-                                    &vh,
-                                    &bias,
-                                    &mut scratch,
-                                    &mut got,
-                                );
+                                };
+                                attend_cross(&kernels, &q, kv, &mut scratch, &mut got);
                             });
                             let same = got
                                 .iter()

@@ -16,7 +16,7 @@
 //! reference recomputes them for every beam at every step (docs/SPEC.md §7.2).
 
 use super::attention::{
-    attend, attend_cross, to_heads, MultiHeadAttention, DECODER_CROSS, DECODER_SELF,
+    attend, attend_levels, to_heads, HeadKv, MultiHeadAttention, DECODER_CROSS, DECODER_SELF,
 };
 use super::feed_forward::{FfKinds, PositionWiseFeedForward};
 use super::Linear;
@@ -98,7 +98,7 @@ impl<'a> MeshedDecoder<'a> {
 
     /// Cross-attention keys and values of every layer for the three encoder levels, computed
     /// once per image: `K[l, i] = Enc_i·W_kᵀ + b_k` `[rows, d]` (and likewise `V`), stored per
-    /// head for [`attend_cross`]: block `(l, i)` of `cross_k` is `[h, d_k, rows]` (each head's
+    /// head for [`attend_cross`](super::attention::attend_cross): block `(l, i)` of `cross_k` is `[h, d_k, rows]` (each head's
     /// keys transposed), of `cross_v` `[h, rows, d_k]`. `st.logits` (dead until the first
     /// step) holds one level while it is laid out.
     pub fn precompute_cross(
@@ -209,23 +209,17 @@ impl<'a> MeshedDecoder<'a> {
                     // ---- cross-attention to the three encoder levels ------------------------------
                     let ca = &layer.enc_att;
                     ca.fc_q.forward(k, s.s, n, s.cq, &mut keep.qs); //  one query for all levels   [n, d]
-                    let (xk, xv, bias) = (&*s.cross_k, &*s.cross_v, &keep.key_bias[..r]);
-                    for lvl in 0..3 {
-                        let block = ((l * 3 + lvl) * r) * d..((l * 3 + lvl + 1) * r) * d;
-                        attend_cross(
-                            k,
-                            &s.cq[..nd],
-                            n,
-                            ca.heads,
-                            ca.d_k,
-                            r,
-                            &xk[block.clone()],
-                            &xv[block],
-                            bias,
-                            s.hidden, // dead until the FFN: room for the scores of several rows
-                            &mut s.att3[lvl * nd..(lvl + 1) * nd],
-                        );
-                    }
+                    let layer_kv = l * 3 * r * d..(l + 1) * 3 * r * d;
+                    let kv = HeadKv {
+                        heads: ca.heads,
+                        d_k: ca.d_k,
+                        kt: &s.cross_k[layer_kv.clone()],
+                        v: &s.cross_v[layer_kv],
+                        bias: &keep.key_bias[..r],
+                        n_keys: r,
+                    };
+                    // `hidden`, dead until the FFN: room for the scores of several rows
+                    attend_levels(k, &s.cq[..nd], kv, s.hidden, s.att3);
                     // C_i = LN(S + att_i·W_oᵀ + b_o) ⊙ q_ok; the 3 levels as one [3n, d] batch
                     ca.fc_o.forward(k, s.att3, 3 * n, s.c3, &mut keep.qs);
                     add_norm_mask(k, &mut s.c3[..3 * nd], &s.s[..nd], ca, rows);
@@ -268,7 +262,7 @@ impl<'a> MeshedDecoder<'a> {
                 // logp = log_softmax(x·W_vocabᵀ)                                               [n, V]
                 let v = self.fc.w.rows;
                 self.fc.forward(k, s.x, n, s.logits, &mut keep.qs);
-                k.log_softmax_rows(&mut s.logits[..n * v], v);
+                k.log_softmax_rows_par(&mut s.logits[..n * v], v);
             },
         )
     }
