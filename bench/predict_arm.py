@@ -62,13 +62,15 @@ BEAM, STEPS = 5, 20
 # Demo: `m2 bench --model assets/demo/demo-int8.m2 --kernel avx2 --threads 1 -n 30`, median of
 # 5 runs, on the 2.1 GHz Xeon VM, 2026-12-01 (step_other_ms 0.0169; the runs spread 0.014–0.034).
 #
-# The rest has shrunk since 64da7b8 (LayerNorm's lanes, the divide-free exp, grouped attention;
-# README "The rest of a decode step"): on the 2.1 GHz Xeon VM, "other" per step, AVX-VNNI,
-# 1 thread, 64da7b8's own harness (`examples/bench_caption caption` and `linears`) against
-# `m2 bench` at this version, four interleaved runs at a quiet moment, 2026-12-01: 0.90 → 0.58 ms
-# (medians; later runs on a busier VM spread too widely to use). The non-GEMM code is the same
-# f32 code on every dtype, so the one ratio scales all three.
-REST_SINCE_64DA7B8 = 0.58 / 0.90
+# The rest has shrunk since 64da7b8 (LayerNorm's lanes, the divide-free exp, grouped attention,
+# the row maxima's 64 lanes, aligned slots; README "The rest of a decode step"): "other" per
+# step, AVX-VNNI, 1 thread, 64da7b8's own harness (`examples/bench_caption caption` and
+# `linears`, its blob packed by its own m2-pack from `bench/gen_coco.py`'s checkpoint) against
+# `m2 bench --model` (the same checkpoint packed at 294f70e), four interleaved runs, medians, on
+# the Intel VM (Sapphire Rapids class), 2026-12-03: 0.68 → 0.356 ms. (2026-12-01 on the 2.1 GHz
+# Xeon VM: 0.90 → 0.58.) The non-GEMM code is the same f32 code on every dtype, so the one ratio
+# scales all three.
+REST_SINCE_64DA7B8 = 0.356 / 0.68
 REST_X86 = {  # (ms per caption, GHz)
     ("coco", "int8"): (20 * (1.64 - 1.23) * REST_SINCE_64DA7B8, 3.5),
     ("coco", "f16"): (20 * (2.76 - 2.33) * REST_SINCE_64DA7B8, 3.5),
