@@ -208,14 +208,18 @@ pub fn attend_rows<'k>(
 /// cross-attention's: `n_keys` keys of `heads · d_k` values and their `bias [n_keys]`.
 #[derive(Clone, Copy, Debug)]
 pub struct HeadKv<'a> {
+    /// Attention heads.
     pub heads: usize,
+    /// Values per head.
     pub d_k: usize,
     /// Each head's keys transposed, `[heads, d_k, n_keys]` (for [`attend_levels`], three
     /// levels of those one after the other).
     pub kt: &'a [f32],
     /// Each head's values, `[heads, n_keys, d_k]` (likewise).
     pub v: &'a [f32],
+    /// Each key's additive score bias `[n_keys]` (see [`attend`]).
     pub bias: &'a [f32],
+    /// Keys (encoder rows).
     pub n_keys: usize,
 }
 
@@ -282,11 +286,12 @@ pub fn attend_cross(k: &Kernels, q: &[f32], kv: HeadKv, scratch: &mut [f32], out
     }
 }
 
-/// [`attend_cross`] for the three encoder levels of a decoder layer, whose keys and values are
-/// `kv.kt`, `kv.v` `[3, heads, d_k·n_keys]` (three [`to_heads`] blocks), into `out [3, n_q, d]` (`q [n_q, d]`): the
-/// levels are independent, so each is one part of [`Kernels::for_each_mut`] (on the pool's
-/// workers when the kernels have threads), with a third of `scratch` (at least `n_keys`
-/// each) for its scores. The same bits however the parts run.
+/// [`attend_cross`] of `q [n_q, d]` with the three encoder levels of a decoder layer, whose
+/// keys and values are `kv.kt`, `kv.v` `[3, heads, d_k·n_keys]` (three [`to_heads`] blocks),
+/// into `out [3, n_q, d]`. The levels are independent, so each is one part of
+/// [`Kernels::for_each_mut`] (on the pool's workers when the kernels have threads), with a
+/// third of `scratch` (at least `n_keys` each) for its scores: the same bits however the parts
+/// run.
 pub fn attend_levels(k: &Kernels, q: &[f32], kv: HeadKv, scratch: &mut [f32], out: &mut [f32]) {
     let d = kv.heads * kv.d_k;
     let (nd, level) = (q.len() / d.max(1) * d, d * kv.n_keys);
