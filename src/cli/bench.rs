@@ -390,7 +390,7 @@ fn measure(
     progress.show(&format!("{label}: linear layers of a step"));
     let linear_ms = step_linears_ms(blob, kernels, opts.beam, 20);
     progress.show(&format!("{label}: the rest of a step, part by part"));
-    let parts = step_parts_ms(&cfg, kernels, opts.beam, steps, 50);
+    let parts = step_parts_ms(&cfg, kernels, opts.beam, steps, 50)?;
 
     let (min, max) = ms
         .iter()
@@ -510,7 +510,7 @@ fn step_parts_ms(
     beam: usize,
     steps: usize,
     reps: usize,
-) -> StepParts {
+) -> Result<StepParts> {
     use m2::model::attention::{attend, attend_levels, HeadKv};
     let (d, heads, d_k) = (cfg.d_model as usize, cfg.h as usize, cfg.d_k as usize);
     let (layers, v, r) = (
@@ -525,18 +525,24 @@ fn step_parts_ms(
         |len: usize, s: f32| -> Vec<f32> { (0..len).map(|_| rng.range(-1.0, 1.0) * s).collect() };
     let q = fill(n * d, 1.0);
     let (ck, cv) = (fill(keys_self * n * d, 1.0), fill(keys_self * n * d, 1.0));
-    let (xk, xv) = (fill(layers * 3 * r * d, 1.0), fill(layers * 3 * r * d, 1.0));
+    let kv_len = layers * 3 * r * d;
+    let (xk, xv) = (fill(kv_len, 1.0), fill(kv_len, 1.0));
     let no_bias = vec![0f32; r];
     let (gamma, beta) = (fill(d, 1.0), fill(d, 0.1));
     let (alpha, c3) = (fill(3 * n * d, 2.0), fill(3 * n * d, 1.0));
     let mut logits = fill(n * v, 8.0);
     let mut x = fill(3 * n * d, 1.0);
     let (mut att, mut g) = (vec![0f32; 3 * n * d], vec![0f32; n * d]);
-    // the decoder's own score slots: a row's self-attention scores, every head, and the
-    // cross-attention's (the FFN's `hidden`, dead until the FFN)
+    // the decoder's own slots of a workspace, aligned as the engine's are: the cross-attention
+    // keys and values, a row's self-attention scores (every head) and the cross-attention's
+    // (the FFN's `hidden`, dead until the FFN)
     let plan = m2::plan::Plan::new(cfg, beam, r, steps);
-    let mut slots = vec![0f32; plan.decoder().total()];
-    let (st, _) = plan.decoder().carve(&mut slots);
+    let mut mem = vec![0f32; plan.total_floats()];
+    let mut ws = Workspace::new(&mut mem, plan).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (_, st) = ws.decoder_parts();
+    st.cross_k[..kv_len].copy_from_slice(&xk);
+    st.cross_v[..kv_len].copy_from_slice(&xv);
+    let (xk, xv) = (&st.cross_k[..kv_len], &st.cross_v[..kv_len]);
     let (self_sc, cross_sc) = (st.scores, st.hidden);
     let time = |f: &mut dyn FnMut()| median_ms(reps, f);
     let attention = time(&mut || {
@@ -614,12 +620,12 @@ fn step_parts_ms(
         }
         black_box(&top);
     });
-    StepParts {
+    Ok(StepParts {
         attention,
         norm_gates,
         log_softmax,
         top_k,
-    }
+    })
 }
 
 /// Weight bytes read once per image (encoder, cross-attention K/V) and once per decoder step
