@@ -227,11 +227,13 @@ impl<'a> MeshedDecoder<'a> {
                     // ---- gates: G = Σ σ(W_αi·[S; C_i] + b) ⊙ C_i / √3 ⊙ q_ok ------------------------
                     let g = &mut s.g[..nd];
                     g.fill(0.0);
+                    for i in 0..n {
+                        // S, the first half of every level's [S; C_i]
+                        s.cat[2 * i * d..(2 * i + 1) * d].copy_from_slice(&s.s[i * d..(i + 1) * d]);
+                    }
                     for (lvl, fc_alpha) in layer.fc_alpha.iter().enumerate() {
                         let c = &s.c3[lvl * nd..(lvl + 1) * nd];
                         for i in 0..n {
-                            s.cat[2 * i * d..(2 * i + 1) * d]
-                                .copy_from_slice(&s.s[i * d..(i + 1) * d]);
                             s.cat[(2 * i + 1) * d..(2 * i + 2) * d]
                                 .copy_from_slice(&c[i * d..(i + 1) * d]);
                         }
