@@ -493,7 +493,8 @@ fn median_ms(reps: usize, f: &mut dyn FnMut()) -> f64 {
 /// synthetic rows of the model's shapes with the engine's own functions, on `beam` rows.
 struct StepParts {
     /// Self-attention over the keys of the middle step, and cross-attention to the three
-    /// encoder levels' `max_regions` keys, every decoder layer (`attend`, `attend_levels`: the levels over the threads).
+    /// encoder levels' `max_regions` keys, every decoder layer (`attend`, and `attend_levels`,
+    /// whose levels go over the threads).
     attention: f64,
     /// The five post-norm LayerNorms of each layer with their residual adds and `q_ok` masks,
     /// and the three sigmoid gates' weighted sum.
@@ -610,7 +611,7 @@ fn step_parts_ms(
     });
     let log_softmax = time(&mut || {
         // in place, again and again: the log-softmax of a log-softmax is itself (to rounding)
-        kernels.log_softmax_rows_par(&mut logits, v);
+        kernels.log_softmax_rows(&mut logits, v);
         black_box(&logits);
     });
     let top_k = time(&mut || {

@@ -1,5 +1,5 @@
 //! Independent parts of a step outside its linears — the cross-attention's three encoder
-//! levels, the vocabulary log-softmax's rows — spread over the worker pool (std targets with
+//! levels, the vocabulary log-softmax's rows ([`Kernels::log_softmax_rows`]) — spread over the worker pool (std targets with
 //! threads), or run in order on this thread (one thread, and the no_std engine). Each part
 //! writes only its own slices with the arithmetic it has alone, so the results are the same
 //! bits either way.
@@ -56,11 +56,11 @@ impl Kernels {
         }
     }
 
-    /// [`Kernels::log_softmax_rows`] over `x` (rows of `n`), the rows split over this
+    /// [`crate::math::log_softmax_rows`] with this path's vector unit: log-softmax over each
+    /// row of `n` values of `x`, bit for bit on every path. The rows are split over this
     /// thread and the pool's workers when the kernels have threads and each share holds
-    /// [`PAR_MIN_EXPS`] values or more: the same bits as one call (each row's log-softmax is
-    /// its own).
-    pub fn log_softmax_rows_par(&self, x: &mut [f32], n: usize) {
+    /// [`PAR_MIN_EXPS`] values or more: the same bits (each row's log-softmax is its own).
+    pub fn log_softmax_rows(&self, x: &mut [f32], n: usize) {
         let rows = x.len().checked_div(n).unwrap_or(0);
         let t = self.threads.clamp(1, MAX_SHARES).min(rows.max(1));
         let per = rows.div_ceil(t).max(1);
@@ -69,12 +69,12 @@ impl Kernels {
             let _ = shares.push(share);
         }
         self.for_each_mut(&mut shares, per * n, PAR_MIN_EXPS, &|_, rows| {
-            self.log_softmax_rows(rows, n)
+            self.log_softmax_rows_here(rows, n)
         });
     }
 }
 
-/// Most shares [`Kernels::log_softmax_rows_par`] makes (the pool's workers and this thread).
+/// Most shares [`Kernels::log_softmax_rows`] makes (the pool's workers and this thread).
 const MAX_SHARES: usize = 64;
 
 /// `items`' base pointer, shared with the shares of [`Kernels::for_each_mut`].
@@ -110,10 +110,10 @@ mod tests {
         }
     }
 
-    /// The rows split over threads give one call's bits, rows short and long (past
+    /// The rows split over threads give the ground truth's bits, rows short and long (past
     /// `PAR_MIN_EXPS` a share), on every path.
     #[test]
-    fn log_softmax_rows_par_is_one_call() {
+    fn log_softmax_rows_over_threads_is_one_call() {
         let mut s = 7u32;
         for isa in Kernels::available() {
             for n in [1usize, 3, 10_201] {
@@ -128,10 +128,10 @@ mod tests {
                         .collect();
                     let k = Kernels::with_isa(isa).unwrap();
                     let mut want = x.clone();
-                    k.log_softmax_rows(&mut want, n);
+                    crate::math::log_softmax_rows(&mut want, n);
                     for threads in 1..=4 {
                         let mut got = x.clone();
-                        k.with_threads(threads).log_softmax_rows_par(&mut got, n);
+                        k.with_threads(threads).log_softmax_rows(&mut got, n);
                         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                         assert_eq!(bits(&got), bits(&want), "{isa} n {n} rows {rows} {threads}");
                     }

@@ -45,10 +45,10 @@ impl Kernels {
         )
     }
 
-    /// [`crate::math::log_softmax_rows`] with this path's vector unit: log-softmax over each row
-    /// of `n` values of `x`, bit for bit on every path.
+    /// [`crate::math::log_softmax_rows`] with this path's vector unit, on this thread: the rows
+    /// of [`Kernels::log_softmax_rows`] (`parts.rs`), which spreads them over the threads.
     #[inline(never)]
-    pub fn log_softmax_rows(&self, x: &mut [f32], n: usize) {
+    pub(super) fn log_softmax_rows_here(&self, x: &mut [f32], n: usize) {
         self.vectorised(
             #[inline(always)]
             || crate::math::log_softmax_rows(x, n),

@@ -98,9 +98,9 @@ impl<'a> MeshedDecoder<'a> {
 
     /// Cross-attention keys and values of every layer for the three encoder levels, computed
     /// once per image: `K[l, i] = Enc_i·W_kᵀ + b_k` `[rows, d]` (and likewise `V`), stored per
-    /// head for [`attend_cross`](super::attention::attend_cross): block `(l, i)` of `cross_k` is `[h, d_k, rows]` (each head's
-    /// keys transposed), of `cross_v` `[h, rows, d_k]`. `st.logits` (dead until the first
-    /// step) holds one level while it is laid out.
+    /// head for [`attend_cross`](super::attention::attend_cross): block `(l, i)` of `cross_k`
+    /// is `[h, d_k, rows]` (each head's keys transposed), of `cross_v` `[h, rows, d_k]`.
+    /// `st.logits` (dead until the first step) holds one level while it is laid out.
     pub fn precompute_cross(
         &self,
         k: &Kernels,
@@ -264,7 +264,7 @@ impl<'a> MeshedDecoder<'a> {
                 // logp = log_softmax(x·W_vocabᵀ)                                               [n, V]
                 let v = self.fc.w.rows;
                 self.fc.forward(k, s.x, n, s.logits, &mut keep.qs);
-                k.log_softmax_rows_par(&mut s.logits[..n * v], v);
+                k.log_softmax_rows(&mut s.logits[..n * v], v);
             },
         )
     }
