@@ -32,8 +32,9 @@ use crate::config::Config;
 /// Every slot starts on a multiple of this many f32 elements (64 bytes: a cache line of x86_64
 /// and of the Pi's Cortex-A cores, an AVX-512 vector) from the workspace's first slot, which
 /// [`crate::workspace::Workspace::new`] puts on a 64-byte boundary. Misaligned slots cost
-/// split loads: on the Intel VM of README's AVX-512 section, slots 4 bytes off the line made
-/// the encoder ~10 % and the cross-attention ~9 % slower. The padding costs at most 60 bytes a
+/// split loads: on the Intel VM of README's AVX-512 section (measured), slots off the line
+/// made the encoder ~10 % slower (f32 up to 18 %) and a warm cross-attention ~9 %; a whole
+/// decode step moved within noise. The padding costs at most 60 bytes a
 /// slot (about 2 KB in all) everywhere, MCUs included, so a plan is the same on every target.
 pub const SLOT_ALIGN: usize = 16;
 
