@@ -582,6 +582,9 @@ fn quantize16(isa: Isa, x: &[f32], n: usize, k: usize, q: &mut [i16], s: &mut [f
         // SAFETY: AVX2 detected (isa is available); x and q hold n*k, s holds n.
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 | Isa::AvxVnni | Isa::Avx512 => unsafe { avx2::quantize_rows16(x, n, k, q, s) },
+        // SAFETY: NEON is baseline on aarch64; x and q hold n*k, s holds n.
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon | Isa::NeonDot => unsafe { neon::quantize_rows16(x, n, k, q, s) },
         // the DSP kernel reads each group of four as [x0, x2, x1, x3]
         Isa::Dsp => {
             scalar::quantize_rows16(x, n, k, q, s);
@@ -597,6 +600,9 @@ fn quantize(isa: Isa, x: &[f32], n: usize, k: usize, q: &mut [i8], s: &mut [f32]
         // SAFETY: AVX2 detected (isa is available); x and q hold n*k, s holds n.
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 | Isa::AvxVnni | Isa::Avx512 => unsafe { avx2::quantize_rows(x, n, k, q, s) },
+        // SAFETY: NEON is baseline on aarch64; x and q hold n*k, s holds n.
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon | Isa::NeonDot => unsafe { neon::quantize_rows(x, n, k, q, s) },
         _ => scalar::quantize_rows(x, n, k, q, s),
     }
 }

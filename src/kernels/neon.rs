@@ -332,3 +332,140 @@ pub(crate) unsafe fn dot_columns_f32(q: &[f32], kt: &[f32], n: usize, out: &mut 
         }
     }
 }
+
+/// A row's absolute maximum taken on the bits, as [`super::scalar::abs_max`] (`bits &
+/// 0x7fff_ffff`, whose integer order is the float order; a NaN anywhere gives a NaN): four
+/// lanes of `umax`, then the lanes and the tail. Integer maxima, so the order does not matter.
+#[inline(always)]
+unsafe fn row_absmax(xr: &[f32]) -> f32 {
+    let (k, xp) = (xr.len(), xr.as_ptr());
+    // SAFETY: NEON is baseline on aarch64; every load reads xr[c..c + 4] with c + 4 <= k.
+    unsafe {
+        let mask = vdupq_n_u32(0x7fff_ffff);
+        let mut vmax = vdupq_n_u32(0);
+        let mut c = 0;
+        while c + 4 <= k {
+            vmax = vmaxq_u32(
+                vmax,
+                vandq_u32(vreinterpretq_u32_f32(vld1q_f32(xp.add(c))), mask),
+            );
+            c += 4;
+        }
+        let m = vmaxvq_u32(vmax);
+        f32::from_bits(
+            xr[c..]
+                .iter()
+                .fold(m, |a, v| a.max(v.to_bits() & 0x7fff_ffff)),
+        )
+    }
+}
+
+/// `clamp(roundf(x · inv), −a, a)` of four lanes as i32: FCVTAS (`vcvtaq_s32_f32`) rounds to
+/// nearest with ties away from zero — `roundf` — and saturates (±∞ and beyond i32 → the i32
+/// limits, clamped to ±a like the scalar's clamp of the float), and a NaN converts to 0, as the
+/// scalar's `NaN as i8` does.
+#[inline(always)]
+unsafe fn round4(x: float32x4_t, inv: float32x4_t, a: int32x4_t) -> int32x4_t {
+    // SAFETY: NEON is baseline on aarch64 (registers only).
+    unsafe {
+        let r = vcvtaq_s32_f32(vmulq_f32(x, inv));
+        vminq_s32(vmaxq_s32(r, vnegq_s32(a)), a)
+    }
+}
+
+/// The row quantiser of both widths with NEON ([`super::scalar::quantize_rows`]'s arithmetic:
+/// `scale = absmax / a`, `q = clamp(roundf(x · a / absmax), −a, a)`), 16 values a step through
+/// `store` (four i32x4 of already clamped values → the row at `c`); the tail is the scalar's.
+///
+/// # Safety
+/// `x` holds `n · k` values and `q` `n · k`, `scales` `n`; `store` writes `q[c..c + 16]` only.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)] // the scalar quantiser's seven, and this width's store
+unsafe fn quantize_rows_to<Q: Copy + Default>(
+    x: &[f32],
+    n: usize,
+    k: usize,
+    q: &mut [Q],
+    scales: &mut [f32],
+    a: i32,
+    to: impl Fn(f32) -> Q,
+    store: impl Fn(&mut [Q], [int32x4_t; 4]),
+) {
+    let (af, k16) = (a as f32, k & !15);
+    for i in 0..n {
+        let xr = &x[i * k..(i + 1) * k];
+        let qr = &mut q[i * k..(i + 1) * k];
+        // SAFETY: NEON is baseline on aarch64.
+        let amax = unsafe { row_absmax(xr) };
+        if amax == 0.0 || !amax.is_finite() {
+            scales[i] = if amax == 0.0 { 0.0 } else { f32::NAN };
+            qr.fill(Q::default());
+            continue;
+        }
+        let inv = af / amax;
+        let mut c = 0;
+        // SAFETY: c + 16 <= k16 <= k: the four loads read xr[c..c + 16], the store writes
+        // qr[c..c + 16] (a checked slice).
+        unsafe {
+            let (vinv, va) = (vdupq_n_f32(inv), vdupq_n_s32(a));
+            while c < k16 {
+                let p = xr.as_ptr().add(c);
+                let r = [0, 4, 8, 12].map(|o| round4(vld1q_f32(p.add(o)), vinv, va));
+                store(&mut qr[c..c + 16], r);
+                c += 16;
+            }
+        }
+        for (o, v) in qr[c..].iter_mut().zip(&xr[c..]) {
+            *o = to(libm::roundf(v * inv).clamp(-af, af));
+        }
+        scales[i] = amax / af;
+    }
+}
+
+/// [`super::scalar::quantize_rows`] with NEON, byte for byte the same (tests/kernels_props.rs
+/// compares every path's quantised activations, ties and special values included).
+///
+/// # Safety
+/// `x` and `q` hold `n · k` elements, `scales` `n` (NEON is baseline on aarch64).
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn quantize_rows(x: &[f32], n: usize, k: usize, q: &mut [i8], s: &mut [f32]) {
+    let store = |out: &mut [i8], r: [int32x4_t; 4]| {
+        // SAFETY: values already in [−127, 127], so the saturating narrows are exact; `out`
+        // holds 16 bytes (caller).
+        unsafe {
+            let lo = vcombine_s16(vqmovn_s32(r[0]), vqmovn_s32(r[1]));
+            let hi = vcombine_s16(vqmovn_s32(r[2]), vqmovn_s32(r[3]));
+            vst1q_s8(
+                out.as_mut_ptr(),
+                vcombine_s8(vqmovn_s16(lo), vqmovn_s16(hi)),
+            );
+        }
+    };
+    // SAFETY: forwarded (caller).
+    unsafe { quantize_rows_to(x, n, k, q, s, 127, |v| v as i8, store) }
+}
+
+/// [`super::scalar::quantize_rows16`] with NEON, value for value the same.
+///
+/// # Safety
+/// As for [`quantize_rows`].
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn quantize_rows16(x: &[f32], n: usize, k: usize, q: &mut [i16], s: &mut [f32]) {
+    let a = super::operand::act16_max(k);
+    let store = |out: &mut [i16], r: [int32x4_t; 4]| {
+        // SAFETY: values already in [−a, a] ⊂ i16, so the saturating narrows are exact; `out`
+        // holds 16 values (caller).
+        unsafe {
+            vst1q_s16(
+                out.as_mut_ptr(),
+                vcombine_s16(vqmovn_s32(r[0]), vqmovn_s32(r[1])),
+            );
+            vst1q_s16(
+                out.as_mut_ptr().add(8),
+                vcombine_s16(vqmovn_s32(r[2]), vqmovn_s32(r[3])),
+            );
+        }
+    };
+    // SAFETY: forwarded (caller).
+    unsafe { quantize_rows_to(x, n, k, q, s, a, |v| v as i16, store) }
+}
