@@ -378,7 +378,8 @@ unsafe fn round4(x: float32x4_t, inv: float32x4_t, a: int32x4_t) -> int32x4_t {
 /// `store` (four i32x4 of already clamped values → the row at `c`); the tail is the scalar's.
 ///
 /// # Safety
-/// `x` holds `n · k` values and `q` `n · k`, `scales` `n`; `store` writes `q[c..c + 16]` only.
+/// `x` holds `n · k` values and `q` `n · k`, `scales` `n` (NEON is baseline on aarch64);
+/// `store` is handed the 16 values of `q` at `c` and writes only those.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)] // the scalar quantiser's seven, and this width's store
 unsafe fn quantize_rows_to<Q: Copy + Default>(
@@ -430,8 +431,11 @@ unsafe fn quantize_rows_to<Q: Copy + Default>(
 #[target_feature(enable = "neon")]
 pub(crate) unsafe fn quantize_rows(x: &[f32], n: usize, k: usize, q: &mut [i8], s: &mut [f32]) {
     let store = |out: &mut [i8], r: [int32x4_t; 4]| {
+        let Some(out) = out.get_mut(..16) else {
+            return;
+        };
         // SAFETY: values already in [−127, 127], so the saturating narrows are exact; `out`
-        // holds 16 bytes (caller).
+        // holds 16 bytes (checked above).
         unsafe {
             let lo = vcombine_s16(vqmovn_s32(r[0]), vqmovn_s32(r[1]));
             let hi = vcombine_s16(vqmovn_s32(r[2]), vqmovn_s32(r[3]));
@@ -453,8 +457,11 @@ pub(crate) unsafe fn quantize_rows(x: &[f32], n: usize, k: usize, q: &mut [i8], 
 pub(crate) unsafe fn quantize_rows16(x: &[f32], n: usize, k: usize, q: &mut [i16], s: &mut [f32]) {
     let a = super::operand::act16_max(k);
     let store = |out: &mut [i16], r: [int32x4_t; 4]| {
+        let Some(out) = out.get_mut(..16) else {
+            return;
+        };
         // SAFETY: values already in [−a, a] ⊂ i16, so the saturating narrows are exact; `out`
-        // holds 16 values (caller).
+        // holds 16 values (checked above).
         unsafe {
             vst1q_s16(
                 out.as_mut_ptr(),
