@@ -3,8 +3,9 @@
 code that actually runs: a basic-block profile under qemu-user times llvm-mca's throughput of
 each block.
 
-    python3 bench/rest_profile.py --binary M2 --arch aarch64 --model COCO.m2 --features F.npy \
-        --mcpu cortex-a72,neoverse-n1 [--env QEMU_CPU=cortex-a72] [--steps 4,12] [--json]
+    python3 bench/rest_profile.py --binary M2 --arch aarch64|armv7|x86_64 --model COCO.m2 \
+        --features F.npy --mcpu cortex-a72,neoverse-n1 [--env QEMU_CPU=cortex-a72] \
+        [--steps 4,12] [--json]
 
 1. Runs `M2 caption --threads 1 --max-len N` under qemu-user twice (N = the two --steps), with
    `-d exec,nochain -dfilter RANGES`: qemu logs every translated block it executes whose address
@@ -44,6 +45,14 @@ ARCH = {
         "tools": "aarch64-linux-gnu-",
         "triple": "aarch64",
         "branch": re.compile(r"^(b|b\.\w+|bl|blr|br|ret|cbz|cbnz|tbz|tbnz)$"),
+        "span": 4 * 600,
+    },
+    "armv7": {  # 32-bit Raspberry Pi OS (A32 code)
+        "qemu": ["qemu-arm", "-L", "/usr/arm-linux-gnueabihf"],
+        "tools": "arm-linux-gnueabihf-",
+        "triple": "armv7",
+        "branch": re.compile(r"^(b|bl|blx|bx)(eq|ne|cs|hs|cc|lo|mi|pl|vs|vc|hi|ls|ge|lt|gt|le)?"
+                             r"(\.w|\.n)?$|^(cbz|cbnz|pop|ldm\w*)$"),
         "span": 4 * 600,
     },
     "x86_64": {
@@ -96,10 +105,13 @@ def guest_base(a, binary, env):
         subprocess.run(a["qemu"] + ["-d", "page", "-D", log.name, binary, "--version"],
                        check=True, capture_output=True, env=env)
         text = open(log.name).read()
-    m = re.search(r"^([0-9a-f]+)-[0-9a-f]+ [0-9a-f]+ r-x", text, re.M)
-    if not m:
+    # the binary's text is the largest executable mapping (not the loader's, the C library's
+    # or 32-bit Arm's kernel helper page at 0xffff0000)
+    maps = [(int(e, 16) - int(b, 16), int(b, 16)) for b, e in
+            re.findall(r"^([0-9a-f]+)-([0-9a-f]+) [0-9a-f]+ r-x", text, re.M)]
+    if not maps:
         raise SystemExit("error: qemu -d page printed no executable mapping")
-    return int(m.group(1), 16) - (load_bias(a["tools"], binary) & ~0xfff)
+    return max(maps)[1] - (load_bias(a["tools"], binary) & ~0xfff)
 
 
 def block_counts(a, binary, env, base, ranges, args, steps):
@@ -138,12 +150,17 @@ def blocks(a, binary, addrs):
             m = re.match(r"^\s*[0-9a-f]+:\s+(.*)$", line)
             if not m:
                 continue
-            # comments: `//` in aarch64 objdump (where `#` marks an immediate), `#` in AT&T
-            text = m.group(1).split("//" if a["triple"] == "aarch64" else "#")[0]
+            # comments: `//` in aarch64 objdump and `;` in 32-bit Arm's (where `#` marks an
+            # immediate), `#` in AT&T
+            text = m.group(1).split({"aarch64": "//", "armv7": ";"}.get(a["triple"], "#"))[0]
             text = re.sub(r"<[^>]*>", "", text).strip()
             if not text or text.startswith("(bad)"):
                 continue
             op = text.split()[0]
+            if a["triple"] == "armv7" and op in ("pop", "ldm", "ldmia", "ldmfd") \
+                    and "pc" not in text:
+                ins.append(text)  # only a pop into pc ends a block
+                continue
             if a["branch"].match(op):
                 ins.append(op)  # the branch itself, without its target
                 break
@@ -156,6 +173,12 @@ def fix_branch(a, ins):
     """A block's closing branch, aimed at the block's own start (llvm-mca needs a target)."""
     last = ins[-1]
     if a["branch"].match(last):
+        if a["triple"] == "armv7":
+            if last.startswith(("bx", "blx", "pop", "ldm")) or last in ("bl",):
+                return ins[:-1]
+            if last in ("cbz", "cbnz"):
+                return ins[:-1] + [f"{last} r0, 0b"]
+            return ins[:-1] + [f"{last} 0b"]
         if a["triple"] == "x86_64":
             return ins[:-1] + ([f"{last} 0b"] if last.startswith(("j", "loop")) else [])
         if last in ("ret", "br", "blr"):
