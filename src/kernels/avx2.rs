@@ -397,12 +397,7 @@ unsafe fn row_scale_base<Q: Copy + Default>(
 ) -> Option<f32> {
     // SAFETY: forwarded (AVX2 enabled where this is inlined).
     let amax = unsafe { row_absmax(xr) };
-    if amax == 0.0 || !amax.is_finite() {
-        *scale = if amax == 0.0 { 0.0 } else { f32::NAN };
-        qr.fill(Q::default());
-        return None;
-    }
-    Some(amax)
+    (!super::scalar::degenerate_row(amax, qr, scale)).then_some(amax)
 }
 
 /// `clamp(roundf(v · inv), −a, a)` of eight lanes as i32 (NaN → 0): `roundf` (half away from
@@ -470,7 +465,7 @@ pub(crate) unsafe fn quantize_rows(
             c += 32;
         }
         for (o, v) in qr[k32..].iter_mut().zip(&xr[k32..]) {
-            *o = libm::roundf(v * inv).clamp(-127.0, 127.0) as i8;
+            *o = super::scalar::quantize_value(*v, inv, 127.0) as i8;
         }
         scales[i] = amax / 127.0;
     }
@@ -513,7 +508,7 @@ pub(crate) unsafe fn quantize_rows16(
             c += 16;
         }
         for (o, v) in qr[k16..].iter_mut().zip(&xr[k16..]) {
-            *o = libm::roundf(v * inv).clamp(-af, af) as i16;
+            *o = super::scalar::quantize_value(*v, inv, af) as i16;
         }
         scales[i] = amax / af;
     }

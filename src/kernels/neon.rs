@@ -398,9 +398,7 @@ unsafe fn quantize_rows_to<Q: Copy + Default>(
         let qr = &mut q[i * k..(i + 1) * k];
         // SAFETY: NEON is baseline on aarch64.
         let amax = unsafe { row_absmax(xr) };
-        if amax == 0.0 || !amax.is_finite() {
-            scales[i] = if amax == 0.0 { 0.0 } else { f32::NAN };
-            qr.fill(Q::default());
+        if super::scalar::degenerate_row(amax, qr, &mut scales[i]) {
             continue;
         }
         let inv = af / amax;
@@ -417,7 +415,7 @@ unsafe fn quantize_rows_to<Q: Copy + Default>(
             }
         }
         for (o, v) in qr[c..].iter_mut().zip(&xr[c..]) {
-            *o = to(libm::roundf(v * inv).clamp(-af, af));
+            *o = to(super::scalar::quantize_value(*v, inv, af));
         }
         scales[i] = amax / af;
     }

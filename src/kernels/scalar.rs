@@ -96,17 +96,35 @@ fn quantize_rows_to<Q: Copy + Default>(
         let xr = &x[i * k..(i + 1) * k];
         let amax = abs_max(xr);
         let qr = &mut q[i * k..(i + 1) * k];
-        if amax == 0.0 || !amax.is_finite() {
-            scales[i] = if amax == 0.0 { 0.0 } else { f32::NAN };
-            qr.fill(Q::default());
+        if degenerate_row(amax, qr, &mut scales[i]) {
             continue;
         }
         let inv = a / amax;
         for (o, v) in qr.iter_mut().zip(xr) {
-            *o = to(libm::roundf(v * inv).clamp(-a, a));
+            *o = to(quantize_value(*v, inv, a));
         }
         scales[i] = amax / a;
     }
+}
+
+/// For a row whose absolute maximum `amax` is 0 or not finite, writes its quantised values as
+/// 0 and its scale as 0 (all-zero) or NaN (non-finite) and returns `true`; otherwise `false`.
+/// Every quantiser's rows start here.
+#[inline(always)]
+pub(super) fn degenerate_row<Q: Copy + Default>(amax: f32, qr: &mut [Q], scale: &mut f32) -> bool {
+    if amax == 0.0 || !amax.is_finite() {
+        *scale = if amax == 0.0 { 0.0 } else { f32::NAN };
+        qr.fill(Q::default());
+        return true;
+    }
+    false
+}
+
+/// One value's `clamp(roundf(v · inv), −a, a)`: what every quantiser computes per value (the
+/// vector paths for their tails).
+#[inline(always)]
+pub(super) fn quantize_value(v: f32, inv: f32, a: f32) -> f32 {
+    libm::roundf(v * inv).clamp(-a, a)
 }
 
 /// A row's largest `|x|`, taken on the bits (`bits & 0x7fff_ffff`, whose integer order is the
