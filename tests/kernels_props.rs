@@ -435,24 +435,93 @@ fn quantiser_special_values() {
             .map(|i| ((i % 5) as f32 - 2.0) * 127.0 / 2.0)
             .collect(),
     ); // exact .5 ties
+       // rows whose absolute maximum is the quantiser's bound a (127, and int16's act16_max(k)),
+       // so `x · a / absmax` is `x` itself: values just below and at a half, where a rounding
+       // that adds ½ (not the float below it) or rounds ties to even first goes wrong
+    for a in [127.0, m2::kernels::act16_max(k) as f32] {
+        let near = [
+            a,
+            0.49999997,
+            -0.49999997,
+            0.5,
+            -0.5,
+            1.5,
+            -2.5,
+            0.49999994,
+            2.4999998,
+            -a,
+        ];
+        rows.push((0..k).map(|i| near[i % near.len()]).collect());
+    }
     let n = rows.len();
     let x: Vec<f32> = rows.concat();
     let w: Vec<f32> = (0..3 * k).map(|i| ((i % 13) as f32 - 6.0) / 6.0).collect();
     let (wq, ws) = quantise_weights(&w, 3, k);
-    let mat = int8_matrix(3, k, &wq, &ws, false);
-    let want = run(&Kernels::SCALAR, &x, n, &mat, None);
+    for act16 in [false, true] {
+        quantiser_special_rows(&rows, &x, n, k, &wq, &ws, act16);
+    }
+}
+
+fn quantiser_special_rows(
+    rows: &[Vec<f32>],
+    x: &[f32],
+    n: usize,
+    k: usize,
+    wq: &[i8],
+    ws: &[f32],
+    act16: bool,
+) {
+    let mat = int8_matrix(3, k, wq, ws, act16);
+    let want = run(&Kernels::SCALAR, x, n, &mat, None);
     // a row holding an ∞ or a NaN (rows 2, 3, and 5 past f32's range) feeds only NaN outputs:
     // int8 must not turn it into finite values (the engine's non-finite checks then report it)
-    for (r, (row, input)) in want.0.chunks_exact(3).zip(&rows).enumerate() {
+    for (r, (row, input)) in want.0.chunks_exact(3).zip(rows).enumerate() {
         let bad = input.iter().any(|v| !v.is_finite());
         assert_eq!(row.iter().all(|v| v.is_nan()), bad, "row {r}: {row:?}");
         assert!(bad || row.iter().all(|v| v.is_finite()), "row {r}: {row:?}");
     }
+    // the rows just below a half quantise exactly (the scalar path itself against roundf)
+    for (r, input) in rows.iter().enumerate().skip(rows.len() - 2) {
+        let a = if act16 {
+            m2::kernels::act16_max(k) as f32
+        } else {
+            127.0
+        };
+        let q = as_i16_or_i8(&want.1, act16, r * k, k);
+        let amax = input.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        for (v, got) in input.iter().zip(q) {
+            assert_eq!(
+                got as f32,
+                libm::roundf(v * (a / amax)),
+                "act16 {act16}: {v}"
+            );
+        }
+    }
     for kern in simd_paths() {
-        let got = run(&kern, &x, n, &mat, None);
-        assert_eq!(got.1, want.1, "{}: quantised bytes", kern.isa());
+        let got = run(&kern, x, n, &mat, None);
+        assert_eq!(
+            got.1,
+            want.1,
+            "{} act16 {act16}: quantised bytes",
+            kern.isa()
+        );
         assert_eq!(bits(&got.2), bits(&want.2), "{}: scales", kern.isa());
         assert_eq!(bits(&got.0), bits(&want.0), "{}: outputs", kern.isa());
+    }
+}
+
+/// `len` quantised activations from `start` in a [`run`]'s scratch bytes, as i32.
+fn as_i16_or_i8(bytes: &[i8], act16: bool, start: usize, len: usize) -> Vec<i32> {
+    if act16 {
+        as_i16(bytes, start + len)[start..]
+            .iter()
+            .map(|&v| v as i32)
+            .collect()
+    } else {
+        bytes[start..start + len]
+            .iter()
+            .map(|&v| v as i32)
+            .collect()
     }
 }
 

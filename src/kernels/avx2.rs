@@ -386,38 +386,21 @@ unsafe fn row_absmax(xr: &[f32]) -> f32 {
     }
 }
 
-/// A row's absolute maximum, or — for an all-zero or non-finite row — `None` after writing
-/// the row's quantised values as 0 and its scale as 0 (all-zero) or NaN (non-finite), as
-/// [`super::scalar::quantize_rows`] does.
-#[inline(always)]
-unsafe fn row_scale_base<Q: Copy + Default>(
-    xr: &[f32],
-    qr: &mut [Q],
-    scale: &mut f32,
-) -> Option<f32> {
-    // SAFETY: forwarded (AVX2 enabled where this is inlined).
-    let amax = unsafe { row_absmax(xr) };
-    (!super::scalar::degenerate_row(amax, qr, scale)).then_some(amax)
-}
-
-/// `clamp(roundf(v · inv), −a, a)` of eight lanes as i32 (NaN → 0): `roundf` (half away from
-/// zero) rebuilt exactly from truncation and the exact fractional part.
+/// `clamp(roundf(v · inv), −a, a)` of eight lanes as i32 (NaN → 0), the integers of
+/// [`super::scalar::quantize_value`] (its identity with the sign kept): `t + (0.5 − 2⁻²⁵
+/// with t's sign)`, clamped to `±a` as a float (so an infinite `t` saturates to the right end:
+/// `cvttps2dq` would give `i32::MIN` for both), then truncated.
 #[inline(always)]
 unsafe fn round8(v: __m256, inv: __m256, a: __m256) -> __m256i {
     // SAFETY: inlined only into the `#[target_feature]` quantisers (register-only).
     unsafe {
-        let (sign, half, one) = (
+        let (sign, below_half) = (
             _mm256_set1_ps(-0.0),
-            _mm256_set1_ps(0.5),
-            _mm256_set1_ps(1.0),
+            _mm256_castsi256_ps(_mm256_set1_epi32(0x3eff_ffff)),
         );
         let t = _mm256_mul_ps(v, inv);
-        let tr = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(t);
-        let frac = _mm256_andnot_ps(sign, _mm256_sub_ps(t, tr));
-        let up = _mm256_cmp_ps::<_CMP_GE_OQ>(frac, half);
-        let step = _mm256_and_ps(up, _mm256_or_ps(_mm256_and_ps(t, sign), one));
-        let neg_a = _mm256_xor_ps(a, sign);
-        let rv = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(tr, step), neg_a), a);
+        let r = _mm256_add_ps(t, _mm256_or_ps(_mm256_and_ps(t, sign), below_half));
+        let rv = _mm256_min_ps(_mm256_max_ps(r, _mm256_xor_ps(a, sign)), a);
         let nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(t, t);
         _mm256_cvttps_epi32(_mm256_andnot_ps(nan, rv))
     }
@@ -435,22 +418,17 @@ pub(crate) unsafe fn quantize_rows(
     q: &mut [i8],
     scales: &mut [f32],
 ) {
-    let k32 = k & !31;
-    for i in 0..n {
-        let xr = &x[i * k..(i + 1) * k];
-        let qr = &mut q[i * k..(i + 1) * k];
-        let xp = xr.as_ptr();
-        // SAFETY: AVX2 is available (caller).
-        let Some(amax) = (unsafe { row_scale_base(xr, qr, &mut scales[i]) }) else {
-            continue;
-        };
-        let inv = 127.0 / amax;
-        let (vinv, a) = (_mm256_set1_ps(inv), _mm256_set1_ps(127.0));
-        let perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-        let mut c = 0;
-        while c < k32 {
-            // SAFETY: c + 32 <= k32 <= k for all four loads and the store.
-            unsafe {
+    // SAFETY: AVX2 (this function's feature).
+    let absmax = |xr: &[f32]| unsafe { row_absmax(xr) };
+    let vector = |xr: &[f32], qr: &mut [i8], inv: f32| {
+        let k32 = xr.len().min(qr.len()) & !31;
+        let (xp, qp) = (xr.as_ptr(), qr.as_mut_ptr());
+        // SAFETY: AVX2; c + 32 <= k32 <= len of both rows, for all four loads and the store.
+        unsafe {
+            let (vinv, a) = (_mm256_set1_ps(inv), _mm256_set1_ps(127.0));
+            let perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+            let mut c = 0;
+            while c < k32 {
                 let ab = _mm256_packs_epi32(
                     round8(_mm256_loadu_ps(xp.add(c)), vinv, a),
                     round8(_mm256_loadu_ps(xp.add(c + 8)), vinv, a),
@@ -460,15 +438,14 @@ pub(crate) unsafe fn quantize_rows(
                     round8(_mm256_loadu_ps(xp.add(c + 24)), vinv, a),
                 );
                 let v = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(ab, cd), perm);
-                _mm256_storeu_si256(qr.as_mut_ptr().add(c) as *mut __m256i, v);
+                _mm256_storeu_si256(qp.add(c) as *mut __m256i, v);
+                c += 32;
             }
-            c += 32;
         }
-        for (o, v) in qr[k32..].iter_mut().zip(&xr[k32..]) {
-            *o = super::scalar::quantize_value(*v, inv, 127.0) as i8;
-        }
-        scales[i] = amax / 127.0;
-    }
+        k32
+    };
+    let to = |v: i32| v as i8;
+    super::scalar::quantize_rows_by((x, n, k), q, scales, (127, to), absmax, vector);
 }
 
 /// [`super::scalar::quantize_rows16`], vectorised, value for value the same.
@@ -483,35 +460,29 @@ pub(crate) unsafe fn quantize_rows16(
     q: &mut [i16],
     scales: &mut [f32],
 ) {
-    let k16 = k & !15;
-    let af = super::operand::act16_max(k) as f32;
-    for i in 0..n {
-        let xr = &x[i * k..(i + 1) * k];
-        let qr = &mut q[i * k..(i + 1) * k];
-        let xp = xr.as_ptr();
-        // SAFETY: AVX2 is available (caller).
-        let Some(amax) = (unsafe { row_scale_base(xr, qr, &mut scales[i]) }) else {
-            continue;
-        };
-        let inv = af / amax;
-        let (vinv, a) = (_mm256_set1_ps(inv), _mm256_set1_ps(af));
-        let mut c = 0;
-        while c < k16 {
-            // SAFETY: c + 16 <= k16 <= k for both loads and the store.
-            unsafe {
+    let a16 = super::operand::act16_max(k);
+    // SAFETY: AVX2 (this function's feature).
+    let absmax = |xr: &[f32]| unsafe { row_absmax(xr) };
+    let vector = |xr: &[f32], qr: &mut [i16], inv: f32| {
+        let k16 = xr.len().min(qr.len()) & !15;
+        let (xp, qp) = (xr.as_ptr(), qr.as_mut_ptr());
+        // SAFETY: AVX2; c + 16 <= k16 <= len of both rows, for both loads and the store.
+        unsafe {
+            let (vinv, a) = (_mm256_set1_ps(inv), _mm256_set1_ps(a16 as f32));
+            let mut c = 0;
+            while c < k16 {
                 let lo = round8(_mm256_loadu_ps(xp.add(c)), vinv, a);
                 let hi = round8(_mm256_loadu_ps(xp.add(c + 8)), vinv, a);
                 // packs interleaves the 128-bit halves: [lo0..3 hi0..3 lo4..7 hi4..7]
                 let v = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(lo, hi));
-                _mm256_storeu_si256(qr.as_mut_ptr().add(c) as *mut __m256i, v);
+                _mm256_storeu_si256(qp.add(c) as *mut __m256i, v);
+                c += 16;
             }
-            c += 16;
         }
-        for (o, v) in qr[k16..].iter_mut().zip(&xr[k16..]) {
-            *o = super::scalar::quantize_value(*v, inv, af) as i16;
-        }
-        scales[i] = amax / af;
-    }
+        k16
+    };
+    let to = |v: i32| v as i16;
+    super::scalar::quantize_rows_by((x, n, k), q, scales, (a16, to), absmax, vector);
 }
 
 /// `[a_k + a_{k+4}]`-style half sums of two keys' eight-lane accumulators: lanes `0..4` are

@@ -1,6 +1,6 @@
 //! x86_64 int8 GEMM with AVX-512 VNNI (`vpdpbusd` on zmm, 64 bytes per step). Only called
-//! after run-time detection ([`super::Isa::Avx512`]); the float GEMMs and the activation
-//! quantiser of that path are [`super::avx2`]'s.
+//! after run-time detection ([`super::Isa::Avx512`]); the float GEMMs of that path are
+//! [`super::avx2`]'s.
 //!
 //! The arithmetic is [`super::avx_vnni`]'s, twice as wide: the unsigned operand of `vpdpbusd`
 //! is the weight offset by 128 (`w ^ 0x80 = w + 128 ∈ [0, 255]`, exact for every int8), the
@@ -28,6 +28,9 @@
 //! corrections are [`super::avx_vnni`]'s `by_blocks`. The epilogue reduces four accumulators at
 //! a time with 512-bit unpacks and adds (`hsum4_epi32_512`) and dequantises four outputs per
 //! instruction.
+//!
+//! The path's activation quantiser is here too (`quantize_rows`, `quantize_rows16`):
+//! [`super::avx2`]'s at 16 lanes, byte for byte [`super::scalar`]'s.
 
 use super::avx2::prefetch_weights;
 use super::avx_vnni::{by_blocks, Block};
@@ -311,4 +314,122 @@ pub(crate) unsafe fn dot_columns2_f32(
             _mm512_storeu_ps(out1.as_mut_ptr().add(j), s1);
         }
     }
+}
+
+/// A row's absolute maximum as [`super::scalar::abs_max`] computes it (the largest
+/// `bits & 0x7fff_ffff`, an integer maximum: order-independent, so four 16-lane chains), 64
+/// values a step.
+#[inline(always)]
+unsafe fn row_absmax(xr: &[f32]) -> f32 {
+    // SAFETY: inlined only into the `#[target_feature]` quantisers below (AVX-512 F); every
+    // load reads 16 values at `c` with `c + 16 <= xr.len()`.
+    unsafe {
+        let (mask, p, k) = (_mm512_set1_epi32(0x7fff_ffff), xr.as_ptr(), xr.len());
+        let bits =
+            |c: usize| _mm512_and_si512(_mm512_castps_si512(_mm512_loadu_ps(p.add(c))), mask);
+        let mut m = [_mm512_setzero_si512(); 4];
+        let mut c = 0;
+        while c + 64 <= k {
+            for (l, m) in m.iter_mut().enumerate() {
+                *m = _mm512_max_epi32(*m, bits(c + 16 * l));
+            }
+            c += 64;
+        }
+        while c + 16 <= k {
+            m[0] = _mm512_max_epi32(m[0], bits(c));
+            c += 16;
+        }
+        let m = _mm512_max_epi32(_mm512_max_epi32(m[0], m[1]), _mm512_max_epi32(m[2], m[3]));
+        let v = _mm512_reduce_max_epi32(m) as u32;
+        f32::from_bits(
+            xr[c..]
+                .iter()
+                .fold(v, |a, x| a.max(x.to_bits() & 0x7fff_ffff)),
+        )
+    }
+}
+
+/// `clamp(roundf(v · inv), −a, a)` of 16 lanes as i32 (NaN → 0), the integers of
+/// [`super::scalar::quantize_value`] (`avx2::round8`'s steps at twice the width;
+/// the NaN lanes are zeroed by the conversion's mask).
+#[inline(always)]
+unsafe fn round16(v: __m512, inv: __m512, a: __m512) -> __m512i {
+    // SAFETY: inlined only into the `#[target_feature]` quantisers (register-only).
+    unsafe {
+        let t = _mm512_mul_ps(v, inv);
+        let sign = _mm512_and_si512(_mm512_castps_si512(t), _mm512_set1_epi32(i32::MIN));
+        let below_half = _mm512_or_si512(sign, _mm512_set1_epi32(0x3eff_ffff));
+        let r = _mm512_add_ps(t, _mm512_castsi512_ps(below_half));
+        let neg_a = _mm512_sub_ps(_mm512_setzero_ps(), a);
+        let rv = _mm512_min_ps(_mm512_max_ps(r, neg_a), a);
+        _mm512_maskz_cvttps_epi32(_mm512_cmp_ps_mask::<_CMP_ORD_Q>(t, t), rv)
+    }
+}
+
+/// The quantiser of both widths (`a` = 127 or `act16_max(k)`) through
+/// [`super::scalar::quantize_rows_by`], 16 values a step; `store` narrows 16 lanes (each in
+/// `[−a, a]`) into `q[c..c + 16]`.
+#[inline(always)]
+unsafe fn quantize_rows_to<Q: Copy + Default>(
+    xnk: (&[f32], usize, usize),
+    q: &mut [Q],
+    scales: &mut [f32],
+    (a, to): (i32, impl Fn(i32) -> Q),
+    store: impl Fn(&mut [Q], __m512i),
+) {
+    // SAFETY: AVX-512 F is enabled where this is inlined.
+    let absmax = |xr: &[f32]| unsafe { row_absmax(xr) };
+    let vector = |xr: &[f32], qr: &mut [Q], inv: f32| {
+        let k16 = xr.len().min(qr.len()) & !15;
+        // SAFETY: AVX-512 F (as above); c + 16 <= k16 <= xr.len(), so the load reads
+        // xr[c..c + 16], and `store` gets the checked slice qr[c..c + 16].
+        unsafe {
+            let (vinv, va) = (_mm512_set1_ps(inv), _mm512_set1_ps(a as f32));
+            let mut c = 0;
+            while c < k16 {
+                let r = round16(_mm512_loadu_ps(xr.as_ptr().add(c)), vinv, va);
+                store(&mut qr[c..c + 16], r);
+                c += 16;
+            }
+        }
+        k16
+    };
+    super::scalar::quantize_rows_by(xnk, q, scales, (a, to), absmax, vector);
+}
+
+/// [`super::scalar::quantize_rows`] with 16 lanes, byte for byte the same.
+///
+/// # Safety
+/// AVX-512 F is available; `x` and `q` hold `n * k` elements, `scales` `n`.
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+pub(crate) unsafe fn quantize_rows(x: &[f32], n: usize, k: usize, q: &mut [i8], s: &mut [f32]) {
+    let store = |out: &mut [i8], r: __m512i| {
+        let Some(out) = out.get_mut(..16) else {
+            return;
+        };
+        // SAFETY: AVX-512 F (this function's feature); values already in [−127, 127], so the
+        // saturating narrow is exact; `out` holds 16 bytes (checked above).
+        unsafe { _mm_storeu_si128(out.as_mut_ptr().cast(), _mm512_cvtsepi32_epi8(r)) }
+    };
+    // SAFETY: forwarded (AVX-512 F; the sizes are the caller's).
+    unsafe { quantize_rows_to((x, n, k), q, s, (127, |v| v as i8), store) }
+}
+
+/// [`super::scalar::quantize_rows16`] with 16 lanes, value for value the same.
+///
+/// # Safety
+/// AVX-512 F is available; `x` and `q` hold `n * k` elements, `scales` `n`.
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+pub(crate) unsafe fn quantize_rows16(x: &[f32], n: usize, k: usize, q: &mut [i16], s: &mut [f32]) {
+    let a = super::operand::act16_max(k);
+    let store = |out: &mut [i16], r: __m512i| {
+        let Some(out) = out.get_mut(..16) else {
+            return;
+        };
+        // SAFETY: AVX-512 F; values already in [−a, a] ⊂ i16, so the saturating narrow is
+        // exact; `out` holds 16 values (checked above).
+        unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), _mm512_cvtsepi32_epi16(r)) }
+    };
+    // SAFETY: forwarded (AVX-512 F; the sizes are the caller's).
+    unsafe { quantize_rows_to((x, n, k), q, s, (a, |v| v as i16), store) }
 }

@@ -579,9 +579,12 @@ unsafe fn kernel(isa: Isa, part: Part<'_>) {
 /// Quantises `x[n, k]` per row to int16 exactly as [`scalar::quantize_rows16`] does.
 fn quantize16(isa: Isa, x: &[f32], n: usize, k: usize, q: &mut [i16], s: &mut [f32]) {
     match isa {
+        // SAFETY: AVX-512 F detected (isa is available); x and q hold n*k, s holds n.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { avx512::quantize_rows16(x, n, k, q, s) },
         // SAFETY: AVX2 detected (isa is available); x and q hold n*k, s holds n.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::AvxVnni | Isa::Avx512 => unsafe { avx2::quantize_rows16(x, n, k, q, s) },
+        Isa::Avx2 | Isa::AvxVnni => unsafe { avx2::quantize_rows16(x, n, k, q, s) },
         // SAFETY: NEON is baseline on aarch64; x and q hold n*k, s holds n.
         #[cfg(target_arch = "aarch64")]
         Isa::Neon | Isa::NeonDot => unsafe { neon::quantize_rows16(x, n, k, q, s) },
@@ -597,9 +600,12 @@ fn quantize16(isa: Isa, x: &[f32], n: usize, k: usize, q: &mut [i16], s: &mut [f
 /// Quantises `x[n, k]` per row exactly as [`scalar::quantize_rows`] does.
 fn quantize(isa: Isa, x: &[f32], n: usize, k: usize, q: &mut [i8], s: &mut [f32]) {
     match isa {
+        // SAFETY: AVX-512 F detected (isa is available); x and q hold n*k, s holds n.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { avx512::quantize_rows(x, n, k, q, s) },
         // SAFETY: AVX2 detected (isa is available); x and q hold n*k, s holds n.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::AvxVnni | Isa::Avx512 => unsafe { avx2::quantize_rows(x, n, k, q, s) },
+        Isa::Avx2 | Isa::AvxVnni => unsafe { avx2::quantize_rows(x, n, k, q, s) },
         // SAFETY: NEON is baseline on aarch64; x and q hold n*k, s holds n.
         #[cfg(target_arch = "aarch64")]
         Isa::Neon | Isa::NeonDot => unsafe { neon::quantize_rows(x, n, k, q, s) },

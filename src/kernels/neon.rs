@@ -373,40 +373,31 @@ unsafe fn round4(x: float32x4_t, inv: float32x4_t, a: int32x4_t) -> int32x4_t {
     }
 }
 
-/// The row quantiser of both widths with NEON ([`super::scalar::quantize_rows`]'s arithmetic:
-/// `scale = absmax / a`, `q = clamp(roundf(x · a / absmax), −a, a)`), 16 values a step through
-/// `store` (four i32x4 of already clamped values → the row at `c`); the tail is the scalar's.
+/// The row quantiser of both widths with NEON through [`super::scalar::quantize_rows_by`]
+/// (`scale = absmax / a`, `q = clamp(roundf(x · a / absmax), −a, a)`), 16 values a step
+/// through `store` (four i32x4 of already clamped values → the row at `c`); the tail is the
+/// scalar's.
 ///
 /// # Safety
 /// `x` holds `n · k` values and `q` `n · k`, `scales` `n` (NEON is baseline on aarch64);
 /// `store` is handed the 16 values of `q` at `c` and writes only those.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)] // the scalar quantiser's seven, and this width's store
 unsafe fn quantize_rows_to<Q: Copy + Default>(
-    x: &[f32],
-    n: usize,
-    k: usize,
+    xnk: (&[f32], usize, usize),
     q: &mut [Q],
     scales: &mut [f32],
-    a: i32,
-    to: impl Fn(f32) -> Q,
+    (a, to): (i32, impl Fn(i32) -> Q),
     store: impl Fn(&mut [Q], [int32x4_t; 4]),
 ) {
-    let (af, k16) = (a as f32, k & !15);
-    for i in 0..n {
-        let xr = &x[i * k..(i + 1) * k];
-        let qr = &mut q[i * k..(i + 1) * k];
-        // SAFETY: NEON is baseline on aarch64.
-        let amax = unsafe { row_absmax(xr) };
-        if super::scalar::degenerate_row(amax, qr, &mut scales[i]) {
-            continue;
-        }
-        let inv = af / amax;
-        let mut c = 0;
-        // SAFETY: c + 16 <= k16 <= k: the four loads read xr[c..c + 16], the store writes
-        // qr[c..c + 16] (a checked slice).
+    // SAFETY: NEON is baseline on aarch64.
+    let absmax = |xr: &[f32]| unsafe { row_absmax(xr) };
+    let vector = |xr: &[f32], qr: &mut [Q], inv: f32| {
+        let k16 = xr.len().min(qr.len()) & !15;
+        // SAFETY: c + 16 <= k16 <= xr.len(): the four loads read xr[c..c + 16], the store
+        // writes qr[c..c + 16] (a checked slice).
         unsafe {
             let (vinv, va) = (vdupq_n_f32(inv), vdupq_n_s32(a));
+            let mut c = 0;
             while c < k16 {
                 let p = xr.as_ptr().add(c);
                 let r = [0, 4, 8, 12].map(|o| round4(vld1q_f32(p.add(o)), vinv, va));
@@ -414,11 +405,9 @@ unsafe fn quantize_rows_to<Q: Copy + Default>(
                 c += 16;
             }
         }
-        for (o, v) in qr[c..].iter_mut().zip(&xr[c..]) {
-            *o = to(super::scalar::quantize_value(*v, inv, af));
-        }
-        scales[i] = amax / af;
-    }
+        k16
+    };
+    super::scalar::quantize_rows_by(xnk, q, scales, (a, to), absmax, vector);
 }
 
 /// [`super::scalar::quantize_rows`] with NEON, byte for byte the same (tests/kernels_props.rs
@@ -444,7 +433,7 @@ pub(crate) unsafe fn quantize_rows(x: &[f32], n: usize, k: usize, q: &mut [i8], 
         }
     };
     // SAFETY: forwarded (caller).
-    unsafe { quantize_rows_to(x, n, k, q, s, 127, |v| v as i8, store) }
+    unsafe { quantize_rows_to((x, n, k), q, s, (127, |v| v as i8), store) }
 }
 
 /// [`super::scalar::quantize_rows16`] with NEON, value for value the same.
@@ -472,5 +461,5 @@ pub(crate) unsafe fn quantize_rows16(x: &[f32], n: usize, k: usize, q: &mut [i16
         }
     };
     // SAFETY: forwarded (caller).
-    unsafe { quantize_rows_to(x, n, k, q, s, a, |v| v as i16, store) }
+    unsafe { quantize_rows_to((x, n, k), q, s, (a, |v| v as i16), store) }
 }

@@ -70,18 +70,18 @@ pub fn gemm_f16(x: &[f32], n: usize, k: usize, w: &[f16], m: usize, y: &mut [f32
 /// row with a NaN or infinite value gets q = 0 and scale NaN, so that every output it feeds
 /// is NaN and the engine's non-finite checks report it (a finite, wrong caption otherwise).
 pub fn quantize_rows(x: &[f32], n: usize, k: usize, q: &mut [i8], scales: &mut [f32]) {
-    quantize_rows_to(x, n, k, q, scales, 127.0, |v| v as i8)
+    quantize_rows_to(x, n, k, q, scales, 127, |v| v as i8)
 }
 
 /// Quantise each row of `x[n, k]` symmetrically to int16 ([`crate::blob::DType::I8A16`]'s
 /// activations): as [`quantize_rows`] with `A = act16_max(k)` in place of 127 (32767 up to
 /// k = 512).
 pub fn quantize_rows16(x: &[f32], n: usize, k: usize, q: &mut [i16], scales: &mut [f32]) {
-    quantize_rows_to(x, n, k, q, scales, act16_max(k) as f32, |v| v as i16)
+    quantize_rows_to(x, n, k, q, scales, act16_max(k), |v| v as i16)
 }
 
 /// The row quantiser of both widths: `scale = absmax / a`, `q = clamp(roundf(x · a / absmax),
-/// −a, a)` (`a` exactly representable, `to` exact on that range).
+/// −a, a)` (`a` exactly representable as f32, `to` exact on `[−a, a]`).
 #[inline(always)]
 fn quantize_rows_to<Q: Copy + Default>(
     x: &[f32],
@@ -89,21 +89,40 @@ fn quantize_rows_to<Q: Copy + Default>(
     k: usize,
     q: &mut [Q],
     scales: &mut [f32],
-    a: f32,
-    to: impl Fn(f32) -> Q,
+    a: i32,
+    to: impl Fn(i32) -> Q,
 ) {
+    quantize_rows_by((x, n, k), q, scales, (a, to), abs_max, |_, _, _| 0);
+}
+
+/// Every quantiser's rows (scalar, AVX2, AVX-512, NEON): per row of `x [n, k]`, `absmax`
+/// ([`abs_max`]'s value, computed as the path likes), the [`degenerate_row`] case, then
+/// `vector(row, q_row, inv)` quantises a prefix of the row as the path's lanes do (returning
+/// its length; `0` on the scalar path) and [`quantize_value`] the rest, through `to` into the
+/// storage type; `scale = absmax / a`.
+#[inline(always)]
+pub(super) fn quantize_rows_by<Q: Copy + Default>(
+    (x, n, k): (&[f32], usize, usize),
+    q: &mut [Q],
+    scales: &mut [f32],
+    (a, to): (i32, impl Fn(i32) -> Q),
+    absmax: impl Fn(&[f32]) -> f32,
+    mut vector: impl FnMut(&[f32], &mut [Q], f32) -> usize,
+) {
+    let af = a as f32;
     for i in 0..n {
         let xr = &x[i * k..(i + 1) * k];
-        let amax = abs_max(xr);
         let qr = &mut q[i * k..(i + 1) * k];
+        let amax = absmax(xr);
         if degenerate_row(amax, qr, &mut scales[i]) {
             continue;
         }
-        let inv = a / amax;
-        for (o, v) in qr.iter_mut().zip(xr) {
+        let inv = af / amax;
+        let done = vector(xr, qr, inv).min(k);
+        for (o, v) in qr[done..].iter_mut().zip(&xr[done..]) {
             *o = to(quantize_value(*v, inv, a));
         }
-        scales[i] = amax / a;
+        scales[i] = amax / af;
     }
 }
 
@@ -111,7 +130,7 @@ fn quantize_rows_to<Q: Copy + Default>(
 /// 0 and its scale as 0 (all-zero) or NaN (non-finite) and returns `true`; otherwise `false`.
 /// Every quantiser's rows start here.
 #[inline(always)]
-pub(super) fn degenerate_row<Q: Copy + Default>(amax: f32, qr: &mut [Q], scale: &mut f32) -> bool {
+fn degenerate_row<Q: Copy + Default>(amax: f32, qr: &mut [Q], scale: &mut f32) -> bool {
     if amax == 0.0 || !amax.is_finite() {
         *scale = if amax == 0.0 { 0.0 } else { f32::NAN };
         qr.fill(Q::default());
@@ -120,11 +139,31 @@ pub(super) fn degenerate_row<Q: Copy + Default>(amax: f32, qr: &mut [Q], scale: 
     false
 }
 
-/// One value's `clamp(roundf(v · inv), −a, a)`: what every quantiser computes per value (the
-/// vector paths for their tails).
+/// One value's `clamp(roundf(v · inv), −a, a)` (`0 < a < 2³¹`; NaN → 0): what every
+/// quantiser computes per value (the vector paths for their tails), as
+/// `sign(t) · min(roundf(|t|), a)` with [`round_magnitude`] — the same integer, since `roundf`
+/// rounds halves away from zero, symmetrically. Hand-written rather than `libm::roundf` (a call
+/// per value, and on armv7 and Cortex-M no vector or rounding instruction takes its place): a
+/// multiply, an absolute value, an add, a convert, then integer steps.
 #[inline(always)]
-pub(super) fn quantize_value(v: f32, inv: f32, a: f32) -> f32 {
-    libm::roundf(v * inv).clamp(-a, a)
+pub(super) fn quantize_value(v: f32, inv: f32, a: i32) -> i32 {
+    let t = v * inv;
+    let m = round_magnitude(t).min(a);
+    if t.is_sign_negative() {
+        -m
+    } else {
+        m
+    }
+}
+
+/// `roundf(|t|)` as i32: `|t| + (0.5 − 2⁻²⁵)` truncated — one f32 add, exact for every finite
+/// `|t| < 2³¹` (checked on all of them: `tests::round_magnitude_is_roundf`; a tie `k + ½` sums
+/// to `k + 1 − 2⁻²⁵`, which rounds to `k + 1`, anything below a tie stays below `k + 1`);
+/// beyond that, and for ∞, the saturating cast gives `i32::MAX`; NaN gives 0.
+#[inline(always)]
+pub(super) fn round_magnitude(t: f32) -> i32 {
+    // 0x3eff_ffff = 0.5 − 2⁻²⁵, the largest float below one half
+    (t.abs() + f32::from_bits(0x3eff_ffff)) as i32
 }
 
 /// A row's largest `|x|`, taken on the bits (`bits & 0x7fff_ffff`, whose integer order is the
@@ -243,5 +282,92 @@ impl<X: Copy + Into<i32>> Tiles for I8Tiles<'_, X> {
                 unsafe { out.set(a, j, dequant(acc, x.scales[a], w.scales[j])) };
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `round_magnitude(t)` against `libm::roundf(|t|)` for one float: equal for finite
+    /// `|t| < 2³¹`, saturated beyond (and at ±∞), 0 for NaN.
+    fn check(t: f32) {
+        let got = round_magnitude(t);
+        if t.is_nan() {
+            assert_eq!(got, 0, "NaN ({:#x})", t.to_bits());
+        } else if t.abs() < 2_147_483_648.0 {
+            assert_eq!(
+                got as f32,
+                libm::roundf(t.abs()),
+                "t = {t:e} ({:#x})",
+                t.to_bits()
+            );
+        } else {
+            assert_eq!(got, i32::MAX, "t = {t:e}");
+        }
+    }
+
+    #[test]
+    fn round_magnitude_is_roundf() {
+        // every tie k ± ½ up to the int16 activations' 32767 and its neighbours, a few ulps
+        // either side (where a wrong offset would first show), and the ends of the ranges where
+        // the float spacing is ½ and 1
+        for k in 0..40_000u32 {
+            let tie = k as f32 + 0.5;
+            for s in [1.0f32, -1.0] {
+                let b = (s * tie).to_bits();
+                for d in 0..6 {
+                    check(f32::from_bits(b + d));
+                    check(f32::from_bits(b - d));
+                }
+                check(s * k as f32);
+            }
+        }
+        for e in [22, 23, 24, 30, 31] {
+            let p = (1u64 << e) as f32;
+            for d in 0..8 {
+                for s in [1.0f32, -1.0] {
+                    check(s * f32::from_bits(p.to_bits() + d));
+                    check(s * f32::from_bits(p.to_bits() - d));
+                }
+            }
+        }
+        for t in [
+            0.0f32,
+            -0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            -f32::NAN,
+        ] {
+            check(t);
+        }
+        // and a stride through every bit pattern (subnormals, NaN payloads, huge values)
+        for b in (0..=u32::MAX).step_by(4_999) {
+            check(f32::from_bits(b));
+        }
+    }
+
+    /// Every f32 (~10 s in release): `cargo test --release -p m2 --lib -- --ignored
+    /// round_magnitude_is_roundf_everywhere`.
+    #[test]
+    #[ignore]
+    fn round_magnitude_is_roundf_everywhere() {
+        for b in 0..=u32::MAX {
+            check(f32::from_bits(b));
+        }
+    }
+
+    #[test]
+    fn quantize_value_clamps_and_zeroes_nan() {
+        assert_eq!(quantize_value(1.0, 127.0, 127), 127);
+        assert_eq!(quantize_value(-1.0, 127.5, 127), -127);
+        assert_eq!(quantize_value(0.5, 1.0, 127), 1);
+        assert_eq!(quantize_value(-0.5, 1.0, 127), -1);
+        assert_eq!(quantize_value(0.49999997, 1.0, 127), 0);
+        assert_eq!(quantize_value(f32::INFINITY, 1.0, 32767), 32767);
+        assert_eq!(quantize_value(f32::NEG_INFINITY, 1.0, 32767), -32767);
+        assert_eq!(quantize_value(f32::NAN, 1.0, 127), 0);
+        assert_eq!(quantize_value(3e9, 1.0, 8191), 8191);
     }
 }
