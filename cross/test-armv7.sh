@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The root package's test suite (lib, bin, integration and doc tests) cross-built for 32-bit
-# Raspberry Pi OS (armv7-unknown-linux-gnueabihf, cortex-a7 code: NEON auto-vectorised scalar
-# kernels) and run under qemu-arm as a Cortex-A7 (the Pi 2's core; QEMU_CPU=cortex-a15 models
+# Raspberry Pi OS (armv7-unknown-linux-gnueabihf, cortex-a7 code: the scalar kernels, VFP, no
+# NEON) and run under qemu-arm as a Cortex-A7 (the Pi 2's core; QEMU_CPU=cortex-a15 models
 # the same ISA). Kernel detection must pick `scalar` (M2_EXPECT_ISA).
 #
 #   cross/test-armv7.sh                 # = cross/test-armv7.sh --release

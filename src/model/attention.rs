@@ -243,6 +243,7 @@ pub fn attend_cross(k: &Kernels, q: &[f32], kv: HeadKv, scratch: &mut [f32], out
     let hk = d_k * n_keys; // one head's keys (or values)
     let bias = &bias[..n_keys];
     let sc_of = Scale::of(d_k);
+    let pairs = k.isa() == crate::kernels::Isa::Avx512;
     let (hc, group) = blocking(scratch.len(), heads, n_keys);
     let mut i0 = 0;
     while i0 < n_q {
@@ -274,10 +275,24 @@ pub fn attend_cross(k: &Kernels, q: &[f32], kv: HeadKv, scratch: &mut [f32], out
             k.softmax_rows(sc, n_keys);
             for h in h0..h0 + hn {
                 let v_h = &v[h * hk..(h + 1) * hk];
-                for r in 0..g {
-                    let a_r = &sc[((h - h0) * g + r) * n_keys..][..n_keys];
+                let v_at = |j: usize| &v_h[j * d_k..(j + 1) * d_k];
+                let a_at = |r: usize| &sc[((h - h0) * g + r) * n_keys..][..n_keys];
+                let mut r = 0;
+                // two rows a pass where 32 vector registers hold both rows' sums (AVX-512)
+                while pairs && r + 2 <= g {
+                    let (o0, o1) = out[(i0 + r) * d..(i0 + r + 2) * d].split_at_mut(d);
+                    let hs = h * d_k..(h + 1) * d_k;
+                    weighted_sum2(
+                        [&mut o0[hs.clone()], &mut o1[hs]],
+                        [a_at(r), a_at(r + 1)],
+                        v_at,
+                    );
+                    r += 2;
+                }
+                while r < g {
                     let oh = &mut out[(i0 + r) * d + h * d_k..(i0 + r) * d + (h + 1) * d_k];
-                    weighted_sum(oh, a_r, |j| &v_h[j * d_k..(j + 1) * d_k]);
+                    weighted_sum(oh, a_at(r), v_at);
+                    r += 1;
                 }
             }
             h0 += hn;
@@ -423,6 +438,41 @@ fn weighted_sum<'v>(out: &mut [f32], a: &[f32], v: impl Fn(usize) -> &'v [f32]) 
     }
 }
 
+/// [`weighted_sum`] of two rows of weights over the same values, each output bit for bit
+/// `weighted_sum`'s (its own sums, in the same order, its own zero weights skipped): each value
+/// row is read once for both. Rows of 64 (COCO's d_k) keep both sums in registers; other
+/// widths are two `weighted_sum` calls.
+#[inline(always)]
+fn weighted_sum2<'v>(out: [&mut [f32]; 2], a: [&[f32]; 2], v: impl Fn(usize) -> &'v [f32]) {
+    let [o0, o1] = out;
+    let [a0, a1] = a;
+    if o0.len() != 64 || o1.len() != 64 {
+        weighted_sum(o0, a0, &v);
+        weighted_sum(o1, a1, &v);
+        return;
+    }
+    let (mut s0, mut s1) = ([0.0f32; 64], [0.0f32; 64]);
+    for (j, (&x0, &x1)) in a0.iter().zip(a1).enumerate() {
+        let vj = &v(j)[..64];
+        if x0 != 0.0 && x1 != 0.0 {
+            for c in 0..64 {
+                s0[c] += x0 * vj[c];
+                s1[c] += x1 * vj[c];
+            }
+        } else {
+            for (x, s) in [(x0, &mut s0), (x1, &mut s1)] {
+                if x != 0.0 {
+                    for c in 0..64 {
+                        s[c] += x * vj[c];
+                    }
+                }
+            }
+        }
+    }
+    o0.copy_from_slice(&s0);
+    o1.copy_from_slice(&s1);
+}
+
 /// Most query rows [`attend_rows`] takes at a time (their head slices share the L1 with one
 /// key or value row).
 pub const GROUP: usize = 8;
@@ -550,6 +600,49 @@ mod tests {
         }
     }
 
+    /// One query block through [`attend_rows`] (keys and values as rows) and [`attend_cross`]
+    /// (the same keys and values laid out per head): `(attend_rows', attend_cross')` outputs.
+    fn rows_and_cross(
+        kernels: &Kernels,
+        q: &[f32],
+        (heads, d_k, n_keys): (usize, usize, usize),
+        (k, v, bias): (&[f32], &[f32], &[f32]),
+        scratch_len: usize,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let d = heads * d_k;
+        let n_q = q.len() / d;
+        let (mut kt, mut vh) = (std::vec![0f32; n_keys * d], std::vec![0f32; n_keys * d]);
+        to_heads(k, n_keys, heads, d_k, true, &mut kt);
+        to_heads(v, n_keys, heads, d_k, false, &mut vh);
+        let mut scratch = std::vec![0f32; scratch_len];
+        let (mut want, mut got) = (std::vec![0f32; n_q * d], std::vec![0f32; n_q * d]);
+        kernels.vectorised(|| {
+            attend_rows(
+                kernels,
+                q,
+                n_q,
+                heads,
+                d_k,
+                n_keys,
+                |j| &k[j * d..(j + 1) * d],
+                |j| &v[j * d..(j + 1) * d],
+                |j| bias[j],
+                &mut scratch,
+                &mut want,
+            );
+            let kv = HeadKv {
+                heads,
+                d_k,
+                kt: &kt,
+                v: &vh,
+                bias,
+                n_keys,
+            };
+            attend_cross(kernels, q, kv, &mut scratch, &mut got);
+        });
+        (want, got)
+    }
+
     /// Keys and values laid out per head ([`to_heads`]) give [`attend_rows`]'s bits on every
     /// kernel path: no keys, key counts around each block width (1, 4, 8, 16), odd head
     /// widths, masked and multiplicity-weighted keys, every group size.
@@ -570,39 +663,15 @@ mod tests {
                             _ => 0.0,
                         })
                         .collect();
-                    let (mut kt, mut vh) =
-                        (std::vec![0f32; n_keys * d], std::vec![0f32; n_keys * d]);
-                    to_heads(&k, n_keys, heads, d_k, true, &mut kt);
-                    to_heads(&v, n_keys, heads, d_k, false, &mut vh);
                     for kernels in Kernels::available().filter_map(Kernels::with_isa) {
                         for group in [1usize, 3, GROUP] {
-                            let mut scratch = std::vec![0f32; group * n_keys];
-                            let (mut want, mut got) =
-                                (std::vec![0f32; n_q * d], std::vec![0f32; n_q * d]);
-                            kernels.vectorised(|| {
-                                attend_rows(
-                                    &kernels,
-                                    &q,
-                                    n_q,
-                                    heads,
-                                    d_k,
-                                    n_keys,
-                                    |j| &k[j * d..(j + 1) * d],
-                                    |j| &v[j * d..(j + 1) * d],
-                                    |j| bias[j],
-                                    &mut scratch,
-                                    &mut want,
-                                );
-                                let kv = HeadKv {
-                                    heads,
-                                    d_k,
-                                    kt: &kt,
-                                    v: &vh,
-                                    bias: &bias,
-                                    n_keys,
-                                };
-                                attend_cross(&kernels, &q, kv, &mut scratch, &mut got);
-                            });
+                            let (want, got) = rows_and_cross(
+                                &kernels,
+                                &q,
+                                (heads, d_k, n_keys),
+                                (&k, &v, &bias),
+                                group * n_keys,
+                            );
                             let same = got
                                 .iter()
                                 .zip(&want)
@@ -615,6 +684,45 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// Rows whose weights vanish on different keys: each row skips its own zero weights (an
+    /// infinite value behind a zero weight must not reach that row: 0·∞ is NaN), on every path,
+    /// the two-row weighted sums of AVX-512 included.
+    #[test]
+    fn cross_rows_skip_their_own_zero_weights() {
+        let (heads, d_k, n_keys, n_q) = (8, 64, 50, 5);
+        let d = heads * d_k;
+        let mut q = values(n_q * d, 11);
+        // rows 1 and 2 sharpened a thousandfold: most of their weights underflow to exactly 0,
+        // where rows 0 and 3 (their partners in two-row passes) have none
+        for x in &mut q[d..3 * d] {
+            *x *= 1000.0;
+        }
+        let mut k = values(n_keys * d, 12);
+        let mut v = values(n_keys * d, 13);
+        // key 7 points away from row 1 (weight 0 there, not in row 0) and carries an ∞
+        for c in 0..d {
+            k[7 * d + c] = -q[d + c].signum() * 2.0;
+        }
+        v[7 * d + 3] = f32::INFINITY;
+        let bias = std::vec![0f32; n_keys];
+        for kernels in Kernels::available().filter_map(Kernels::with_isa) {
+            let scratch = GROUP * heads * n_keys;
+            let (want, got) =
+                rows_and_cross(&kernels, &q, (heads, d_k, n_keys), (&k, &v, &bias), scratch);
+            // the ∞ reaches row 0 (head 0, element 3) and not row 1
+            assert!(!got[3].is_finite(), "{kernels:?}: row 0 {}", got[3]);
+            assert!(
+                got[d..2 * d].iter().all(|x| x.is_finite()),
+                "{kernels:?}: row 1"
+            );
+            let same = got
+                .iter()
+                .zip(&want)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{kernels:?}");
         }
     }
 
