@@ -378,11 +378,7 @@ unsafe fn row_absmax(xr: &[f32]) -> f32 {
         // SAFETY: `lanes` is 32 writable bytes.
         _mm256_storeu_si256(lanes.as_mut_ptr().cast(), vmax);
         let m = lanes.iter().fold(0u32, |a, &v| a.max(v));
-        f32::from_bits(
-            xr[c..]
-                .iter()
-                .fold(m, |a, v| a.max(v.to_bits() & 0x7fff_ffff)),
-        )
+        f32::from_bits(m.max(super::scalar::abs_max(&xr[c..]).to_bits()))
     }
 }
 

@@ -317,35 +317,23 @@ pub(crate) unsafe fn dot_columns2_f32(
 }
 
 /// A row's absolute maximum as [`super::scalar::abs_max`] computes it (the largest
-/// `bits & 0x7fff_ffff`, an integer maximum: order-independent, so four 16-lane chains), 64
-/// values a step.
+/// `bits & 0x7fff_ffff`, an integer maximum, so order-independent), 16 values a step; the
+/// tail is the scalar's.
 #[inline(always)]
 unsafe fn row_absmax(xr: &[f32]) -> f32 {
     // SAFETY: inlined only into the `#[target_feature]` quantisers below (AVX-512 F); every
     // load reads 16 values at `c` with `c + 16 <= xr.len()`.
     unsafe {
         let (mask, p, k) = (_mm512_set1_epi32(0x7fff_ffff), xr.as_ptr(), xr.len());
-        let bits =
-            |c: usize| _mm512_and_si512(_mm512_castps_si512(_mm512_loadu_ps(p.add(c))), mask);
-        let mut m = [_mm512_setzero_si512(); 4];
+        let mut m = _mm512_setzero_si512();
         let mut c = 0;
-        while c + 64 <= k {
-            for (l, m) in m.iter_mut().enumerate() {
-                *m = _mm512_max_epi32(*m, bits(c + 16 * l));
-            }
-            c += 64;
-        }
         while c + 16 <= k {
-            m[0] = _mm512_max_epi32(m[0], bits(c));
+            let bits = _mm512_castps_si512(_mm512_loadu_ps(p.add(c)));
+            m = _mm512_max_epi32(m, _mm512_and_si512(bits, mask));
             c += 16;
         }
-        let m = _mm512_max_epi32(_mm512_max_epi32(m[0], m[1]), _mm512_max_epi32(m[2], m[3]));
-        let v = _mm512_reduce_max_epi32(m) as u32;
-        f32::from_bits(
-            xr[c..]
-                .iter()
-                .fold(v, |a, x| a.max(x.to_bits() & 0x7fff_ffff)),
-        )
+        let tail = super::scalar::abs_max(&xr[c..]).to_bits();
+        f32::from_bits((_mm512_reduce_max_epi32(m) as u32).max(tail))
     }
 }
 

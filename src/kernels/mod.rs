@@ -112,6 +112,22 @@ impl Isa {
         }
     }
 
+    /// How many f32 values the vector registers hold in this path's non-GEMM code (the
+    /// [`Kernels::vectorised`] context): 32 zmm × 16 on AVX-512, 16 ymm × 8 on AVX2 (and
+    /// AVX-VNNI, whose non-GEMM code is AVX2's), 32 × 4 on NEON, the FPU's 32 single-precision
+    /// registers on a Cortex-M, and for the scalar path 16 × 4 (x86_64 SSE2; no more is
+    /// assumed on other targets). Model code sizes
+    /// its register-held sums by it (`model::attention`'s two-row weighted sums).
+    pub const fn register_floats(self) -> usize {
+        match self {
+            Isa::Avx512 => 32 * 16,
+            Isa::Avx2 | Isa::AvxVnni => 16 * 8,
+            Isa::Neon | Isa::NeonDot => 32 * 4,
+            Isa::Dsp => 32,
+            Isa::Scalar => 16 * 4,
+        }
+    }
+
     /// Parses a name as `M2_KERNEL` spells it (case-insensitive, surrounding blanks ignored).
     pub fn from_name(s: &str) -> Option<Isa> {
         let s = s.trim();

@@ -352,11 +352,7 @@ unsafe fn row_absmax(xr: &[f32]) -> f32 {
             c += 4;
         }
         let m = vmaxvq_u32(vmax);
-        f32::from_bits(
-            xr[c..]
-                .iter()
-                .fold(m, |a, v| a.max(v.to_bits() & 0x7fff_ffff)),
-        )
+        f32::from_bits(m.max(super::scalar::abs_max(&xr[c..]).to_bits()))
     }
 }
 

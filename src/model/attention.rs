@@ -243,7 +243,9 @@ pub fn attend_cross(k: &Kernels, q: &[f32], kv: HeadKv, scratch: &mut [f32], out
     let hk = d_k * n_keys; // one head's keys (or values)
     let bias = &bias[..n_keys];
     let sc_of = Scale::of(d_k);
-    let pairs = k.isa() == crate::kernels::Isa::Avx512;
+    // two rows' sums (2 × d_k floats) in registers with as many again to spare (AVX-512);
+    // on 16 ymm or NEON's 32 × 4 they would spill
+    let pairs = k.isa().register_floats() >= 4 * d_k;
     let (hc, group) = blocking(scratch.len(), heads, n_keys);
     let mut i0 = 0;
     while i0 < n_q {
@@ -278,7 +280,7 @@ pub fn attend_cross(k: &Kernels, q: &[f32], kv: HeadKv, scratch: &mut [f32], out
                 let v_at = |j: usize| &v_h[j * d_k..(j + 1) * d_k];
                 let a_at = |r: usize| &sc[((h - h0) * g + r) * n_keys..][..n_keys];
                 let mut r = 0;
-                // two rows a pass where 32 vector registers hold both rows' sums (AVX-512)
+                // two rows a pass where the registers hold both rows' sums (`pairs`)
                 while pairs && r + 2 <= g {
                     let (o0, o1) = out[(i0 + r) * d..(i0 + r + 2) * d].split_at_mut(d);
                     let hs = h * d_k..(h + 1) * d_k;
