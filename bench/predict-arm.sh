@@ -21,7 +21,9 @@
 # (3) the rest of a caption: bench/gen_coco.py's COCO-size checkpoint (into $OUT, default
 # bench/out, once) packed to int8, the aarch64 `m2` built and run under qemu-user per board
 # core, and bench/rest_profile.py times every block it executes outside the GEMM kernels with
-# llvm-mca; (4) bench/predict_arm.py runs llvm-mca per loop and core and prints the tables.
+# llvm-mca; (4) bench/predict_arm.py runs llvm-mca per loop and core and prints the tables;
+# (5) the same for 32-bit Pi OS on a Pi 4 (bench/predict_armv7.py: the armv7 build's dsp and
+# scalar int8 tile loops and its rest under qemu-arm; ~8 min more, M2_PREDICT_ARMV7=0 skips it).
 set -euo pipefail
 REST=()
 cd "$(dirname "$0")/.."
@@ -73,3 +75,22 @@ done
 
 echo "<!-- bench/predict-arm.sh at $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(rustc --version) -->"
 python3 bench/predict_arm.py "$WORK/loops.jsonl" --mca "$MCA" "${REST[@]}" "$@"
+
+# (5) 32-bit Pi OS (armv7) on a Pi 4: the dsp and scalar int8 tile loops of the armv7 library's
+# asm, the armv7 binary's rest under qemu-arm, bench/predict_armv7.py. M2_PREDICT_ARMV7=0 skips.
+if [ "${M2_PREDICT_ARMV7:-1}" != 0 ]; then
+    T7=armv7-unknown-linux-gnueabihf
+    QEMU_BIN=qemu-arm
+    cross_setup "$T7" arm-linux-gnueabihf-gcc /usr/arm-linux-gnueabihf/lib/ld-linux-armhf.so.3 \
+        gcc-arm-linux-gnueabihf libc6-dev-armhf-cross >&2
+    cargo rustc --release --lib --target "$T7" --config cross/armv7-qemu.toml -q -- --emit asm \
+        -C codegen-units=1 >&2
+    ASM7=$(ls -t "$CARGO_TARGET_DIR/$T7"/release/deps/m2-*.s | head -1)
+    cargo build --release -q --target "$T7" --config cross/armv7-qemu.toml --bin m2 >&2
+    python3 bench/rest_profile.py --binary "$CARGO_TARGET_DIR/$T7/release/m2" --arch armv7 \
+        --model "$BLOB" --features "$OUT/features-1.npy" --env QEMU_CPU=cortex-a15 \
+        --mcpu cortex-a72 --mca "$MCA" --json >"$WORK/rest-armv7.json"
+    echo
+    python3 bench/predict_armv7.py "$ASM7" --mca "$MCA" --rest "$WORK/rest-armv7.json" \
+        --workdir "$WORK"
+fi

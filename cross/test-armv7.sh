@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # The root package's test suite (lib, bin, integration and doc tests) cross-built for 32-bit
-# Raspberry Pi OS (armv7-unknown-linux-gnueabihf, cortex-a7 code: the scalar kernels, VFP, no
-# NEON) and run under qemu-arm as a Cortex-A7 (the Pi 2's core; QEMU_CPU=cortex-a15 models
-# the same ISA). Kernel detection must pick `scalar` (M2_EXPECT_ISA).
+# Raspberry Pi OS (armv7-unknown-linux-gnueabihf, cortex-a7 code: VFP, no NEON; the int8
+# linears on the `dsp` path's `sxtb16` + `smlad`, the rest scalar) and run under qemu-arm as a
+# Cortex-A7 (the Pi 2's core; QEMU_CPU=cortex-a15 models the same ISA). Kernel detection must
+# pick `dsp` (M2_EXPECT_ISA), and tests/kernels_props.rs checks it against scalar bit for bit.
 #
 #   cross/test-armv7.sh                 # = cross/test-armv7.sh --release
 #   cross/test-armv7.sh --profile dev   # arguments replace --release and go to `cargo test`
 #
 # tests/demo_fidelity.rs is left out (M2_CROSS_FIDELITY=1 runs it too): it checks the
-# int8/f16 captions of the scalar kernels, which are the same source and the same bits on every
-# target (no fast-math: the compiler may not reorder float sums) and which the host suite and
-# tests/kernels_props.rs already check here.
+# int8/f16 captions, whose kernels give the same bits on every target: the scalar f32/f16 code
+# is the same source (no fast-math: the compiler may not reorder float sums), and the dsp int8
+# path the same integers and dequantisation, which tests/kernels_props.rs checks here.
 #
 # Installs the cross toolchain and qemu-user when missing (needs root and apt-get, as in CI).
 set -euo pipefail
@@ -29,11 +30,11 @@ export M2_TEST_RUNNER="qemu-arm -L /usr/arm-linux-gnueabihf"
 cross_select
 cross_drop_fidelity
 
-echo "=== armv7 (32-bit Raspberry Pi OS) under qemu-arm: QEMU_CPU=cortex-a7 (expect kernel path scalar)"
+echo "=== armv7 (32-bit Raspberry Pi OS) under qemu-arm: QEMU_CPU=cortex-a7 (expect kernel path dsp)"
 # The SIGKILL-and-resume test captions 600 images three times (~4 of the suite's minutes under
 # qemu-arm); it runs natively and on the aarch64 model, and the 32-bit file paths it uses are
 # covered here by the other dataset tests.
-QEMU_CPU=cortex-a7 M2_EXPECT_ISA=scalar "${CARGO[@]}" "${SELECT[@]}" -- "${CROSS_SKIP[@]}" \
+QEMU_CPU=cortex-a7 M2_EXPECT_ISA=dsp "${CARGO[@]}" "${SELECT[@]}" -- "${CROSS_SKIP[@]}" \
     --skip a_killed_run_resumes_without_losing_or_repeating_an_image
-QEMU_CPU=cortex-a7 M2_EXPECT_ISA=scalar "${CARGO[@]}" --doc
+QEMU_CPU=cortex-a7 M2_EXPECT_ISA=dsp "${CARGO[@]}" --doc
 echo "=== armv7: passed"

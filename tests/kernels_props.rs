@@ -1,6 +1,7 @@
 //! Every available kernel path against the scalar ground truth: property tests on random shapes
 //! (odd lengths included), extreme values, threads, and the Cortex-M DSP packing scheme
-//! (emulated on the host; the instructions themselves run only on target).
+//! (emulated on the host; the instructions themselves run on 32-bit Arm: this suite under
+//! qemu-arm, and the firmware's on-target tests).
 #![cfg(feature = "std")]
 
 use half::f16;
@@ -22,7 +23,8 @@ fn simd_paths() -> Vec<Kernels> {
 }
 
 /// `y = x · Wᵀ + b` through `kern.linear`, returning y and the quantised activations (the
-/// scratch's bytes: int16 activations as little-endian pairs).
+/// scratch's bytes: int16 activations as little-endian pairs, in the scalar path's order: the
+/// dsp path stores each group of four as `[x0, x2, x1, x3]`, put back here by the same swap).
 fn run(
     kern: &Kernels,
     x: &[f32],
@@ -39,6 +41,9 @@ fn run(
         scales: &mut s,
     };
     kern.linear(x, n, w, bias, &mut y, &mut qs);
+    if kern.isa() == Isa::Dsp && matches!(w.data, WeightData::I8 { act16: true, .. }) {
+        dsp::interleave16(&mut q, n, w.cols);
+    }
     (y, bytemuck::cast_slice(&q).to_vec(), s)
 }
 
@@ -669,7 +674,15 @@ fn names_and_selection() {
     assert!(
         !Isa::Avx512.is_available() && !Isa::AvxVnni.is_available() && !Isa::Avx2.is_available()
     );
-    assert!(!Isa::Dsp.is_available());
+    // 32-bit Arm Linux (the hard-float targets this suite is built for: 32-bit Raspberry Pi OS)
+    // has ARMv6's `sxtb16` / `smlad`, so the DSP int8 path, and detection picks it; no other
+    // host does.
+    assert_eq!(Isa::Dsp.is_available(), cfg!(target_arch = "arm"));
+    #[cfg(target_arch = "arm")]
+    {
+        assert_eq!(Kernels::detect().isa(), Isa::Dsp);
+        println!("arm: detected {}", Kernels::detect().isa());
+    }
     // cross/test-aarch64.sh says which path each emulated CPU must get.
     if let Ok(want) = std::env::var("M2_EXPECT_ISA") {
         assert_eq!(

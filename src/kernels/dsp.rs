@@ -1,4 +1,8 @@
-//! Cortex-M4/M7 int8 kernel (DSP extension): `sxtb16` + `smlad`, 4 bytes per step.
+//! 32-bit Arm int8 kernel: `sxtb16` + `smlad`, 4 bytes per step. The Cortex-M4/M7 DSP
+//! extension, and ARMv6/ARMv7-A's own instructions: every core a 32-bit Raspberry Pi OS runs
+//! on, where stable Rust has no NEON (its 32-bit intrinsics and `target_feature` are
+//! unstable) and this is the int8 path (two multiply-adds per `smlad`, against one per `mla`
+//! in the scalar loop).
 //!
 //! A 32-bit word of four int8 `[b0 b1 b2 b3]` is split into two words of two sign-extended i16:
 //! `sxtb16 w` = `[b0, b2]`, `sxtb16 w, ror #8` = `[b1, b3]`; `smlad acc, x, w` then adds both
@@ -10,11 +14,13 @@
 //! loads give the `[x0, x2]` and `[x1, x3]` halves the two `smlad` take: no repacking in the
 //! loop, one instruction fewer per step than int8 activations need.
 //!
-//! The packing scheme is generic over [`Mac`]: `Smlad` issues the instructions (only on
-//! bare-metal Arm eabihf targets, i.e. `thumbv7em-none-eabihf`, the only Cortex-M target whose
-//! DSP support is visible to stable `cfg`), and [`Emulated`] is the same arithmetic in portable
-//! Rust so that the host test suite checks the scheme against scalar ([`emulated_gemm_i8`]).
-//! The instructions themselves only run on target (the firmware's on-target tests under QEMU).
+//! The packing scheme is generic over [`Mac`]: `Smlad` issues the instructions (only where
+//! `build.rs`'s `dsp` cfg holds: `thumbv7em-none-eabihf`, the only Cortex-M target whose DSP
+//! support is visible to stable `cfg`, and 32-bit Arm Linux with hard float), and [`Emulated`]
+//! is the same arithmetic in portable Rust so that the host test suite checks the scheme
+//! against scalar ([`emulated_gemm_i8`]). The instructions themselves run on target: the
+//! firmware's on-target tests under QEMU (Cortex-M4/M7), and the armv7 suite under qemu-arm
+//! (`cross/test-armv7.sh`, where `tests/kernels_props.rs` checks this path against scalar).
 
 use super::operand::{Gemm, Int16Gemm, Int8Gemm, Out, QRows};
 use super::tiles::{finish_int_tile, for_each_tile, Tiles};
@@ -48,16 +54,16 @@ impl Mac for Emulated {
     }
 }
 
-/// The real instructions (`thumbv7em-none-eabihf`).
-#[cfg(all(target_arch = "arm", target_os = "none", target_abi = "eabihf"))]
+/// The real instructions (`#[cfg(dsp)]` targets).
+#[cfg(dsp)]
 pub struct Smlad;
 
-#[cfg(all(target_arch = "arm", target_os = "none", target_abi = "eabihf"))]
+#[cfg(dsp)]
 impl Mac for Smlad {
     #[inline(always)]
     fn sxtb16<const ROR: bool>(v: u32) -> u32 {
         let r: u32;
-        // SAFETY: a register-only instruction of the DSP extension, present on this target.
+        // SAFETY: a register-only instruction present on every `dsp` target (ARMv6+, v7E-M).
         unsafe {
             if ROR {
                 core::arch::asm!("sxtb16 {r}, {v}, ror #8", r = lateout(reg) r, v = in(reg) v,
@@ -72,7 +78,8 @@ impl Mac for Smlad {
     #[inline(always)]
     fn smlad(a: u32, b: u32, acc: i32) -> i32 {
         let r: i32;
-        // SAFETY: a register-only instruction of the DSP extension (it may set the Q flag).
+        // SAFETY: a register-only instruction present on every `dsp` target (it may set the Q
+        // flag, which nothing reads).
         unsafe {
             core::arch::asm!("smlad {r}, {a}, {b}, {acc}", r = lateout(reg) r, a = in(reg) a,
                 b = in(reg) b, acc = in(reg) acc, options(pure, nomem, nostack));
@@ -158,7 +165,7 @@ impl<M: Mac> Tiles for I8A16Tiles<'_, M> {
         let k4 = k & !3;
         // SAFETY (whole function): rows r..r+R of `w.q` and i..i+N of `x.q` exist (callers),
         // each `k` values; every word read covers values c..c+4 <= k4 <= k (unaligned reads are
-        // fine on v7-M).
+        // fine on v7-M and ARMv6+ Linux).
         let wp: [*const i8; R] = core::array::from_fn(|j| unsafe { w.q.as_ptr().add((r + j) * k) });
         let xp: [*const i16; N] =
             core::array::from_fn(|t| unsafe { x.q.as_ptr().add((i + t) * k) });
@@ -207,7 +214,7 @@ impl<M: Mac> Tiles for I8Tiles<'_, M> {
         let (xq, xs, wq, ws) = (x.q, x.scales, w.q, w.scales);
         let k4 = k & !3;
         // SAFETY (whole function): rows r..r+R of `wq` and i..i+N of `xq` exist (callers), each `k`
-        // bytes; every word read covers c..c+4 <= k4 <= k (unaligned reads are fine on v7-M).
+        // bytes; every word read covers c..c+4 <= k4 <= k (unaligned reads are fine on v7-M and ARMv6+ Linux).
         let wp: [*const i8; R] = core::array::from_fn(|j| unsafe { wq.as_ptr().add((r + j) * k) });
         let xp: [*const i8; N] = core::array::from_fn(|t| unsafe { xq.as_ptr().add((i + t) * k) });
         let mut acc = [[0i32; N]; R];

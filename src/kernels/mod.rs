@@ -28,7 +28,7 @@
 //! | [`Isa::Avx512`] | `vpdpbusd` (zmm) on `w + 128`, minus `128·Σx`, 64 bytes, masked tail | 4 × 6, 4 × 5 |
 //! | [`Isa::Neon`] | `smull` + `smlal2` + `sadalp`, 16 bytes | 4 × 4 |
 //! | [`Isa::NeonDot`] | `sdot`, 16 bytes | 4 × 4 |
-//! | [`Isa::Dsp`] | `sxtb16` + `smlad`, 4 bytes | 2 × 2 |
+//! | [`Isa::Dsp`] (Cortex-M4/M7, 32-bit Arm Linux) | `sxtb16` + `smlad`, 4 bytes | 2 × 2 |
 //!
 //! [`Isa::AvxVnni`] and [`Isa::Avx512`] have their own int8 GEMMs only; their f32 / f16 GEMMs
 //! and their quantiser are the AVX2 path's.
@@ -83,7 +83,10 @@ pub enum Isa {
     Neon,
     /// aarch64 NEON with SDOT (Raspberry Pi 5 / Cortex-A76).
     NeonDot,
-    /// Cortex-M4/M7 DSP extension (SMLAD). Selected at compile time on `thumbv7em-none-eabihf`.
+    /// 32-bit Arm `sxtb16` + `smlad` (two 16-bit multiply-adds per instruction): the Cortex-M4/M7
+    /// DSP extension, and every ARMv6/ARMv7-A core (32-bit Raspberry Pi OS). Selected at compile
+    /// time (`build.rs`'s `dsp`: `thumbv7em-none-eabihf`, `armv7-unknown-linux-gnueabihf`,
+    /// `arm-unknown-linux-gnueabihf`).
     Dsp,
 }
 
@@ -145,11 +148,7 @@ impl Isa {
             Isa::Avx512 => avx2_available() && avx512_available(),
             Isa::Neon => cfg!(target_arch = "aarch64"),
             Isa::NeonDot => dotprod_available(),
-            Isa::Dsp => cfg!(all(
-                target_arch = "arm",
-                target_os = "none",
-                target_abi = "eabihf"
-            )),
+            Isa::Dsp => cfg!(dsp),
         }
     }
 }
@@ -562,9 +561,8 @@ unsafe fn kernel(isa: Isa, part: Part<'_>) {
             // SAFETY: dotprod detected (isa is available); the contract is forwarded.
             #[cfg(target_arch = "aarch64")]
             Isa::NeonDot => unsafe { neon::gemm_i8_dot(g) },
-            // SAFETY: SMLAD exists on bare-metal Arm eabihf targets (thumbv7em); the contract
-            // is forwarded.
-            #[cfg(all(target_arch = "arm", target_os = "none", target_abi = "eabihf"))]
+            // SAFETY: SMLAD exists on every `dsp` target (build.rs); the contract is forwarded.
+            #[cfg(dsp)]
             Isa::Dsp => unsafe { dsp::gemm_i8::<dsp::Smlad>(g) },
             // SAFETY: the contract is forwarded.
             _ => unsafe { scalar::linear_i8(g) },
@@ -584,7 +582,7 @@ unsafe fn kernel(isa: Isa, part: Part<'_>) {
             #[cfg(target_arch = "aarch64")]
             Isa::Neon | Isa::NeonDot => unsafe { neon::gemm_i8a16(g) },
             // SAFETY: as for the int8 DSP kernel.
-            #[cfg(all(target_arch = "arm", target_os = "none", target_abi = "eabihf"))]
+            #[cfg(dsp)]
             Isa::Dsp => unsafe { dsp::gemm_i8a16::<dsp::Smlad>(g) },
             // SAFETY: the contract is forwarded.
             _ => unsafe { scalar::linear_i8a16(g) },
