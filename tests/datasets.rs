@@ -486,6 +486,41 @@ fn malformed_records_are_one_error_line_naming_the_file_and_the_image() {
     nan[3] = f32::NAN;
     std::fs::write(&tsv, tsv_line(6, &nan)).unwrap();
     assert!(run(&tsv).contains("image 6"));
+    // tsv: a num_boxes whose 4·n wraps (to 0 and to 4; 2³⁰ on 32 bits): one error, no panic
+    for huge in [
+        "4611686018427387904",
+        "4611686018427387905",
+        "18446744073709551615",
+        "1073741824",
+    ] {
+        let line = tsv_line(8, &per[0]);
+        let mut cols: Vec<&str> = line.split('\t').collect();
+        cols[3] = huge;
+        std::fs::write(&tsv, cols.join("\t")).unwrap();
+        let e = run(&tsv);
+        assert!(
+            e.contains("image 8") && e.contains("bad.tsv"),
+            "{huge}: {e}"
+        );
+    }
+    // a sparse .npy declaring more images than a run takes (4.8 GB on disk, nothing written):
+    // refused before the per-image bookkeeping is built (it was an abort: 32 GB of ids)
+    let sparse = tmp.path("sparse.npy");
+    let images = m2::dataset::MAX_IMAGES + 1;
+    std::fs::write(&sparse, npy_bytes("<f4", &[images, 1, D], &[])).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&sparse)
+        .unwrap();
+    let len = f.metadata().unwrap().len() + images as u64 * D as u64 * 4;
+    f.set_len(len).unwrap();
+    drop(f);
+    let e = run(&sparse);
+    assert!(
+        e.contains("sparse.npy") && e.contains("16777217 images"),
+        "{e}"
+    );
+    std::fs::remove_file(&sparse).unwrap();
     // npz without x, and one that is not a zip
     let dir = tmp.path("npz");
     std::fs::create_dir(&dir).unwrap();

@@ -352,6 +352,29 @@ fn class2_class4_streams_special_outputs_and_results_files() {
         "bad magic",
         &[],
     );
+    // a large regular file that is not a blob: --no-mmap checks the header before reading the
+    // rest (it read all 4 GiB first, and held it twice); a blob whose header declares another
+    // length is refused the same way
+    let big = t.path("big.m2");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(4 << 30)
+        .unwrap();
+    refused(
+        &["caption", "-m", &big, "--no-mmap", "--image", &scene],
+        "bad magic",
+        &[],
+    );
+    let mut longer = std::fs::read(&model).unwrap();
+    let says = format!("header says {} bytes", longer.len());
+    longer.extend_from_slice(&[0u8; 64]);
+    std::fs::write(&big, &longer).unwrap();
+    refused(
+        &["caption", "-m", &big, "--no-mmap", "--image", &scene],
+        &says,
+        &[],
+    );
+    std::fs::remove_file(&big).unwrap();
     // features are read in place: a device or a pipe (which blocks its opener until a writer
     // comes) is refused, named, also inside a directory of .npz files
     let tsv = t.path("zero.tsv");
@@ -395,6 +418,23 @@ fn class2_class4_streams_special_outputs_and_results_files() {
         "line 2 is not an m2 result",
         &[&jsonl],
     );
+    // nor a JSON line with an image id but no caption string (it resumed as a null caption)
+    for line in [
+        "{\"image_id\":1}",
+        "{\"image_id\":1,\"caption\":12345}",
+        "{\"image_id\":1,\"caption\":null}",
+    ] {
+        std::fs::write(
+            &jsonl,
+            format!("{{\"image_id\":0,\"caption\":\"x\"}}\n{line}\n"),
+        )
+        .unwrap();
+        refused(
+            &caption(&["--format", "jsonl", "-o", &jsonl, "--resume"]),
+            "line 2 is not an m2 result",
+            &[&jsonl],
+        );
+    }
     // nor an unfinished last line that is not the start of a result
     std::fs::write(&jsonl, "{\"image_id\":0,\"caption\":\"x\"}\nmy note").unwrap();
     refused(
@@ -417,6 +457,30 @@ fn class2_class4_streams_special_outputs_and_results_files() {
         "5 lines for 3 images",
         &[&txt],
     );
+    // a directory as -o is refused before any image is captioned (json wrote it at the end)
+    let dir = t.path("outdir");
+    std::fs::create_dir(&dir).unwrap();
+    for format in ["json", "jsonl", "text"] {
+        refused(
+            &caption(&["--format", format, "-o", &dir]),
+            "is a directory",
+            &[],
+        );
+        assert!(!std::path::Path::new(&format!("{dir}.partial.jsonl")).exists());
+    }
+    // a run that fails before its first result leaves no empty results file behind
+    for (format, created) in [("text", "new.txt"), ("json", "new.json.partial.jsonl")] {
+        let out = t.path(created.split(".partial").next().unwrap());
+        refused(
+            &caption(&["--format", format, "-o", &out, "--max-workspace", "0"]),
+            "workspace",
+            &[],
+        );
+        assert!(
+            !std::path::Path::new(&t.path(created)).exists(),
+            "{created} left"
+        );
+    }
     // contradictory flags are refused, not resolved silently
     for (flags, needle) in [
         (&["--greedy", "--beam", "3"][..], "cannot be used with"),

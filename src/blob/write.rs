@@ -390,10 +390,31 @@ impl AlignedBuf {
         }
     }
 
-    /// Read a whole file into an aligned buffer.
+    /// Read a whole file into an aligned buffer (straight into it: the file's size in memory
+    /// once, not twice).
     pub fn read_file(path: impl AsRef<Path>) -> std::io::Result<AlignedBuf> {
-        let bytes = std::fs::read(path)?;
-        Ok(AlignedBuf::from_bytes(&bytes))
+        use std::io::Read;
+        let mut file = std::fs::File::open(path)?;
+        let len = usize::try_from(file.metadata()?.len())
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::OutOfMemory, "file too large"))?;
+        let mut buf = AlignedBuf::zeroed(len)?;
+        file.read_exact(&mut buf)?;
+        Ok(buf)
+    }
+
+    /// `len` zero bytes, aligned; an allocation that fails is an error, not an abort.
+    fn zeroed(len: usize) -> std::io::Result<AlignedBuf> {
+        let too_large = || std::io::Error::new(std::io::ErrorKind::OutOfMemory, "file too large");
+        let total = len.checked_add(ALIGN).ok_or_else(too_large)?;
+        let mut storage = Vec::new();
+        storage.try_reserve_exact(total).map_err(|_| too_large())?;
+        storage.resize(total, 0);
+        let start = storage.as_ptr().align_offset(ALIGN).min(ALIGN);
+        Ok(AlignedBuf {
+            storage,
+            start,
+            len,
+        })
     }
 
     /// The bytes.
@@ -483,13 +504,25 @@ fn read_blob_file(path: &Path) -> Result<AlignedBuf, LoadError> {
     use std::io::Read;
     let io = |e| LoadError::Io(path.to_path_buf(), e);
     let mut file = std::fs::File::open(path).map_err(io)?;
-    if file.metadata().map_err(io)?.is_file() {
-        return AlignedBuf::read_file(path).map_err(io);
-    }
+    let meta = file.metadata().map_err(io)?;
     let mut bytes = Vec::new();
     let head = super::format::HEADER_LEN as u64;
     (&mut file).take(head).read_to_end(&mut bytes).map_err(io)?;
     let declared = Blob::declared_len(&bytes).map_err(|e| LoadError::Blob(path.into(), e))?;
+    if meta.is_file() {
+        // the header is checked against the file's length before the rest is read: a large
+        // file that is not a blob (or not this one) costs nothing
+        if declared != meta.len() {
+            return Err(LoadError::Blob(
+                path.into(),
+                BlobError::LengthMismatch {
+                    header: declared,
+                    actual: usize::try_from(meta.len()).unwrap_or(usize::MAX),
+                },
+            ));
+        }
+        return AlignedBuf::read_file(path).map_err(io);
+    }
     if declared > MAX_STREAM_BLOB {
         return Err(io(std::io::Error::new(
             std::io::ErrorKind::InvalidData,

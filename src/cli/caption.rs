@@ -64,6 +64,10 @@ pub fn run(a: &CaptionArgs) -> Result<()> {
         bail!("--resume needs -o FILE (the results of the run to continue)");
     }
     if let Some(out) = &a.output {
+        // refused now, not after the last image (json writes `out` at the end)
+        if out.is_dir() {
+            bail!("-o {}: is a directory", out.display());
+        }
         let mut inputs: Vec<&Path> = vec![&a.common.model];
         inputs.extend(a.features.as_deref());
         inputs.extend(a.image.iter().map(PathBuf::as_path));
@@ -327,6 +331,21 @@ struct Journal {
     file: std::fs::File,
     /// Its complete lines when the run started.
     lines: Vec<String>,
+    /// This run created the file (nothing was at its path).
+    created: bool,
+}
+
+/// A results file this run created and never wrote a line to (the run failed before its first
+/// result: a bad image 0, a workspace refused) is removed, not left behind empty. Only an empty
+/// regular file: a device or pipe given as `-o` was there before, and one line is a result.
+impl Drop for Journal {
+    fn drop(&mut self) {
+        let empty =
+            std::fs::symlink_metadata(&self.path).is_ok_and(|m| m.is_file() && m.len() == 0);
+        if self.created && empty {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 struct Sink {
@@ -360,6 +379,7 @@ impl Sink {
                         path.display()
                     );
                 }
+                let created = std::fs::symlink_metadata(&path).is_err();
                 let mut file = std::fs::OpenOptions::new()
                     .read(true)
                     .append(true)
@@ -371,7 +391,12 @@ impl Sink {
                 } else {
                     Vec::new()
                 };
-                Some(Journal { path, file, lines })
+                Some(Journal {
+                    path,
+                    file,
+                    lines,
+                    created,
+                })
             }
         };
         Ok(Sink {
@@ -516,8 +541,11 @@ fn complete_lines(path: &Path, file: &mut std::fs::File, format: Format) -> Resu
         .collect::<Result<_>>()
         .with_context(|| format!("{} is not a text file", path.display()))?;
     if format != Format::Text {
-        let bad =
-            |l: &str| !serde_json::from_str::<Value>(l).is_ok_and(|v| v.get("image_id").is_some());
+        // a result is an object with an image id and a caption string (what `Sink` writes)
+        let bad = |l: &str| {
+            !serde_json::from_str::<Value>(l)
+                .is_ok_and(|v| v.get("image_id").is_some() && v["caption"].is_string())
+        };
         if lines
             .last()
             .is_some_and(|l| !l.is_empty() && l.bytes().all(|b| b == 0))

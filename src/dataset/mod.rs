@@ -25,6 +25,10 @@ pub(crate) mod npy;
 /// refuses only what no extractor writes, before reading it.
 const MAX_RECORD: u64 = 256 << 20;
 
+/// Most images one feature source may hold (2²⁴ = 16,777,216; COCO has 123,287): a run keeps
+/// each image's id and state (~100 bytes) in memory, so this bounds that to ~1.7 GB.
+pub const MAX_IMAGES: usize = 1 << 24;
+
 mod npz;
 mod tsv;
 
@@ -158,6 +162,18 @@ pub fn open(
         return Err(InputError::Format {
             path: path.into(),
             why: "no images".into(),
+        });
+    }
+    // a sparse .npy can declare a billion images in a few bytes on disk: the run's per-image
+    // bookkeeping (ids, done/todo, the id index) is refused here, before any of it is built
+    if src.len() > MAX_IMAGES {
+        return Err(InputError::Format {
+            path: path.into(),
+            why: format!(
+                "{} images: more than one run takes ({MAX_IMAGES}; each image's id and state are \
+                 kept in memory): split the input",
+                src.len()
+            ),
         });
     }
     match select {

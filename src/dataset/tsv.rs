@@ -159,13 +159,15 @@ impl Source for Tsv {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(features)
             .map_err(|e| record(format!("features are not base64: {e}")))?;
-        if n == 0 || bytes.len() % (4 * n) != 0 {
+        // num_boxes is untrusted: 4·n may not fit (2⁶² would wrap to 0, 2⁶² + 1 to 4)
+        let row_sets = n.checked_mul(4).filter(|&b| n > 0 && bytes.len() % b == 0);
+        let Some(per_width) = row_sets else {
             return Err(record(format!(
                 "{} feature bytes do not divide into {n} regions of float32",
                 bytes.len()
             )));
-        }
-        let width = bytes.len() / (4 * n);
+        };
+        let width = bytes.len() / per_width;
         let rows = n.min(max_rows);
         decode_floats(&bytes[..rows * width * 4], false, out);
         Ok(Raw { regions: n, width })
