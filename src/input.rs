@@ -25,10 +25,14 @@ pub fn read_capped(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
     let too_large = || {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            std::format!(
-                "larger than {} MiB, the most read from such a file",
-                cap >> 20
-            ),
+            if cap >= 1 << 20 {
+                std::format!(
+                    "larger than {} MiB, the most read from such a file",
+                    cap >> 20
+                )
+            } else {
+                std::format!("larger than {cap} bytes, the most read from such a file")
+            },
         )
     };
     let file = std::fs::File::open(path)?;

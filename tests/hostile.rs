@@ -498,6 +498,15 @@ fn class2_class4_streams_special_outputs_and_results_files() {
         "image id 7 appears twice",
         &[&dup],
     );
+    // an --ids file far longer than one id per image could be (3 images here) is refused by
+    // its length, before it is parsed (100 MB of ids took 1.7 GB as parsed JSON)
+    let long = t.path("long.json");
+    std::fs::write(&long, format!("[{}]", vec!["1234567"; 20_000].join(","))).unwrap();
+    refused(
+        &caption(&["--ids", &long]),
+        "larger than 16384 bytes",
+        &[&long],
+    );
     // --split with a file that has no splits
     let list = t.path("list.json");
     std::fs::write(&list, "[0, 1]").unwrap();

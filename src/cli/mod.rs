@@ -320,7 +320,13 @@ fn default_workspace_cap() -> u64 {
 
 /// Read image ids for `--json`: a JSON list of `images` numbers or strings.
 fn read_ids(path: &Path, images: usize) -> Result<Vec<serde_json::Value>> {
-    let bytes = m2::input::read_capped(path, 1 << 30)
+    // one id per image: a file longer than 4 KiB an id cannot be this run's list, and parsed
+    // JSON takes ~15× its text in memory, so the cap follows the image count (at most 1 GiB)
+    let cap = (images as u64)
+        .saturating_add(1)
+        .saturating_mul(4096)
+        .min(1 << 30);
+    let bytes = m2::input::read_capped(path, cap)
         .with_context(|| format!("cannot read {}", path.display()))?;
     let v: serde_json::Value = serde_json::from_slice(&bytes)
         .with_context(|| format!("{} is not valid JSON", path.display()))?;
