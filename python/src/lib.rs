@@ -23,7 +23,10 @@ use m2::search::{decode, Caption, SearchOptions};
 use m2::workspace::Workspace;
 use m2::Blob;
 use numpy::ndarray::{ArrayD, IxDyn};
-use numpy::{IntoPyArray, PyArrayDyn, PyReadonlyArrayDyn, PyUntypedArray, PyUntypedArrayMethods};
+use numpy::{
+    IntoPyArray, PyArrayDescrMethods, PyArrayDyn, PyReadonlyArrayDyn, PyUntypedArray,
+    PyUntypedArrayMethods,
+};
 use pyo3::exceptions::{
     PyFileNotFoundError, PyMemoryError, PyOSError, PyOverflowError, PyPermissionError, PyTypeError,
     PyValueError,
@@ -120,6 +123,25 @@ struct Images {
 
 /// A float32 or float16 numpy array as f32 values (C order) and its shape.
 fn floats(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<(Vec<usize>, Vec<f32>)> {
+    // rust-numpy's views take byte strides in whole items, dropping a remainder: a field of a
+    // structured array (f32 at a 5-byte stride) or an `as_strided` view would be read at the
+    // wrong bytes. numpy copies such an array to C order first (other arrays are read in place).
+    let copied;
+    let obj = match obj.cast::<PyUntypedArray>() {
+        Ok(a)
+            if {
+                let item = a.dtype().itemsize().max(1) as isize;
+                a.strides().iter().any(|s| s % item != 0)
+            } =>
+        {
+            copied = obj
+                .py()
+                .import("numpy")?
+                .call_method1("ascontiguousarray", (obj,))?;
+            &copied
+        }
+        _ => obj,
+    };
     if let Ok(a) = obj.extract::<PyReadonlyArrayDyn<'_, f32>>() {
         let a = a.as_array();
         return Ok((a.shape().to_vec(), a.iter().copied().collect()));
@@ -280,9 +302,13 @@ impl Options {
             match key.extract::<String>()?.as_str() {
                 "beam" => beam = int_sat(&value).map_err(|e| named("beam", e))?,
                 "max_len" => max_len = int_sat(&value).map_err(|e| named("max_len", e))?,
-                "greedy" => greedy = value.extract()?,
-                "return_tokens" => return_tokens = value.extract()?,
-                "return_score" => return_score = value.extract()?,
+                "greedy" => greedy = value.extract().map_err(|e| named("greedy", e))?,
+                "return_tokens" => {
+                    return_tokens = value.extract().map_err(|e| named("return_tokens", e))?
+                }
+                "return_score" => {
+                    return_score = value.extract().map_err(|e| named("return_score", e))?
+                }
                 other => {
                     return Err(PyTypeError::new_err(format!(
                         "unexpected keyword argument '{other}' (beam, max_len, greedy, \

@@ -145,6 +145,30 @@ def test_bad_features_raise_value_error(model, bad, message):
     assert message in str(e.value)
 
 
+def test_views_at_odd_byte_strides_read_the_right_values(model, features):
+    # a field of a structured array: float32 at a 5-byte stride (float16 at 3) — read as numpy
+    # sees it, not at the bytes a stride rounded down to whole items would point to
+    x = features[:6]
+    for dt, cast in (("<f4", np.float32), ("<f2", np.float16)):
+        s = np.zeros(x.shape, dtype=[("pad", "u1"), ("v", dt)])
+        s["v"] = x.astype(cast)
+        v = s["v"]
+        assert v.strides[-1] % v.itemsize != 0
+        want = model.caption_batch(np.ascontiguousarray(v), threads=1)
+        assert model.caption_batch(v, threads=1) == want
+        assert model.caption(v[1]) == want[1]
+        np.testing.assert_array_equal(model.score(v[0], [2, 5, 6, 1]),
+                                      model.score(np.ascontiguousarray(v[0]), [2, 5, 6, 1]))
+    # an as_strided view: float32 values 6 bytes apart
+    raw = np.zeros(4 * 72 * 6, np.uint8)
+    for i, v in enumerate(x[1].reshape(-1)):
+        raw[6 * i:6 * i + 4] = np.frombuffer(np.float32(v).tobytes(), np.uint8)
+    f = np.lib.stride_tricks.as_strided(raw.view(np.float32), shape=(4, 72),
+                                        strides=(6 * 72, 6))
+    np.testing.assert_array_equal(f, x[1])
+    assert model.caption(f) == want[1]
+
+
 def test_bad_arguments_raise_value_error(model, features):
     x = features[0]
     for kwargs, message in [
@@ -158,6 +182,9 @@ def test_bad_arguments_raise_value_error(model, features):
         assert message in str(e.value)
     with pytest.raises(TypeError, match="unexpected keyword argument 'beams'"):
         model.caption(x, beams=3)
+    for key in ("greedy", "return_tokens", "return_score"):
+        with pytest.raises(TypeError, match=f"^{key}: "):
+            model.caption(x, **{key: "yes"})
     with pytest.raises(ValueError, match="threads must be at least 1"):
         model.caption_batch(features[:2], threads=0)
     bad = features[:3].copy()
