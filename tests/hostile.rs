@@ -352,6 +352,22 @@ fn class2_class4_streams_special_outputs_and_results_files() {
         "bad magic",
         &[],
     );
+    // a pipe as a mapped blob is refused before it is opened (the open waited for a writer,
+    // then the mapping failed anyway); a writer is waiting here, so the old way fails, not hangs
+    let pipe_blob = t.path("blob.fifo");
+    let mk = std::process::Command::new("mkfifo")
+        .arg(&pipe_blob)
+        .status();
+    assert!(mk.is_ok_and(|s| s.success()), "mkfifo");
+    let writer = {
+        let p = pipe_blob.clone();
+        std::thread::spawn(move || drop(std::fs::OpenOptions::new().write(true).open(p)))
+    };
+    for cmd in ["info", "bench"] {
+        refused(&[cmd, "-m", &pipe_blob], "not a regular file", &[]);
+    }
+    drop(std::fs::File::open(&pipe_blob)); // lets the waiting writer go
+    writer.join().unwrap();
     // a large regular file that is not a blob: --no-mmap checks the header before reading the
     // rest (it read all 4 GiB first, and held it twice); a blob whose header declares another
     // length is refused the same way

@@ -220,6 +220,12 @@ def test_file_errors_raise_os_error(model, tmp_path):
         model.caption_png(tmp_path / "nope.png")
     with pytest.raises(OSError):
         m2.Model(str(tmp_path))  # a directory
+    fifo = tmp_path / "blob.fifo"
+    os.mkfifo(fifo)
+    # a writer waits, so an open that is not refused fails this test instead of hanging it
+    threading.Thread(target=lambda: open(fifo, "wb").close(), daemon=True).start()
+    with pytest.raises(OSError, match="not a regular file"):
+        m2.Model(str(fifo))  # mapped: refused before the open (which waited for a writer)
     junk = tmp_path / "junk.m2"
     junk.write_bytes(b"not a blob at all" * 10)
     with pytest.raises(ValueError, match="junk.m2"):

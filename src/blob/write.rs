@@ -553,13 +553,29 @@ fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
     Ok(())
 }
 
+/// `path` opened for mapping: a regular file (or a directory, whose mapping fails as usual). A
+/// pipe or device is refused before it is opened: a pipe cannot be mapped, and opening one with
+/// no writer would block first ([`MappedBlob::read`] reads a pipe).
+fn open_for_map(path: &Path) -> Result<std::fs::File, LoadError> {
+    let io = |e| LoadError::Io(path.to_path_buf(), e);
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_file() && !meta.is_dir() {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file (a pipe or a device): only a regular file is mapped; read it \
+             instead (m2 --no-mmap, Python mmap=False)",
+        )));
+    }
+    std::fs::File::open(path).map_err(io)
+}
+
 impl MappedBlob {
     /// Map `path` and validate it as a blob (header first, then the checksum, then the
     /// structure).
     pub fn open(path: impl AsRef<Path>) -> Result<MappedBlob, LoadError> {
         let path = path.as_ref();
         let io = |e| LoadError::Io(path.to_path_buf(), e);
-        let file = std::fs::File::open(path).map_err(io)?;
+        let file = open_for_map(path)?;
         // SAFETY: a read-only private mapping (PROT_READ, MAP_PRIVATE) that this process never
         // writes. Reading it is sound as long as no other process truncates or rewrites the
         // file while it is mapped — the hazard documented on `MappedBlob`, which m2-pack's
@@ -592,7 +608,7 @@ impl MappedBlob {
     pub fn open_header_checked(path: impl AsRef<Path>) -> Result<MappedBlob, LoadError> {
         let path = path.as_ref();
         let io = |e| LoadError::Io(path.to_path_buf(), e);
-        let file = std::fs::File::open(path).map_err(io)?;
+        let file = open_for_map(path)?;
         // SAFETY: as in `MappedBlob::open`: read-only, private, never written by this process;
         // sound unless another process truncates or rewrites the file meanwhile.
         let map = unsafe { memmap2::MmapOptions::new().map_copy_read_only(&file) }.map_err(io)?;
