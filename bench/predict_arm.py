@@ -135,6 +135,16 @@ def rest_thread_factor(c, threads, prof):
     return f
 
 
+def rest_ms(prof, cfg, threads, ghz, glue):
+    """A caption's rest in ms from a rest_profile.py core profile: once per image plus every
+    step's (scaled for `threads`), with the int8 linears' glue (activation quantisation) if
+    `glue`."""
+    cycles = (prof["rest_cycles_per_image"] + glue * prof["glue_cycles_per_image"]
+              + STEPS * (prof["rest_cycles_per_step"] * rest_thread_factor(cfg, threads, prof)
+                         + glue * prof["glue_cycles_per_step"]))
+    return cycles / (ghz * 1e9) * 1e3
+
+
 def linear_macs(c):
     """{activation rows n: multiply-adds through Kernels::linear} for one caption (as
     src/cli/bench.rs caption_macs, minus the attention terms)."""
@@ -275,15 +285,10 @@ def main():
         resident = model == "demo" and steps_bytes / STEPS < b["llc_bytes"]
         memory = 0.0 if resident else bytes_ / (b["gbs"] * 1e9) * 1e3
         if model == "demo":
-            rest_ms, ghz, factor = DEMO_REST
-            rest = rest_ms * ghz / b["ghz"] * factor[b["board"]]
+            demo_ms, ghz, factor = DEMO_REST
+            rest = demo_ms * ghz / b["ghz"] * factor[b["board"]]
         else:
-            p = b["rest"]
-            glue = dtype == "int8"
-            cycles = (p["rest_cycles_per_image"] + glue * p["glue_cycles_per_image"]
-                      + STEPS * (p["rest_cycles_per_step"] * rest_thread_factor(cfg, threads, p)
-                                 + glue * p["glue_cycles_per_step"]))
-            rest = cycles / (b["ghz"] * 1e9) * 1e3
+            rest = rest_ms(b["rest"], cfg, threads, b["ghz"], glue=dtype == "int8")
         total = max(compute, memory) + rest
         att = macs_total - sum(lin.values())
         return compute, memory, rest, total, att

@@ -105,9 +105,13 @@ def main():
         if not found[need]:
             raise SystemExit(f"error: no {need[0]} {need[1]} × {need[2]} int8 loop in {a.asm}")
 
-    def cpm(kind):
+    def median(kind):
+        """(cycles, MACs, instructions) of the median copy of a loop."""
         rows = sorted(found[kind])
-        c, macs, _ = rows[len(rows) // 2]
+        return rows[len(rows) // 2]
+
+    def cpm(kind):
+        c, macs, _ = median(kind)
         return c / macs
 
     print(f"32-bit Pi OS (armv7), Pi 4: `llvm-mca -mtriple=armv7 -mcpu={board['mcpu']}` on the "
@@ -116,10 +120,9 @@ def main():
           "| cycles / MAC | copies in the asm |")
     print("|---|---|---|---|---|---|---|")
     for kind in sorted(found, key=lambda k: (k[0] != "dsp", -k[1] * k[2])):
-        rows = sorted(found[kind])
-        c, macs, n_ins = rows[len(rows) // 2]
+        c, macs, n_ins = median(kind)
         print(f"| `{kind[0]}` | {kind[1]} × {kind[2]} | {n_ins} | {macs} | {c:.2f} | "
-              f"{c / macs:.3f} | {len(rows)} |")
+              f"{c / macs:.3f} | {len(found[kind])} |")
     print()
 
     lin = P.linear_macs(P.COCO)
@@ -142,11 +145,7 @@ def main():
     for path in ("dsp", "scalar"):
         for threads in (1, 4):
             compute = gemm_cycles(path) / (board["ghz"] * 1e9) / threads * 1e3
-            rest_cycles = (prof["rest_cycles_per_image"] + prof["glue_cycles_per_image"]
-                           + P.STEPS * (prof["rest_cycles_per_step"]
-                                        * P.rest_thread_factor(P.COCO, threads, prof)
-                                        + prof["glue_cycles_per_step"]))
-            rest = rest_cycles / (board["ghz"] * 1e9) * 1e3
+            rest = P.rest_ms(prof, P.COCO, threads, board["ghz"], glue=True)
             total = max(compute, memory) + rest
             label = ("`dsp` (detected; `sxtb16` + `smlad`)" if path == "dsp"
                      else "`scalar` (`M2_KERNEL=scalar`; before the dsp path)")

@@ -395,16 +395,16 @@ impl AlignedBuf {
     pub fn read_file(path: impl AsRef<Path>) -> std::io::Result<AlignedBuf> {
         use std::io::Read;
         let mut file = std::fs::File::open(path)?;
-        let len = usize::try_from(file.metadata()?.len())
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::OutOfMemory, "file too large"))?;
-        let mut buf = AlignedBuf::zeroed(len)?;
+        let mut buf = AlignedBuf::zeroed(file.metadata()?.len())?;
         file.read_exact(&mut buf)?;
         Ok(buf)
     }
 
-    /// `len` zero bytes, aligned; an allocation that fails is an error, not an abort.
-    fn zeroed(len: usize) -> std::io::Result<AlignedBuf> {
+    /// `len` zero bytes, aligned; a length or an allocation that does not fit is an error,
+    /// not an abort.
+    fn zeroed(len: u64) -> std::io::Result<AlignedBuf> {
         let too_large = || std::io::Error::new(std::io::ErrorKind::OutOfMemory, "file too large");
+        let len = usize::try_from(len).map_err(|_| too_large())?;
         let total = len.checked_add(ALIGN).ok_or_else(too_large)?;
         let mut storage = Vec::new();
         storage.try_reserve_exact(total).map_err(|_| too_large())?;
@@ -510,18 +510,14 @@ fn read_blob_file(path: &Path) -> Result<AlignedBuf, LoadError> {
     (&mut file).take(head).read_to_end(&mut bytes).map_err(io)?;
     let declared = Blob::declared_len(&bytes).map_err(|e| LoadError::Blob(path.into(), e))?;
     if meta.is_file() {
-        // the header is checked against the file's length before the rest is read: a large
-        // file that is not a blob (or not this one) costs nothing
-        if declared != meta.len() {
-            return Err(LoadError::Blob(
-                path.into(),
-                BlobError::LengthMismatch {
-                    header: declared,
-                    actual: usize::try_from(meta.len()).unwrap_or(usize::MAX),
-                },
-            ));
-        }
-        return AlignedBuf::read_file(path).map_err(io);
+        // the header is checked against the file's length before the rest is read (a large
+        // file that is not a blob, or not this one, costs nothing), then the rest goes straight
+        // into the aligned buffer behind the header already read
+        check_length(path, declared, meta.len())?;
+        let mut buf = AlignedBuf::zeroed(declared).map_err(io)?;
+        buf[..bytes.len()].copy_from_slice(&bytes);
+        file.read_exact(&mut buf[bytes.len()..]).map_err(io)?;
+        return Ok(buf);
     }
     if declared > MAX_STREAM_BLOB {
         return Err(io(std::io::Error::new(
@@ -541,12 +537,17 @@ fn read_blob_file(path: &Path) -> Result<AlignedBuf, LoadError> {
 /// refused without reading it.
 fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
     let declared = Blob::declared_len(bytes).map_err(|e| LoadError::Blob(path.into(), e))?;
-    if declared != bytes.len() as u64 {
+    check_length(path, declared, bytes.len() as u64)
+}
+
+/// The header's declared length against the file's.
+fn check_length(path: &Path, declared: u64, actual: u64) -> Result<(), LoadError> {
+    if declared != actual {
         return Err(LoadError::Blob(
             path.into(),
             BlobError::LengthMismatch {
                 header: declared,
-                actual: bytes.len(),
+                actual: usize::try_from(actual).unwrap_or(usize::MAX),
             },
         ));
     }

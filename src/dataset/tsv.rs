@@ -160,14 +160,15 @@ impl Source for Tsv {
             .decode(features)
             .map_err(|e| record(format!("features are not base64: {e}")))?;
         // num_boxes is untrusted: 4·n may not fit (2⁶² would wrap to 0, 2⁶² + 1 to 4)
-        let row_sets = n.checked_mul(4).filter(|&b| n > 0 && bytes.len() % b == 0);
-        let Some(per_width) = row_sets else {
+        // (`column`: one float32 of every region, in bytes)
+        let column = n.checked_mul(4).filter(|&c| c > 0 && bytes.len() % c == 0);
+        let Some(column) = column else {
             return Err(record(format!(
                 "{} feature bytes do not divide into {n} regions of float32",
                 bytes.len()
             )));
         };
-        let width = bytes.len() / per_width;
+        let width = bytes.len() / column;
         let rows = n.min(max_rows);
         decode_floats(&bytes[..rows * width * 4], false, out);
         Ok(Raw { regions: n, width })
