@@ -60,7 +60,7 @@ def main():
           f"{floor:.1f} ms ({ms / floor:.2f}×) | {fmt_mb(r['blob_bytes'])} |")
     p("")
     p(f"Multiply-adds per caption: {rows[0]['macs_per_caption'] / 1e9:.2f} G; workspace "
-      f"{rows[0]['workspace_bytes']:,} bytes. ms/step = (caption − encoder) / steps; linear = the step's "
+      f"{rows[0]['workspace_bytes']:,} bytes. ms/step = each caption's (total − its encoder) / steps, median; linear = the step's "
       "linear layers timed alone (`Kernels::linear`); other = attention, softmax, LayerNorm, gates, "
       "log-softmax, top-k.")
     p("")

@@ -150,8 +150,15 @@ fn max_in_lanes<const L: usize>(x: &[f32]) -> f32 {
             m[l] = larger(m[l], ch[l]);
         }
     }
-    for (l, v) in tail.iter().enumerate() {
-        m[l] = larger(m[l], *v);
+    // the tail into lanes 0.. as a full block padded with −∞ (never larger): every index into
+    // `m` is a constant, so the maxima stay in registers (indexed at run time they would live
+    // in memory, each step a masked store and a reload)
+    if !tail.is_empty() {
+        let mut t = [f32::NEG_INFINITY; L];
+        t[..tail.len()].copy_from_slice(tail);
+        for l in 0..L {
+            m[l] = larger(m[l], t[l]);
+        }
     }
     fold_halves(m, larger)
 }
@@ -173,6 +180,15 @@ fn row_maxima<const G: usize>(x: &[f32], n: usize) -> [f32; G] {
 /// rows' chains are independent and interleave instead of waiting on one another's additions.
 #[inline(always)]
 pub fn layer_norm_rows(x: &mut [f32], gamma: &[f32], beta: &[f32]) {
+    layer_norm_rows_in_lockstep(x, gamma, beta, LOCKSTEP_ROWS);
+}
+
+/// [`layer_norm_rows`] with at most `lockstep` rows at a time (1 to 8; 1 on a microcontroller
+/// whatever the caller asks): the same bits for any `lockstep`. The x86_64 AVX2 and AVX-512 paths take 1 ([`crate::kernels::Kernels::layer_norm_rows`]):
+/// there a row's 16 lanes are one or two registers, and LLVM does not unroll the rows' loop
+/// for those targets, so the lockstep rows' sums would live in memory (measured 2× slower).
+#[inline(always)]
+pub fn layer_norm_rows_in_lockstep(x: &mut [f32], gamma: &[f32], beta: &[f32], lockstep: usize) {
     let d = gamma.len();
     if d == 0 {
         return;
@@ -180,7 +196,7 @@ pub fn layer_norm_rows(x: &mut [f32], gamma: &[f32], beta: &[f32]) {
     let rows = x.len() / d;
     let mut r = 0;
     while r < rows {
-        let g = (rows - r).min(8).min(LOCKSTEP_ROWS);
+        let g = (rows - r).min(lockstep.clamp(1, LOCKSTEP_ROWS));
         let block = &mut x[r * d..(r + g) * d];
         match g {
             1 => layer_norm_group::<1>(block, gamma, beta),
@@ -216,7 +232,7 @@ fn layer_norm_group<const G: usize>(x: &mut [f32], gamma: &[f32], beta: &[f32]) 
         c * c
     });
     for t in 0..G {
-        let inv = 1.0 / libm::sqrtf(var[t] / n + LN_EPS);
+        let inv = 1.0 / crate::kernels::sqrtf(var[t] / n + LN_EPS);
         let row = &mut x[t * d..(t + 1) * d];
         for ((v, gm), b) in row.iter_mut().zip(gamma).zip(beta) {
             *v = (*v - mean[t]) * inv * gm + b;
@@ -407,9 +423,17 @@ fn log_softmax_group<const G: usize>(x: &mut [f32], n: usize) {
                 }
             }
         }
-        for j in 0..len - full {
+        // the last block's tail into lanes 0..len − full, the other lanes kept by a select
+        // (constant indices into `s` and `c`, which stay in registers; see `max_in_lanes`)
+        if full < len {
             for t in 0..G {
-                kahan_add(&mut s[t][j], &mut c[t][j], e[t][full + j]);
+                for j in 0..L {
+                    let (mut sj, mut cj) = (s[t][j], c[t][j]);
+                    kahan_add(&mut sj, &mut cj, e[t][(full + j).min(B - 1)]);
+                    if full + j < len {
+                        (s[t][j], c[t][j]) = (sj, cj);
+                    }
+                }
             }
         }
         b0 += len;
@@ -670,10 +694,19 @@ mod tests {
                 for row in want.chunks_exact_mut(d) {
                     layer_norm(row, &gamma, &beta);
                 }
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
                 let mut got = x.clone();
                 layer_norm_rows(&mut got, &gamma, &beta);
-                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&got), bits(&want), "d {d} rows {rows}");
+                for lockstep in 0..=9 {
+                    let mut got = x.clone();
+                    layer_norm_rows_in_lockstep(&mut got, &gamma, &beta, lockstep);
+                    assert_eq!(
+                        bits(&got),
+                        bits(&want),
+                        "d {d} rows {rows} lockstep {lockstep}"
+                    );
+                }
             }
         }
     }

@@ -14,7 +14,7 @@ use clap::Args;
 use m2::blob::{AlignedBuf, BlobWriter, DType, MappedBlob, TensorData, TensorKind};
 use m2::kernels::{Isa, Kernels, QuantScratch};
 use m2::model::M2;
-use m2::search::{beam_search, SearchOptions};
+use m2::search::{beam_search_encoded, SearchOptions};
 use m2::workspace::Workspace;
 use m2::{Blob, Config};
 use serde_json::{json, Value};
@@ -358,14 +358,23 @@ fn measure(
     let image = |k: usize| feats[k % feats.len()].as_slice();
 
     let mut steps_per_caption = Vec::new();
+    // (encoder ms, decoder ms per step) of each timed caption: both from the caption's own
+    // run, so the split always adds up to it (the encoder timed in separate runs could exceed a
+    // noisy caption's median and give a negative step time)
+    let mut split = Vec::new();
     let mut caption = |k: usize| -> Result<f64> {
         let mut steps = 0usize;
         let t = Instant::now();
-        let out = beam_search(&model, image(k), &mut ws, opts, |_| steps += 1)
+        model
+            .encode(image(k), &mut ws)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let enc = ms_since(t);
+        let out = beam_search_encoded(&model, &mut ws, opts, |_| steps += 1)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let ms = ms_since(t);
         black_box(&out);
         steps_per_caption.push(steps);
+        split.push((enc, (ms - enc) / steps.max(1) as f64));
         Ok(ms)
     };
     for k in 0..a.warmup {
@@ -378,15 +387,10 @@ fn measure(
         ms.push(caption(a.warmup + k)?);
     }
     let steps = steps_per_caption.last().copied().unwrap_or(0);
-    // the encoder with the cross-attention K/V precompute, alone
-    let mut enc = Vec::new();
-    for k in 0..a.n.min(3) {
-        let t = Instant::now();
-        model
-            .encode(image(k), &mut ws)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        enc.push(ms_since(t));
-    }
+    // the timed captions' encoders (with the cross-attention K/V precompute) and steps
+    let timed = &split[split.len() - a.n..];
+    let mut enc: Vec<f64> = timed.iter().map(|&(e, _)| e).collect();
+    let mut per_step: Vec<f64> = timed.iter().map(|&(_, s)| s).collect();
     progress.show(&format!("{label}: linear layers of a step"));
     let linear_ms = step_linears_ms(blob, kernels, opts.beam, 20);
     progress.show(&format!("{label}: the rest of a step, part by part"));
@@ -398,7 +402,7 @@ fn measure(
     let med = median(&mut ms);
     let enc_ms = median(&mut enc);
     let step_ms = if steps > 0 {
-        (med - enc_ms) / steps as f64
+        median(&mut per_step)
     } else {
         f64::NAN
     };
@@ -877,7 +881,7 @@ fn print_table(machine: &Value, model: &Value, settings: &Value, rows: &[Value])
             r["peak_rss_bytes"].as_u64().unwrap_or(0) >> 20
         );
     }
-    outln!("(ms/step = (caption − encoder) / steps; linear = the step's linear layers timed alone; other = the rest: attention, softmax, LayerNorm, gates, log-softmax, top-k; of which, each timed alone: att = self- and cross-attention, norm = LayerNorms, residuals and gates, lsm = the vocabulary's log-softmax, top-k = the beam's selection. Share: m2 bench --json)");
+    outln!("(encoder and ms/step from the same captions: each caption's (total − its encoder) / steps, median; linear = the step's linear layers timed alone; other = the rest: attention, softmax, LayerNorm, gates, log-softmax, top-k; of which, each timed alone: att = self- and cross-attention, norm = LayerNorms, residuals and gates, lsm = the vocabulary's log-softmax, top-k = the beam's selection. Share: m2 bench --json)");
     Ok(())
 }
 
@@ -947,7 +951,7 @@ mod tests {
                 let plan = model.plan(opts.beam, opts.max_len);
                 let mut mem = vec![0f32; plan.total_floats()];
                 let mut ws = Workspace::new(&mut mem, plan).unwrap();
-                let out = beam_search(&model, image, &mut ws, &opts, |_| {}).unwrap();
+                let out = m2::search::beam_search(&model, image, &mut ws, &opts, |_| {}).unwrap();
                 out.beams
                     .iter()
                     .map(|b| {

@@ -59,9 +59,15 @@ impl Kernels {
     /// `gamma.len()` values of `x`, bit for bit on every path.
     #[inline(never)]
     pub fn layer_norm_rows(&self, x: &mut [f32], gamma: &[f32], beta: &[f32]) {
+        // a row at a time with 256- and 512-bit vectors (see `layer_norm_rows_in_lockstep`)
+        let lockstep = match self.isa {
+            #[cfg(target_arch = "x86_64")]
+            super::Isa::Avx2 | super::Isa::AvxVnni | super::Isa::Avx512 => 1,
+            _ => 8,
+        };
         self.vectorised(
             #[inline(always)]
-            || crate::math::layer_norm_rows(x, gamma, beta),
+            || crate::math::layer_norm_rows_in_lockstep(x, gamma, beta, lockstep),
         )
     }
 }
@@ -242,6 +248,25 @@ unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// `√x`, correctly rounded (IEEE 754): the bits of `libm::sqrtf`, which the engine used
+/// before. On x86_64 the SSE intrinsic, which inside the AVX2 and AVX-512 paths' code compiles
+/// to the VEX `vsqrtss`: libm's x86 `sqrtf` is inline assembly in the legacy SSE encoding, and
+/// a legacy SSE instruction after 256- or 512-bit ones pays a transition penalty on Intel
+/// cores, on every call (LayerNorm's per row).
+#[inline(always)]
+pub fn sqrtf(x: f32) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use core::arch::x86_64::{_mm_cvtss_f32, _mm_set_ss, _mm_sqrt_ss};
+        // SAFETY: SSE is part of the x86_64 baseline; the intrinsics read and write registers.
+        unsafe { _mm_cvtss_f32(_mm_sqrt_ss(_mm_set_ss(x))) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        libm::sqrtf(x)
+    }
+}
+
 /// f32 dot product (attention scores and weighted sums). Eight partial sums, which the
 /// compiler vectorises; differs from [`super::scalar::dot_f32`] only in summation order.
 #[inline]
@@ -261,4 +286,32 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
         s += x * y;
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    /// [`super::sqrtf`] is `libm::sqrtf` bit for bit (both correctly rounded): every 251st
+    /// bit pattern (17 M values: all exponents, signs, subnormals, NaNs) and the specials.
+    #[test]
+    fn sqrtf_is_libm_sqrtf() {
+        let same = |x: f32| {
+            let (a, b) = (super::sqrtf(x), libm::sqrtf(x));
+            a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+        };
+        for x in [
+            0.0f32,
+            -0.0,
+            1.0,
+            4.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+        ] {
+            assert!(same(x), "{x}");
+        }
+        for bits in (0..=u32::MAX).step_by(251) {
+            let x = f32::from_bits(bits);
+            assert!(same(x), "{bits:#010x}");
+        }
+    }
 }

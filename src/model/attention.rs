@@ -374,7 +374,7 @@ struct Scale {
 impl Scale {
     #[inline(always)]
     fn of(d_k: usize) -> Scale {
-        let scale = libm::sqrtf(d_k as f32);
+        let scale = crate::kernels::sqrtf(d_k as f32);
         let inv = (scale.is_normal() && scale.to_bits() & 0x007f_ffff == 0).then(|| 1.0 / scale);
         Scale { scale, inv }
     }

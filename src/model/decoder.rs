@@ -242,7 +242,7 @@ impl<'a> MeshedDecoder<'a> {
                             *gv += cv * crate::math::sigmoid(*a);
                         }
                     }
-                    let sqrt3 = libm::sqrtf(3.0);
+                    let sqrt3 = crate::kernels::sqrtf(3.0);
                     for (i, row) in rows.iter().enumerate() {
                         for gv in &mut g[i * d..(i + 1) * d] {
                             *gv = *gv / sqrt3 * row.q_ok;
