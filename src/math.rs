@@ -115,8 +115,8 @@ const MAX_LANES: usize = if cfg!(target_os = "none") { 8 } else { 64 };
 const LONG_ROW: usize = 256;
 
 /// The largest value of `x`, NaNs ignored (−∞ for an empty or all-NaN row): `L` running maxima
-/// (element `e` into lane `e mod L`; `L` = 8, or 64 from 256 values on except on a
-/// microcontroller),
+/// (element `e` into lane `e mod L`, and a row's last `L` values once more when its length is
+/// not a multiple of `L`; `L` = 8, or 64 from 256 values on except on a microcontroller),
 /// folded in halves, so it vectorises. The value does not depend on the lanes; only the sign of
 /// a zero maximum can (it is the first zero its lane met). The softmaxes give the same bits
 /// either way: `x − (±0)` is the same value, `e^(±0) = 1`, and `±0 + ln Σ e^(x − max)` is `+0`
@@ -150,14 +150,21 @@ fn max_in_lanes<const L: usize>(x: &[f32]) -> f32 {
             m[l] = larger(m[l], ch[l]);
         }
     }
-    // the tail into lanes 0.. as a full block padded with −∞ (never larger): every index into
-    // `m` is a constant, so the maxima stay in registers (indexed at run time they would live
-    // in memory, each step a masked store and a reload)
+    // the tail as one more full block: the last L values when the row has them (some seen
+    // twice, which leaves a maximum as it is), else padded with −∞ (never larger). Every index
+    // into `m` is a constant, so the maxima stay in registers (indexed at run time they would
+    // live in memory, each step a masked store and a reload).
     if !tail.is_empty() {
-        let mut t = [f32::NEG_INFINITY; L];
-        t[..tail.len()].copy_from_slice(tail);
+        let mut pad = [f32::NEG_INFINITY; L];
+        let last: &[f32] = match x.len().checked_sub(L) {
+            Some(start) => &x[start..],
+            None => {
+                pad[..tail.len()].copy_from_slice(tail);
+                &pad
+            }
+        };
         for l in 0..L {
-            m[l] = larger(m[l], t[l]);
+            m[l] = larger(m[l], last[l]);
         }
     }
     fold_halves(m, larger)
