@@ -761,6 +761,19 @@ fn class1_class3_library_misuse_is_a_typed_error() {
                     "{} n {n} case {c}",
                     kern.isa()
                 );
+                // the same with a third, well-formed row
+                let (mut o2, q2) = (vec![7.0f32; n], [1.0f32; 4]);
+                kern.dot_columns3(
+                    [q0, q1, &q2[..q0.len()]],
+                    kt,
+                    n,
+                    [&mut o0, &mut o1, &mut o2],
+                );
+                assert!(
+                    o0.iter().chain(&o1).chain(&o2).all(|&v| v == 7.0),
+                    "{} n {n} case {c}, three rows",
+                    kern.isa()
+                );
             }
         }
     }

@@ -863,6 +863,28 @@ fn dot_columns_match_dot_f32(q: &[f32], keys: &[Vec<f32>]) {
             );
             assert!(got[n..].iter().all(|v| v.is_nan()), "pair wrote past n");
         }
+        // three queries in one pass (`dot_columns3`): each row `dot_columns`' bits
+        let q2: Vec<f32> = q.iter().map(|x| x * 1.5 - 0.25).collect();
+        let want2: Vec<f32> = keys.iter().map(|k| m2::kernels::dot_f32(&q2, k)).collect();
+        let mut g = [
+            vec![f32::NAN; n + 3],
+            vec![f32::NAN; n + 3],
+            vec![f32::NAN; n + 3],
+        ];
+        let [g0, g1, g2] = &mut g;
+        kern.dot_columns3([q, &q1, &q2], &kt, n, [g0, g1, g2]);
+        for (got, want) in g.iter().zip([&want, &want1, &want2]) {
+            let same = got[..n]
+                .iter()
+                .zip(want)
+                .all(|(g, w)| g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()));
+            assert!(
+                same,
+                "{} triple: d_k {dk}, n {n}: {got:?} vs {want:?}",
+                kern.isa()
+            );
+            assert!(got[n..].iter().all(|v| v.is_nan()), "triple wrote past n");
+        }
     }
 }
 

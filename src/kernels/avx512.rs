@@ -262,24 +262,25 @@ pub(crate) unsafe fn dot_columns_f32(q: &[f32], kt: &[f32], n: usize, out: &mut 
     }
 }
 
-/// [`dot_columns_f32`] for two queries over the same keys, bit for bit each: every key load
-/// serves both (a 50-key head's rows are 200 B apart, so most 64-byte loads straddle two
-/// cache lines; one load for two rows halves them).
+/// [`dot_columns_f32`] for `R` queries over the same keys (2 or 3: 8·R zmm of partial sums),
+/// bit for bit each: every key load serves all `R` (a 50-key head's rows are 200 B apart, so
+/// most 64-byte loads straddle two cache lines; one load for `R` rows divides them by `R`).
 ///
 /// # Safety
-/// AVX-512 F is available; `q1.len() == q0.len()`; `kt` holds at least `q0.len()·n` values;
-/// `out0` and `out1` at least `n ≥ 16` each.
+/// AVX-512 F is available; every `q[r]` has `q[0].len()` values; `kt` holds at least
+/// `q[0].len()·n` values; every `out[r]` at least `n ≥ 16`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f")]
-pub(crate) unsafe fn dot_columns2_f32(
-    q0: &[f32],
-    q1: &[f32],
+// (`l` indexes a row's partial sums and the query element together: a range, not an iterator)
+#[allow(clippy::needless_range_loop)]
+pub(crate) unsafe fn dot_columns_rows_f32<const R: usize>(
+    q: [&[f32]; R],
     kt: &[f32],
     n: usize,
-    out0: &mut [f32],
-    out1: &mut [f32],
+    out: [&mut [f32]; R],
 ) {
-    let full = q0.len() & !7;
+    let len = q[0].len();
+    let full = len & !7;
     let tree = |a: &[__m512; 8]| {
         _mm512_add_ps(
             _mm512_add_ps(_mm512_add_ps(a[0], a[4]), _mm512_add_ps(a[1], a[5])),
@@ -287,31 +288,36 @@ pub(crate) unsafe fn dot_columns2_f32(
         )
     };
     for j in super::simd::column_blocks(n, 16) {
-        // SAFETY: j + 16 <= n, so every load `kt[c·n + j..][..16]` (c < q0.len()) and the
-        // stores `out0[j..j + 16]`, `out1[j..j + 16]` are in bounds (caller); `c + l <
-        // q0.len() == q1.len()`.
+        // SAFETY: j + 16 <= n, so every load `kt[c·n + j..][..16]` (c < len) and the stores
+        // `out[r][j..j + 16]` are in bounds (caller); `c + l < len == q[r].len()`.
         unsafe {
             let p = kt.as_ptr().add(j);
-            let (mut a, mut b) = ([_mm512_setzero_ps(); 8], [_mm512_setzero_ps(); 8]);
+            let mut a = [[_mm512_setzero_ps(); 8]; R];
             let mut c = 0;
             while c < full {
                 for l in 0..8 {
                     let k = _mm512_loadu_ps(p.add((c + l) * n));
-                    let x0 = _mm512_set1_ps(*q0.get_unchecked(c + l));
-                    let x1 = _mm512_set1_ps(*q1.get_unchecked(c + l));
-                    a[l] = _mm512_add_ps(a[l], _mm512_mul_ps(x0, k));
-                    b[l] = _mm512_add_ps(b[l], _mm512_mul_ps(x1, k));
+                    for r in 0..R {
+                        let x = _mm512_set1_ps(*q[r].get_unchecked(c + l));
+                        a[r][l] = _mm512_add_ps(a[r][l], _mm512_mul_ps(x, k));
+                    }
                 }
                 c += 8;
             }
-            let (mut s0, mut s1) = (tree(&a), tree(&b));
-            for c in full..q0.len() {
-                let k = _mm512_loadu_ps(p.add(c * n));
-                s0 = _mm512_add_ps(s0, _mm512_mul_ps(_mm512_set1_ps(*q0.get_unchecked(c)), k));
-                s1 = _mm512_add_ps(s1, _mm512_mul_ps(_mm512_set1_ps(*q1.get_unchecked(c)), k));
+            let mut s = [_mm512_setzero_ps(); R];
+            for r in 0..R {
+                s[r] = tree(&a[r]);
             }
-            _mm512_storeu_ps(out0.as_mut_ptr().add(j), s0);
-            _mm512_storeu_ps(out1.as_mut_ptr().add(j), s1);
+            for c in full..len {
+                let k = _mm512_loadu_ps(p.add(c * n));
+                for r in 0..R {
+                    let x = _mm512_set1_ps(*q[r].get_unchecked(c));
+                    s[r] = _mm512_add_ps(s[r], _mm512_mul_ps(x, k));
+                }
+            }
+            for r in 0..R {
+                _mm512_storeu_ps(out[r].as_mut_ptr().add(j), s[r]);
+            }
         }
     }
 }

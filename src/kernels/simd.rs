@@ -150,32 +150,48 @@ impl Kernels {
     /// [`Kernels::dot_columns`] for two queries of the same length over the same keys, each
     /// result bit for bit `dot_columns`' (`tests/kernels_props.rs`): on [`super::Isa::Avx512`]
     /// with `n ≥ 16`, one pass that loads each key vector once for both rows
-    /// (`avx512::dot_columns2_f32`); otherwise two `dot_columns` calls. Mismatched queries or
-    /// a short `kt`, `out[0]` or `out[1]` are a caller bug: both outputs are left as they are,
-    /// on every path, never a panic.
+    /// (`avx512::dot_columns_rows_f32`); otherwise two `dot_columns` calls. Mismatched queries
+    /// or a short `kt`, `out[0]` or `out[1]` are a caller bug: both outputs are left as they
+    /// are, on every path, never a panic.
     #[inline(always)]
     pub fn dot_columns2(&self, q: [&[f32]; 2], kt: &[f32], n: usize, out: [&mut [f32]; 2]) {
-        let [q0, q1] = q;
-        let [out0, out1] = out;
-        let (true, Some(kt), Some(o0), Some(o1)) = (
-            q1.len() == q0.len(),
-            columns(kt, q0.len(), n),
-            out0.get_mut(..n),
-            out1.get_mut(..n),
-        ) else {
+        self.dot_columns_rows(q, kt, n, out)
+    }
+
+    /// [`Kernels::dot_columns2`] for three queries (one pass on [`super::Isa::Avx512`]: 24 zmm
+    /// of partial sums), each result bit for bit `dot_columns`'.
+    #[inline(always)]
+    pub fn dot_columns3(&self, q: [&[f32]; 3], kt: &[f32], n: usize, out: [&mut [f32]; 3]) {
+        self.dot_columns_rows(q, kt, n, out)
+    }
+
+    #[inline(always)]
+    fn dot_columns_rows<const R: usize>(
+        &self,
+        q: [&[f32]; R],
+        kt: &[f32],
+        n: usize,
+        out: [&mut [f32]; R],
+    ) {
+        let len = q[0].len();
+        if q.iter().any(|x| x.len() != len)
+            || columns(kt, len, n).is_none()
+            || out.iter().any(|o| o.len() < n)
+        {
             return;
-        };
+        }
         match self.isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: AVX-512 F is available (`Isa::is_available`, checked by every constructor
-            // of `Kernels` with this isa); `q1.len() == q0.len()`, `kt` holds `q0.len()·n`
-            // values, `o0` and `o1` `n ≥ 16` each.
+            // of `Kernels` with this isa); every query has `len` values, `kt` holds `len·n`
+            // values, every output `n ≥ 16`.
             super::Isa::Avx512 if n >= 16 => unsafe {
-                super::avx512::dot_columns2_f32(q0, q1, kt, n, o0, o1)
+                super::avx512::dot_columns_rows_f32(q, kt, n, out)
             },
             _ => {
-                self.dot_columns(q0, kt, n, o0);
-                self.dot_columns(q1, kt, n, o1);
+                for (q, o) in q.into_iter().zip(out) {
+                    self.dot_columns(q, kt, n, o);
+                }
             }
         }
     }

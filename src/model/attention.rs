@@ -258,8 +258,19 @@ pub fn attend_cross(k: &Kernels, q: &[f32], kv: HeadKv, scratch: &mut [f32], out
             for h in h0..h0 + hn {
                 let kt_h = &kt[h * hk..(h + 1) * hk];
                 let q_at = |r: usize| &q[(i0 + r) * d + h * d_k..(i0 + r) * d + (h + 1) * d_k];
-                // two rows a pass (on AVX-512 each key load then serves both)
+                // two or three rows a pass (on AVX-512 each key load then serves them all)
                 let mut r = 0;
+                if g >= 3 && g % 2 == 1 {
+                    let s = &mut sc[((h - h0) * g + r) * n_keys..][..3 * n_keys];
+                    let (s0, s12) = s.split_at_mut(n_keys);
+                    let (s1, s2) = s12.split_at_mut(n_keys);
+                    let q3 = [q_at(r), q_at(r + 1), q_at(r + 2)];
+                    k.dot_columns3(q3, kt_h, n_keys, [&mut *s0, &mut *s1, &mut *s2]);
+                    for s in [s0, s1, s2] {
+                        sc_of.scores(s, bias);
+                    }
+                    r += 3;
+                }
                 while r + 2 <= g {
                     let s = &mut sc[((h - h0) * g + r) * n_keys..][..2 * n_keys];
                     let (s0, s1) = s.split_at_mut(n_keys);
@@ -653,7 +664,7 @@ mod tests {
         for (heads, d_k) in [(8, 64), (4, 16), (2, 13), (1, 8), (3, 5)] {
             let d = heads * d_k;
             for n_keys in [0usize, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 50] {
-                for n_q in [1usize, 5, 9] {
+                for n_q in [1usize, 5, 7, 9] {
                     let seed = (d * 1000 + n_keys * 10 + n_q) as u32;
                     let q = values(n_q * d, seed);
                     let k = values(n_keys * d, seed + 1);
