@@ -837,31 +837,26 @@ fn dot_columns_match_dot_f32(q: &[f32], keys: &[Vec<f32>]) {
         }
     }
     let want: Vec<f32> = keys.iter().map(|k| m2::kernels::dot_f32(q, k)).collect();
+    // `got[..n]` is `want`'s bits (NaNs as one) and nothing was written past `n`
+    let check = |what: &str, isa: Isa, got: &[f32], want: &[f32]| {
+        let same = got[..n]
+            .iter()
+            .zip(want)
+            .all(|(g, w)| g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()));
+        assert!(same, "{isa}{what}: d_k {dk}, n {n}: {got:?} vs {want:?}");
+        assert!(got[n..].iter().all(|v| v.is_nan()), "{what} wrote past n");
+    };
     for kern in Kernels::available().filter_map(Kernels::with_isa) {
         let mut got = vec![f32::NAN; n + 3];
         kern.dot_columns(q, &kt, n, &mut got);
-        let same = got[..n]
-            .iter()
-            .zip(&want)
-            .all(|(g, w)| g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()));
-        assert!(same, "{}: d_k {dk}, n {n}: {got:?} vs {want:?}", kern.isa());
-        assert!(got[n..].iter().all(|v| v.is_nan()), "wrote past n");
+        check("", kern.isa(), &got, &want);
         // two queries in one pass (`dot_columns2`): each row `dot_columns`' bits
         let q1: Vec<f32> = q.iter().rev().map(|x| x * -0.75).collect();
         let want1: Vec<f32> = keys.iter().map(|k| m2::kernels::dot_f32(&q1, k)).collect();
         let (mut g0, mut g1) = (vec![f32::NAN; n + 3], vec![f32::NAN; n + 3]);
         kern.dot_columns2([q, &q1], &kt, n, [&mut g0, &mut g1]);
         for (got, want) in [(&g0, &want), (&g1, &want1)] {
-            let same = got[..n]
-                .iter()
-                .zip(want)
-                .all(|(g, w)| g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()));
-            assert!(
-                same,
-                "{} pair: d_k {dk}, n {n}: {got:?} vs {want:?}",
-                kern.isa()
-            );
-            assert!(got[n..].iter().all(|v| v.is_nan()), "pair wrote past n");
+            check(" pair", kern.isa(), got, want);
         }
         // three queries in one pass (`dot_columns3`): each row `dot_columns`' bits
         let q2: Vec<f32> = q.iter().map(|x| x * 1.5 - 0.25).collect();
@@ -874,16 +869,7 @@ fn dot_columns_match_dot_f32(q: &[f32], keys: &[Vec<f32>]) {
         let [g0, g1, g2] = &mut g;
         kern.dot_columns3([q, &q1, &q2], &kt, n, [g0, g1, g2]);
         for (got, want) in g.iter().zip([&want, &want1, &want2]) {
-            let same = got[..n]
-                .iter()
-                .zip(want)
-                .all(|(g, w)| g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()));
-            assert!(
-                same,
-                "{} triple: d_k {dk}, n {n}: {got:?} vs {want:?}",
-                kern.isa()
-            );
-            assert!(got[n..].iter().all(|v| v.is_nan()), "triple wrote past n");
+            check(" triple", kern.isa(), got, want);
         }
     }
 }
