@@ -191,9 +191,10 @@ pub fn layer_norm_rows(x: &mut [f32], gamma: &[f32], beta: &[f32]) {
 }
 
 /// [`layer_norm_rows`] with at most `lockstep` rows at a time (1 to 8; 1 on a microcontroller
-/// whatever the caller asks): the same bits for any `lockstep`. The x86_64 AVX2 and AVX-512 paths take 1 ([`crate::kernels::Kernels::layer_norm_rows`]):
-/// there a row's 16 lanes are one or two registers, and LLVM does not unroll the rows' loop
-/// for those targets, so the lockstep rows' sums would live in memory (measured 2× slower).
+/// whatever the caller asks): the same bits for any `lockstep`. The x86_64 AVX2 and AVX-512
+/// paths take 1 ([`crate::kernels::Kernels::layer_norm_rows`]): there a row's 16 lanes are one
+/// or two registers, and LLVM does not unroll the rows' loop for those targets, so the
+/// lockstep rows' sums would live in memory (measured 2× slower).
 #[inline(always)]
 pub fn layer_norm_rows_in_lockstep(x: &mut [f32], gamma: &[f32], beta: &[f32], lockstep: usize) {
     let d = gamma.len();
