@@ -90,8 +90,12 @@ pub fn expf(x: f32) -> f32 {
     let pow2 = |e: i32| f32::from_bits(((e + 127) as u32) << 23);
     let k1 = k >> 1; // k in [−150, 128]: k1 and k − k1 in [−75, 64]
     let e = y * pow2(k1) * pow2(k - k1);
+    // NaN: `x + x` (the same NaN, quieted), not `x` itself. With `x`, an in-place loop
+    // `*v = expf(*v)` stores only where `v` is not NaN, and LLVM vectorises that as a masked
+    // store (`vmaskmovps`, microcoded on AMD cores: the attention softmax 34 → 28 µs a step
+    // without it, measured on Zen 3).
     if x.is_nan() {
-        x
+        x + x
     } else {
         e
     }
@@ -145,10 +149,15 @@ fn max_in_lanes<const L: usize>(x: &[f32]) -> f32 {
     let mut m = [f32::NEG_INFINITY; L];
     let chunks = x.chunks_exact(L);
     let tail = chunks.remainder();
+    // each block's maxima into a fresh array: with `m[l] = larger(m[l], v)` LLVM keeps only
+    // the stores where `v` is larger, as masked stores into a stack copy of `m` (microcoded on
+    // AMD: the log-softmax 80 → 59 µs a COCO step, AVX2 on Zen 3, measured)
     for ch in chunks {
+        let mut next = m;
         for l in 0..L {
-            m[l] = larger(m[l], ch[l]);
+            next[l] = larger(m[l], ch[l]);
         }
+        m = next;
     }
     // the tail as one more full block: the last L values when the row has them (some seen
     // twice, which leaves a maximum as it is), else padded with −∞ (never larger). Every index
@@ -469,9 +478,13 @@ pub fn sigmoid(x: f32) -> f32 {
 #[inline(always)]
 pub fn relu(x: &mut [f32]) {
     // A select rather than a conditional store: vectorises, and no branch on the sign of
-    // every element (half of them mispredicted). Same values (−0.0 and NaN stay).
+    // every element (half of them mispredicted). Same values (−0.0 and NaN stay: `v − 0` is
+    // `v`). The opaque zero keeps the second arm from being `*v` itself, which LLVM turns back
+    // into "store only the zeros", a masked store (`vmaskmovps`, microcoded on AMD: a COCO
+    // step's three ReLUs 14.2 → 1.7 µs, AVX2 on Zen 3, measured).
+    let zero = core::hint::black_box(0.0f32);
     for v in x {
-        *v = if *v < 0.0 { 0.0 } else { *v };
+        *v = if *v < 0.0 { 0.0 } else { *v - zero };
     }
 }
 
