@@ -91,9 +91,8 @@ pub fn expf(x: f32) -> f32 {
     let k1 = k >> 1; // k in [−150, 128]: k1 and k − k1 in [−75, 64]
     let e = y * pow2(k1) * pow2(k - k1);
     // NaN: `x + x` (the same NaN, quieted), not `x` itself. With `x`, an in-place loop
-    // `*v = expf(*v)` stores only where `v` is not NaN, and LLVM vectorises that as a masked
-    // store (`vmaskmovps`, microcoded on AMD cores: the attention softmax 34 → 28 µs a step
-    // without it, measured on Zen 3).
+    // `*v = expf(*v)` stores only where `v` is not NaN, which LLVM vectorises as a masked
+    // store (`vmaskmovps`, microcoded on AMD cores; README, tenth round).
     if x.is_nan() {
         x + x
     } else {
@@ -151,7 +150,7 @@ fn max_in_lanes<const L: usize>(x: &[f32]) -> f32 {
     let tail = chunks.remainder();
     // each block's maxima into a fresh array: with `m[l] = larger(m[l], v)` LLVM keeps only
     // the stores where `v` is larger, as masked stores into a stack copy of `m` (microcoded on
-    // AMD: the log-softmax 80 → 59 µs a COCO step, AVX2 on Zen 3, measured)
+    // AMD; README, tenth round)
     for ch in chunks {
         let mut next = m;
         for l in 0..L {
@@ -478,10 +477,10 @@ pub fn sigmoid(x: f32) -> f32 {
 #[inline(always)]
 pub fn relu(x: &mut [f32]) {
     // A select rather than a conditional store: vectorises, and no branch on the sign of
-    // every element (half of them mispredicted). Same values (−0.0 and NaN stay: `v − 0` is
-    // `v`). The opaque zero keeps the second arm from being `*v` itself, which LLVM turns back
-    // into "store only the zeros", a masked store (`vmaskmovps`, microcoded on AMD: a COCO
-    // step's three ReLUs 14.2 → 1.7 µs, AVX2 on Zen 3, measured).
+    // every element (half of them mispredicted). Same values: −0.0 stays, a NaN stays NaN
+    // (`v − 0`; quieted). The opaque zero keeps the second arm from being `*v` itself, which
+    // LLVM turns back into "store only the zeros", a masked store (`vmaskmovps`, microcoded on
+    // AMD; README, tenth round).
     let zero = core::hint::black_box(0.0f32);
     for v in x {
         *v = if *v < 0.0 { 0.0 } else { *v - zero };
@@ -514,6 +513,26 @@ mod tests {
         let mut all = [f32::NEG_INFINITY; 3];
         softmax(&mut all);
         assert_eq!(all, [0.0; 3]);
+    }
+
+    #[test]
+    fn relu_zeroes_negatives_and_keeps_the_rest() {
+        let mut x = [
+            -2.5,
+            -0.0,
+            0.0,
+            3.0,
+            f32::NEG_INFINITY,
+            f32::INFINITY,
+            f32::NAN,
+            -1e-45,
+        ];
+        relu(&mut x);
+        let bits: Vec<u32> = x.iter().map(|v| v.to_bits()).collect();
+        let want = [0.0f32, -0.0, 0.0, 3.0, 0.0, f32::INFINITY];
+        assert_eq!(bits[..6], want.map(f32::to_bits), "{x:?}");
+        assert!(x[6].is_nan(), "relu(NaN) = {}", x[6]);
+        assert_eq!(x[7].to_bits(), 0, "a negative subnormal becomes +0");
     }
 
     #[test]
