@@ -16,13 +16,14 @@
 //! persistent   enc_out [3, R, d] · key_bias [R] · quant, scales   (int8 scratch, see quant_bytes)
 //! phase area   = max(encoder scratch, decoder state)
 //!   encoder    p, q, k, v, att, a [R, d] · hidden [max(R·F, R + m)]
-//!   decoder    cross_k, cross_v [N, 3, R, d] · self_k, self_v [N, L, B, d] · key_pad [L, B]
+//!   decoder    cross_k [N, 3, R', d] (R' = key_stride(R) ≥ R) · cross_v [N, 3, R, d]
+//!              self_k, self_v [N, L, B, d] · key_pad [L, B]
 //!              x, q, att, s, cq, g, f, alpha [B, d] · att3, c3 [3B, d] · cat [B, 2d]
 //!              hidden [max(B·F, 3R)] · logits [max(B·V, R·d)] · scores [h, L]
 //! ```
 //! Each slot starts on a 64-byte boundary ([`SLOT_ALIGN`]; up to 60 bytes of padding after it).
 //! The encoder's scratch is dead once `enc_out` is complete, so it shares memory with the
-//! decoder's caches: for COCO at beam 5 and 20 words this keeps the workspace under 4 MB.
+//! decoder's caches: for COCO at beam 5 and 20 words this keeps the workspace under 4 MiB.
 //! The attention scores of several query rows at once go into the FFN's `hidden` slot, dead
 //! until the FFN runs (hence its floor: one row of `R + m` encoder keys, or `R` cross keys for
 //! each of the three levels, which may run at once).
@@ -37,6 +38,37 @@ use crate::config::Config;
 /// decode step moved within noise. The padding costs at most 60 bytes a
 /// slot (about 2 KB in all) everywhere, MCUs included, so a plan is the same on every target.
 pub const SLOT_ALIGN: usize = 16;
+
+/// The decoder's cross-attention keys, laid out per head and transposed (`[h, d_k, ·]`,
+/// [`crate::model::attention::to_heads`]), start each row of `R` key columns a multiple of
+/// this many f32 (32 bytes) after the last when that costs at most an eighth more key memory
+/// ([`key_stride`]): with 50 regions (COCO) rows 200 bytes apart put half of AVX2's 32-byte
+/// column loads across two cache lines; 56 floats apart none (and half of AVX-512's instead of
+/// 7 in 8). Measured in README's eleventh round. The rule is the same on every target, like
+/// [`SLOT_ALIGN`], so a plan is too: at COCO size `cross_k` grows by 6 of 56 columns (+110 KB
+/// on ≈ 4 MB); a model with a few regions (the bundled demo's 4, a microcontroller's) keeps
+/// its rows unpadded.
+pub const KEY_COLUMN_ALIGN: usize = 8;
+
+/// Values between the starts of consecutive rows of `n_keys` transposed key columns:
+/// `n_keys` rounded up to a multiple of [`KEY_COLUMN_ALIGN`] when that adds at most
+/// `n_keys / 8` columns (50 → 56, 100 → 104, 36 → 40; 33, 4 and any multiple of 8 stay), else
+/// `n_keys`. Never more for fewer keys: an image's rows fit the slot planned for its regions.
+pub const fn key_stride(n_keys: usize) -> usize {
+    key_stride_of!(n_keys, usize)
+}
+
+/// [`key_stride`]'s body, for [`Plan`] in `usize` and [`Wide`] in `u128`.
+macro_rules! key_stride_of {
+    ($n:expr, $t:ty) => {{
+        let (n, a) = ($n, KEY_COLUMN_ALIGN as $t);
+        match n.div_ceil(a).checked_mul(a) {
+            Some(padded) if padded - n <= n / 8 => padded,
+            _ => n,
+        }
+    }};
+}
+use key_stride_of;
 
 /// `len` rounded up to a multiple of [`SLOT_ALIGN`] (a slot's footprint in the workspace).
 const fn padded(len: usize) -> usize {
@@ -120,6 +152,11 @@ impl Plan {
     /// Rows of the int8 per-row scale array.
     pub const fn quant_rows(&self) -> usize {
         quant_rows!(self)
+    }
+
+    /// Values between rows of transposed cross-attention keys: [`key_stride`] of the regions.
+    pub const fn key_stride(&self) -> usize {
+        key_stride(self.regions)
     }
 
     /// Slots that live for the whole caption.
@@ -255,6 +292,10 @@ impl Wide {
     const fn quant_rows(&self) -> u128 {
         quant_rows!(self)
     }
+
+    const fn key_stride(&self) -> u128 {
+        key_stride_of!(self.regions, u128)
+    }
 }
 
 /// Declares one group of consecutive workspace slots, each slot's name and length (in f32
@@ -378,10 +419,11 @@ slots! {
 
 slots! {
     /// The decoder's caches, then its per-step activations for `n ≤ B` rows.
-    DecoderSlots(p, b = p.beam, d = p.d) {
-        /// Cross-attention keys of each decoder layer and encoder level `[N, 3, R, d]`, each
-        /// `[R, d]` block laid out per head, transposed: `[h, d_k, R]`.
-        cross_k: p.n_dec * 3 * p.regions * d,
+    DecoderSlots(p, b = p.beam, d = p.d, rk = p.key_stride()) {
+        /// Cross-attention keys of each decoder layer and encoder level `[N, 3, R', d]`, each
+        /// `[R', d]` block laid out per head, transposed: `[h, d_k, R']`, rows of
+        /// `R' =` [`key_stride`]`(R)` values.
+        cross_k: p.n_dec * 3 * rk * d,
         /// Cross-attention values `[N, 3, R, d]`, each block per head: `[h, R, d_k]`.
         cross_v: p.n_dec * 3 * p.regions * d,
         /// Self-attention keys `[N, L, B, d]`: step `t`, slot `b`.
@@ -494,6 +536,52 @@ mod tests {
         big.n_dec = u32::MAX;
         let p = Plan::new(&big, MAX_BEAM, u32::MAX as usize, MAX_STEPS);
         assert_eq!(p.checked_total_bytes(), None);
+    }
+
+    #[test]
+    fn key_rows_are_padded_to_whole_blocks_of_eight_when_cheap() {
+        // padded while that adds at most an eighth of the keys
+        let cases = [
+            (0, 0),
+            (1, 1),
+            (4, 4),
+            (7, 7),
+            (8, 8),
+            (9, 9),
+            (16, 16),
+            (33, 33),
+        ];
+        let padded = [(36, 40), (50, 56), (63, 64), (100, 104), (1001, 1008)];
+        for (n, want) in cases.into_iter().chain(padded) {
+            assert_eq!(key_stride(n), want, "{n} keys");
+            let plan = Plan::new(&Config::TINY, 1, n, 1); // (0 regions count as 1)
+            assert_eq!(
+                Wide::of(&plan).key_stride(),
+                key_stride(plan.regions) as u128
+            );
+        }
+        // an image's rows (at most the plan's regions) never need more than the plan's slot
+        for regions in 0..300 {
+            for rows in 0..=regions {
+                assert!(
+                    key_stride(rows) <= key_stride(regions),
+                    "{rows} of {regions}"
+                );
+            }
+        }
+        // never past usize: unpadded where the rounding would wrap
+        assert_eq!(key_stride(usize::MAX - 7), usize::MAX - 7);
+        for n in [usize::MAX - 6, usize::MAX - 3, usize::MAX] {
+            assert_eq!(key_stride(n), n, "{n} keys");
+        }
+        // the keys' slot holds every layer's three levels at that stride; the values' do not pad
+        for (cfg, regions) in [(Config::COCO, 50), (Config::TINY, 10), (Config::TINY, 36)] {
+            let p = Plan::new(&cfg, 2, regions, 20);
+            let (d, n) = (cfg.d_model as usize, cfg.n_dec as usize);
+            assert_eq!(p.decoder().cross_k, n * 3 * key_stride(regions) * d);
+            assert_eq!(p.decoder().cross_v, n * 3 * regions * d);
+            assert_eq!(p.checked_total_bytes(), Some(p.total_bytes()));
+        }
     }
 
     #[test]

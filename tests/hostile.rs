@@ -6,7 +6,7 @@ mod blob_util;
 
 use blob_util::*;
 use m2::blob::{AlignedBuf, TensorKind};
-use m2::kernels::Kernels;
+use m2::kernels::{Kernels, KeyColumns};
 use m2::model::{EngineError, M2};
 use m2::search::{beam_search, greedy, SearchOptions};
 use m2::workspace::Workspace;
@@ -738,8 +738,28 @@ fn class1_class3_library_misuse_is_a_typed_error() {
     };
     Kernels::detect().linear(&[], 0, &w, None, &mut [], &mut qs);
     let mut out = [7.0f32; 8];
-    Kernels::detect().dot_columns(&[1.0; 4], &[1.0; 8], 8, &mut out);
+    fn keys(kt: &[f32], n: usize, stride: usize) -> KeyColumns<'_> {
+        KeyColumns { kt, n, stride }
+    }
+    Kernels::detect().dot_columns(&[1.0; 4], keys(&[1.0; 8], 8, 8), &mut out);
     assert_eq!(out, [7.0; 8]);
+    // rows narrower than their columns (`stride < n`), or a `kt` one value short of its last
+    // row's columns: the output is left as it is, on every path
+    for kern in Kernels::available().filter_map(Kernels::with_isa) {
+        for (n, stride, len) in [
+            (16usize, 8usize, 64usize),
+            (20, 24, 3 * 24 + 19),
+            (5, 8, 28),
+        ] {
+            let mut out = vec![7.0f32; n];
+            kern.dot_columns(&[1.0; 4], keys(&vec![1.0; len], n, stride), &mut out);
+            assert!(
+                out.iter().all(|&v| v == 7.0),
+                "{} n {n} stride {stride}",
+                kern.isa()
+            );
+        }
+    }
     // the two-row form: unequal queries, a short `kt` or one short output leave both outputs
     // as they are, on every path and on both sides of its 16-column block
     for kern in Kernels::available().filter_map(Kernels::with_isa) {
@@ -755,7 +775,7 @@ fn class1_class3_library_misuse_is_a_typed_error() {
             for (c, (q0, q1, l0, l1)) in cases.into_iter().enumerate() {
                 let kt = if c == 1 { &kt[..4 * n - 1] } else { &kt[..] };
                 let (mut o0, mut o1) = (vec![7.0f32; l0], vec![7.0f32; l1]);
-                kern.dot_columns2([q0, q1], kt, n, [&mut o0, &mut o1]);
+                kern.dot_columns2([q0, q1], keys(kt, n, n), [&mut o0, &mut o1]);
                 assert!(
                     o0.iter().chain(&o1).all(|&v| v == 7.0),
                     "{} n {n} case {c}",
@@ -765,8 +785,7 @@ fn class1_class3_library_misuse_is_a_typed_error() {
                 let (mut o2, q2) = (vec![7.0f32; n], [1.0f32; 4]);
                 kern.dot_columns3(
                     [q0, q1, &q2[..q0.len()]],
-                    kt,
-                    n,
+                    keys(kt, n, n),
                     [&mut o0, &mut o1, &mut o2],
                 );
                 assert!(

@@ -827,15 +827,33 @@ fn dot8_special_values_and_short_keys() {
 
 /// Every path's `dot_columns` against `dot_f32` per column, bit for bit: keys transposed
 /// (`d_k` rows of `n`), the column counts around every block width (short last blocks that
-/// overlap the previous one), every tail length of `d_k`, special values.
+/// overlap the previous one), every tail length of `d_k`, special values; rows `n` apart, as
+/// the engine pads them (`key_stride`) and wider still, with the padding columns NaN (never
+/// in an output) and the last row whole or cut after its `n` columns.
 fn dot_columns_match_dot_f32(q: &[f32], keys: &[Vec<f32>]) {
     let (dk, n) = (q.len(), keys.len());
-    let mut kt = vec![0f32; dk * n];
-    for (j, key) in keys.iter().enumerate() {
-        for c in 0..dk {
-            kt[c * n + j] = key[c];
+    for stride in [n, m2::plan::key_stride(n), n + 17] {
+        for cut in [false, true] {
+            let mut kt = vec![f32::NAN; dk * stride];
+            for (j, key) in keys.iter().enumerate() {
+                for c in 0..dk {
+                    kt[c * stride + j] = key[c];
+                }
+            }
+            kt.truncate(if cut {
+                dk * stride - (stride - n)
+            } else {
+                dk * stride
+            });
+            dot_columns_at_stride(q, keys, &kt, stride);
         }
     }
+}
+
+/// [`dot_columns_match_dot_f32`] for one layout of the keys: `kt`, rows `stride` apart.
+fn dot_columns_at_stride(q: &[f32], keys: &[Vec<f32>], kt: &[f32], stride: usize) {
+    let (dk, n) = (q.len(), keys.len());
+    let keys_t = m2::kernels::KeyColumns { kt, n, stride };
     let want: Vec<f32> = keys.iter().map(|k| m2::kernels::dot_f32(q, k)).collect();
     // `got[..n]` is `want`'s bits (NaNs as one) and nothing was written past `n`
     let check = |what: &str, isa: Isa, got: &[f32], want: &[f32]| {
@@ -843,18 +861,22 @@ fn dot_columns_match_dot_f32(q: &[f32], keys: &[Vec<f32>]) {
             .iter()
             .zip(want)
             .all(|(g, w)| g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()));
-        assert!(same, "{isa}{what}: d_k {dk}, n {n}: {got:?} vs {want:?}");
+        assert!(
+            same,
+            "{isa}{what}: d_k {dk}, n {n}, stride {stride}, kt {}: {got:?} vs {want:?}",
+            kt.len()
+        );
         assert!(got[n..].iter().all(|v| v.is_nan()), "{what} wrote past n");
     };
     for kern in Kernels::available().filter_map(Kernels::with_isa) {
         let mut got = vec![f32::NAN; n + 3];
-        kern.dot_columns(q, &kt, n, &mut got);
+        kern.dot_columns(q, keys_t, &mut got);
         check("", kern.isa(), &got, &want);
         // two queries in one pass (`dot_columns2`): each row `dot_columns`' bits
         let q1: Vec<f32> = q.iter().rev().map(|x| x * -0.75).collect();
         let want1: Vec<f32> = keys.iter().map(|k| m2::kernels::dot_f32(&q1, k)).collect();
         let (mut g0, mut g1) = (vec![f32::NAN; n + 3], vec![f32::NAN; n + 3]);
-        kern.dot_columns2([q, &q1], &kt, n, [&mut g0, &mut g1]);
+        kern.dot_columns2([q, &q1], keys_t, [&mut g0, &mut g1]);
         for (got, want) in [(&g0, &want), (&g1, &want1)] {
             check(" pair", kern.isa(), got, want);
         }
@@ -867,7 +889,7 @@ fn dot_columns_match_dot_f32(q: &[f32], keys: &[Vec<f32>]) {
             vec![f32::NAN; n + 3],
         ];
         let [g0, g1, g2] = &mut g;
-        kern.dot_columns3([q, &q1, &q2], &kt, n, [g0, g1, g2]);
+        kern.dot_columns3([q, &q1, &q2], keys_t, [g0, g1, g2]);
         for (got, want) in g.iter().zip([&want, &want1, &want2]) {
             check(" triple", kern.isa(), got, want);
         }

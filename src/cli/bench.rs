@@ -530,8 +530,9 @@ fn step_parts_ms(
         |len: usize, s: f32| -> Vec<f32> { (0..len).map(|_| rng.range(-1.0, 1.0) * s).collect() };
     let q = fill(n * d, 1.0);
     let (ck, cv) = (fill(keys_self * n * d, 1.0), fill(keys_self * n * d, 1.0));
-    let kv_len = layers * 3 * r * d;
-    let (xk, xv) = (fill(kv_len, 1.0), fill(kv_len, 1.0));
+    // keys transposed in rows `key_stride(r)` apart (random padding columns: never used)
+    let (k_len, kv_len) = (layers * 3 * m2::plan::key_stride(r) * d, layers * 3 * r * d);
+    let (xk, xv) = (fill(k_len, 1.0), fill(kv_len, 1.0));
     let no_bias = vec![0f32; r];
     let (gamma, beta) = (fill(d, 1.0), fill(d, 0.1));
     let (alpha, c3) = (fill(3 * n * d, 2.0), fill(3 * n * d, 1.0));
@@ -545,9 +546,9 @@ fn step_parts_ms(
     let mut mem = vec![0f32; plan.total_floats()];
     let mut ws = Workspace::new(&mut mem, plan).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (_, st) = ws.decoder_parts();
-    st.cross_k[..kv_len].copy_from_slice(&xk);
+    st.cross_k[..k_len].copy_from_slice(&xk);
     st.cross_v[..kv_len].copy_from_slice(&xv);
-    let (xk, xv) = (&st.cross_k[..kv_len], &st.cross_v[..kv_len]);
+    let (xk, xv) = (&st.cross_k[..k_len], &st.cross_v[..kv_len]);
     let (self_sc, cross_sc) = (st.scores, st.hidden);
     let time = |f: &mut dyn FnMut()| median_ms(reps, f);
     let attention = time(&mut || {
@@ -570,12 +571,12 @@ fn step_parts_ms(
                         );
                     }
                     // laid out per head as the decoder keeps them (`to_heads`)
-                    let layer = l * 3 * r * d..(l + 1) * 3 * r * d;
+                    let (layer_k, layer_v) = (k_len / layers, kv_len / layers);
                     let kv = HeadKv {
                         heads,
                         d_k,
-                        kt: &xk[layer.clone()],
-                        v: &xv[layer],
+                        kt: &xk[l * layer_k..(l + 1) * layer_k],
+                        v: &xv[l * layer_v..(l + 1) * layer_v],
                         bias: &no_bias,
                         n_keys: r,
                     };

@@ -18,6 +18,7 @@
 //! f16 weights are widened with `vcvtph2ps`.
 
 use super::operand::{FloatGemm, Gemm, Int16Gemm, Int8Gemm};
+use super::simd::Cols;
 use super::tiles::{finish_int_tile, for_each_tile, Tiles};
 use core::arch::x86_64::*;
 use core::marker::PhantomData;
@@ -533,26 +534,29 @@ pub(crate) unsafe fn dot8_f32(q: &[f32], keys: &[&[f32]; 8]) -> [f32; 8] {
 
 /// [`super::Kernels::dot_columns`] eight columns per block: `out[j] = super::dot_f32(q,
 /// column j of kt)`, bit for bit. One ymm per partial sum (`acc[c mod 8] + q[c]·kt[c, j..j+8]`,
-/// no FMA), then `dot_f32`'s tree and tail lane-wise; a short last block is the last eight
-/// columns.
+/// no FMA), then `dot_f32`'s tree and tail lane-wise; blocks as
+/// [`super::simd::column_blocks`] places them.
 ///
 /// # Safety
-/// AVX2 is available; `kt` holds at least `q.len()·n` values and `out` at least `n ≥ 8`.
+/// AVX2 is available; `k.kt` holds `q.len()` rows `k.stride` apart of at least `k.width ≥ 8`
+/// values each; `k.n ≤ k.width`; `out` holds at least `k.n` values.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn dot_columns_f32(q: &[f32], kt: &[f32], n: usize, out: &mut [f32]) {
-    let full = q.len() & !7;
-    for j in super::simd::column_blocks(n, 8) {
-        // SAFETY: j + 8 <= n, so every load `kt[c·n + j..][..8]` (c < q.len()) and the store
-        // `out[j..j + 8]` are in bounds (caller); `c + l < q.len()`.
+pub(crate) unsafe fn dot_columns_f32(q: &[f32], k: Cols<'_>, out: &mut [f32]) {
+    let (full, stride) = (q.len() & !7, k.stride);
+    for (j, lanes) in super::simd::column_blocks(k.n, k.width, 8) {
+        // SAFETY: j + 8 <= width, so every load `kt[c·stride + j..][..8]` (c < q.len()) is in
+        // bounds, as is the store `out[j..j + 8]` when its lanes are all live (j + 8 <= n)
+        // (caller); `c + l < q.len()`.
         unsafe {
-            let p = kt.as_ptr().add(j);
+            let p = k.kt.as_ptr().add(j);
             let mut a = [_mm256_setzero_ps(); 8];
             let mut c = 0;
             while c < full {
                 for (l, a) in a.iter_mut().enumerate() {
                     let x = _mm256_set1_ps(*q.get_unchecked(c + l));
-                    *a = _mm256_add_ps(*a, _mm256_mul_ps(x, _mm256_loadu_ps(p.add((c + l) * n))));
+                    let k = _mm256_loadu_ps(p.add((c + l) * stride));
+                    *a = _mm256_add_ps(*a, _mm256_mul_ps(x, k));
                 }
                 c += 8;
             }
@@ -561,12 +565,16 @@ pub(crate) unsafe fn dot_columns_f32(q: &[f32], kt: &[f32], n: usize, out: &mut 
                 _mm256_add_ps(_mm256_add_ps(a[2], a[6]), _mm256_add_ps(a[3], a[7])),
             );
             for (c, &x) in q.iter().enumerate().skip(full) {
-                s = _mm256_add_ps(
-                    s,
-                    _mm256_mul_ps(_mm256_set1_ps(x), _mm256_loadu_ps(p.add(c * n))),
-                );
+                let k = _mm256_loadu_ps(p.add(c * stride));
+                s = _mm256_add_ps(s, _mm256_mul_ps(_mm256_set1_ps(x), k));
             }
-            _mm256_storeu_ps(out.as_mut_ptr().add(j), s);
+            if lanes == (0..8) {
+                _mm256_storeu_ps(out.as_mut_ptr().add(j), s);
+            } else {
+                let mut t = [0f32; 8];
+                _mm256_storeu_ps(t.as_mut_ptr(), s);
+                out[j + lanes.start..j + lanes.end].copy_from_slice(&t[lanes]);
+            }
         }
     }
 }

@@ -35,6 +35,7 @@
 use super::avx2::prefetch_weights;
 use super::avx_vnni::{by_blocks, Block};
 use super::operand::{Gemm, Int8Gemm};
+use super::simd::Cols;
 use super::tiles::{for_each_tile, Tiles};
 use core::arch::x86_64::*;
 
@@ -228,22 +229,25 @@ unsafe fn tile<const R: usize, const N: usize>(blk: &Block<'_, Vnni512>, r: usiz
 /// partial sum.
 ///
 /// # Safety
-/// AVX-512 F is available; `kt` holds at least `q.len()·n` values and `out` at least `n ≥ 16`.
+/// AVX-512 F is available; `k.kt` holds `q.len()` rows `k.stride` apart of at least
+/// `k.width ≥ 16` values each; `k.n ≤ k.width`; `out` holds at least `k.n` values.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f")]
-pub(crate) unsafe fn dot_columns_f32(q: &[f32], kt: &[f32], n: usize, out: &mut [f32]) {
-    let full = q.len() & !7;
-    for j in super::simd::column_blocks(n, 16) {
-        // SAFETY: j + 16 <= n, so every load `kt[c·n + j..][..16]` (c < q.len()) and the store
-        // `out[j..j + 16]` are in bounds (caller); `c + l < q.len()`.
+pub(crate) unsafe fn dot_columns_f32(q: &[f32], k: Cols<'_>, out: &mut [f32]) {
+    let (full, stride) = (q.len() & !7, k.stride);
+    for (j, lanes) in super::simd::column_blocks(k.n, k.width, 16) {
+        // SAFETY: j + 16 <= width, so every load `kt[c·stride + j..][..16]` (c < q.len()) is in
+        // bounds, as is the store `out[j..j + 16]` when its lanes are all live (caller);
+        // `c + l < q.len()`.
         unsafe {
-            let p = kt.as_ptr().add(j);
+            let p = k.kt.as_ptr().add(j);
             let mut a = [_mm512_setzero_ps(); 8];
             let mut c = 0;
             while c < full {
                 for (l, a) in a.iter_mut().enumerate() {
                     let x = _mm512_set1_ps(*q.get_unchecked(c + l));
-                    *a = _mm512_add_ps(*a, _mm512_mul_ps(x, _mm512_loadu_ps(p.add((c + l) * n))));
+                    let k = _mm512_loadu_ps(p.add((c + l) * stride));
+                    *a = _mm512_add_ps(*a, _mm512_mul_ps(x, k));
                 }
                 c += 8;
             }
@@ -252,34 +256,51 @@ pub(crate) unsafe fn dot_columns_f32(q: &[f32], kt: &[f32], n: usize, out: &mut 
                 _mm512_add_ps(_mm512_add_ps(a[2], a[6]), _mm512_add_ps(a[3], a[7])),
             );
             for (c, &x) in q.iter().enumerate().skip(full) {
-                s = _mm512_add_ps(
-                    s,
-                    _mm512_mul_ps(_mm512_set1_ps(x), _mm512_loadu_ps(p.add(c * n))),
-                );
+                let k = _mm512_loadu_ps(p.add(c * stride));
+                s = _mm512_add_ps(s, _mm512_mul_ps(_mm512_set1_ps(x), k));
             }
+            store_lanes(out, j, lanes, s);
+        }
+    }
+}
+
+/// `out[j + l] = s[l]` for the block's live `lanes` (all 16 at once when they are all live).
+///
+/// # Safety
+/// AVX-512 F is available; `out` holds `j + lanes.end` values; `lanes` within `0..16`.
+#[inline(always)]
+unsafe fn store_lanes(out: &mut [f32], j: usize, lanes: core::ops::Range<usize>, s: __m512) {
+    // SAFETY: inlined only into the `#[target_feature]` `dot_columns` kernels (AVX-512 F); all
+    // 16 lanes live means `j + 16 <= out.len()` (caller).
+    unsafe {
+        if lanes == (0..16) {
             _mm512_storeu_ps(out.as_mut_ptr().add(j), s);
+        } else {
+            let mut t = [0f32; 16];
+            _mm512_storeu_ps(t.as_mut_ptr(), s);
+            out[j + lanes.start..j + lanes.end].copy_from_slice(&t[lanes]);
         }
     }
 }
 
 /// [`dot_columns_f32`] for `R` queries over the same keys (2 or 3: 8·R zmm of partial sums),
-/// bit for bit each: every key load serves all `R` (a 50-key head's rows are 200 B apart, so
-/// most 64-byte loads straddle two cache lines; one load for `R` rows divides them by `R`).
+/// bit for bit each: every key load serves all `R` (64-byte loads at key rows 56 floats apart
+/// straddle two cache lines every other row; one load for `R` rows divides those by `R`).
 ///
 /// # Safety
-/// AVX-512 F is available; every `q[r]` has `q[0].len()` values; `kt` holds at least
-/// `q[0].len()·n` values; every `out[r]` at least `n ≥ 16`.
+/// AVX-512 F is available; every `q[r]` has `q[0].len()` values; `k.kt` holds `q[0].len()`
+/// rows `k.stride` apart of at least `k.width ≥ 16` values each; `k.n ≤ k.width`; every
+/// `out[r]` holds at least `k.n` values.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f")]
 // (`l` indexes a row's partial sums and the query element together: a range, not an iterator)
 #[allow(clippy::needless_range_loop)]
 pub(crate) unsafe fn dot_columns_rows_f32<const R: usize>(
     q: [&[f32]; R],
-    kt: &[f32],
-    n: usize,
-    out: [&mut [f32]; R],
+    k: Cols<'_>,
+    mut out: [&mut [f32]; R],
 ) {
-    let len = q[0].len();
+    let (len, stride) = (q[0].len(), k.stride);
     let full = len & !7;
     let tree = |a: &[__m512; 8]| {
         _mm512_add_ps(
@@ -287,16 +308,16 @@ pub(crate) unsafe fn dot_columns_rows_f32<const R: usize>(
             _mm512_add_ps(_mm512_add_ps(a[2], a[6]), _mm512_add_ps(a[3], a[7])),
         )
     };
-    for j in super::simd::column_blocks(n, 16) {
-        // SAFETY: j + 16 <= n, so every load `kt[c·n + j..][..16]` (c < len) and the stores
-        // `out[r][j..j + 16]` are in bounds (caller); `c + l < len == q[r].len()`.
+    for (j, lanes) in super::simd::column_blocks(k.n, k.width, 16) {
+        // SAFETY: j + 16 <= width, so every load `kt[c·stride + j..][..16]` (c < len) is in
+        // bounds, as are the stores `out[r][j + lanes]` (caller); `c + l < len == q[r].len()`.
         unsafe {
-            let p = kt.as_ptr().add(j);
+            let p = k.kt.as_ptr().add(j);
             let mut a = [[_mm512_setzero_ps(); 8]; R];
             let mut c = 0;
             while c < full {
                 for l in 0..8 {
-                    let k = _mm512_loadu_ps(p.add((c + l) * n));
+                    let k = _mm512_loadu_ps(p.add((c + l) * stride));
                     for r in 0..R {
                         let x = _mm512_set1_ps(*q[r].get_unchecked(c + l));
                         a[r][l] = _mm512_add_ps(a[r][l], _mm512_mul_ps(x, k));
@@ -309,14 +330,14 @@ pub(crate) unsafe fn dot_columns_rows_f32<const R: usize>(
                 s[r] = tree(&a[r]);
             }
             for c in full..len {
-                let k = _mm512_loadu_ps(p.add(c * n));
+                let k = _mm512_loadu_ps(p.add(c * stride));
                 for r in 0..R {
                     let x = _mm512_set1_ps(*q[r].get_unchecked(c));
                     s[r] = _mm512_add_ps(s[r], _mm512_mul_ps(x, k));
                 }
             }
-            for r in 0..R {
-                _mm512_storeu_ps(out[r].as_mut_ptr().add(j), s[r]);
+            for (o, s) in out.iter_mut().zip(s) {
+                store_lanes(o, j, lanes.clone(), s);
             }
         }
     }

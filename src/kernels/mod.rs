@@ -60,7 +60,7 @@ pub mod neon;
 
 pub use operand::{act16_max, QRows};
 pub use parts::{PAR_MIN_EXPS, PAR_MIN_F32_MACS};
-pub use simd::{dot_f32, sqrtf};
+pub use simd::{dot_f32, sqrtf, KeyColumns};
 
 use crate::blob::{Matrix, WeightData};
 use operand::{Job, Out, Part, Weights};

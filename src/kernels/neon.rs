@@ -14,6 +14,7 @@
 //! f16 weights are widened with `fcvtl` (arithmetic in f32).
 
 use super::operand::{FloatGemm, Gemm, Int16Gemm, Int8Gemm};
+use super::simd::Cols;
 use super::tiles::{finish_int_tile, for_each_tile, Tiles};
 use core::arch::aarch64::*;
 use half::f16;
@@ -289,27 +290,28 @@ pub(crate) unsafe fn dot8_f32(q: &[f32], keys: &[&[f32]; 8]) -> [f32; 8] {
 
 /// [`super::Kernels::dot_columns`] eight columns per block: `out[j] = super::dot_f32(q,
 /// column j of kt)`, bit for bit. Two q registers per partial sum (`fadd` of an `fmul`, no
-/// FMA), then `dot_f32`'s tree and tail lane-wise; a short last block is the last eight
-/// columns.
+/// FMA), then `dot_f32`'s tree and tail lane-wise; blocks as [`super::simd::column_blocks`]
+/// places them.
 ///
 /// # Safety
-/// `kt` holds at least `q.len()·n` values and `out` at least `n ≥ 8` (NEON is baseline on
-/// aarch64).
+/// `k.kt` holds `q.len()` rows `k.stride` apart of at least `k.width ≥ 8` values each;
+/// `k.n ≤ k.width`; `out` holds at least `k.n` values (NEON is baseline on aarch64).
 #[inline]
 #[target_feature(enable = "neon")]
-pub(crate) unsafe fn dot_columns_f32(q: &[f32], kt: &[f32], n: usize, out: &mut [f32]) {
-    let full = q.len() & !7;
-    for j in super::simd::column_blocks(n, 8) {
-        // SAFETY: j + 8 <= n, so every load `kt[c·n + j..][..8]` (c < q.len()) and the store
-        // `out[j..j + 8]` are in bounds (caller); `c + l < q.len()`.
+pub(crate) unsafe fn dot_columns_f32(q: &[f32], k: Cols<'_>, out: &mut [f32]) {
+    let (full, stride) = (q.len() & !7, k.stride);
+    for (j, lanes) in super::simd::column_blocks(k.n, k.width, 8) {
+        // SAFETY: j + 8 <= width, so every load `kt[c·stride + j..][..8]` (c < q.len()) is in
+        // bounds, as is the store `out[j..j + 8]` when its lanes are all live (caller);
+        // `c + l < q.len()`.
         unsafe {
-            let p = kt.as_ptr().add(j);
+            let p = k.kt.as_ptr().add(j);
             let mut a = [[vdupq_n_f32(0.0); 2]; 8];
             let mut c = 0;
             while c < full {
                 for (l, a) in a.iter_mut().enumerate() {
                     let x = vdupq_n_f32(*q.get_unchecked(c + l));
-                    let row = p.add((c + l) * n);
+                    let row = p.add((c + l) * stride);
                     a[0] = vaddq_f32(a[0], vmulq_f32(x, vld1q_f32(row)));
                     a[1] = vaddq_f32(a[1], vmulq_f32(x, vld1q_f32(row.add(4))));
                 }
@@ -323,12 +325,19 @@ pub(crate) unsafe fn dot_columns_f32(q: &[f32], kt: &[f32], n: usize, out: &mut 
             };
             let mut s = [tree(0), tree(1)];
             for (c, &x) in q.iter().enumerate().skip(full) {
-                let (x, row) = (vdupq_n_f32(x), p.add(c * n));
+                let (x, row) = (vdupq_n_f32(x), p.add(c * stride));
                 s[0] = vaddq_f32(s[0], vmulq_f32(x, vld1q_f32(row)));
                 s[1] = vaddq_f32(s[1], vmulq_f32(x, vld1q_f32(row.add(4))));
             }
-            vst1q_f32(out.as_mut_ptr().add(j), s[0]);
-            vst1q_f32(out.as_mut_ptr().add(j + 4), s[1]);
+            if lanes == (0..8) {
+                vst1q_f32(out.as_mut_ptr().add(j), s[0]);
+                vst1q_f32(out.as_mut_ptr().add(j + 4), s[1]);
+            } else {
+                let mut t = [0f32; 8];
+                vst1q_f32(t.as_mut_ptr(), s[0]);
+                vst1q_f32(t.as_mut_ptr().add(4), s[1]);
+                out[j + lanes.start..j + lanes.end].copy_from_slice(&t[lanes]);
+            }
         }
     }
 }

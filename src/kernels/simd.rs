@@ -99,47 +99,105 @@ impl Kernels {
     }
 }
 
+/// A head's keys transposed for [`Kernels::dot_columns`]: row `c` holds element `c` of every
+/// key, `n` key columns, and rows start `stride ≥ n` values apart (the decoder's cross-attention
+/// keys: [`crate::plan::key_stride`], docs/SPEC.md §7.2). The columns past `n` may be read by a
+/// block of columns but never reach an output; the last row may end after its `n` columns.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyColumns<'a> {
+    /// The rows.
+    pub kt: &'a [f32],
+    /// Keys: the columns of each row that count.
+    pub n: usize,
+    /// Values from the start of one row to the next.
+    pub stride: usize,
+}
+
+/// [`KeyColumns`] checked for `rows` rows ([`KeyColumns::checked`]): what the SIMD
+/// `dot_columns` kernels take.
+#[derive(Clone, Copy)]
+pub(crate) struct Cols<'a> {
+    /// Exactly the values read: `rows − 1` rows of `stride` and a last of `width`.
+    pub kt: &'a [f32],
+    pub n: usize,
+    pub stride: usize,
+    /// The values of each row a block may read: `stride` when the last row is whole, else `n`
+    /// (read by the SIMD kernels only).
+    #[cfg_attr(
+        not(any(target_arch = "x86_64", target_arch = "aarch64")),
+        allow(dead_code)
+    )]
+    pub width: usize,
+}
+
+impl<'a> KeyColumns<'a> {
+    /// The columns for a query of `rows` elements, or `None` when `n > stride`, `kt` is
+    /// shorter than `(rows − 1)·stride + n` or the size overflows.
+    #[inline(always)]
+    fn checked(self, rows: usize) -> Option<Cols<'a>> {
+        let KeyColumns { kt, n, stride } = self;
+        if n > stride {
+            return None;
+        }
+        let cols = |kt, width| {
+            Some(Cols {
+                kt,
+                n,
+                stride,
+                width,
+            })
+        };
+        if let Some(kt) = rows.checked_mul(stride).and_then(|whole| kt.get(..whole)) {
+            return cols(kt, stride);
+        }
+        let cut = rows.checked_sub(1)?.checked_mul(stride)?.checked_add(n)?;
+        cols(kt.get(..cut)?, n)
+    }
+}
+
 impl Kernels {
-    /// `out[j] =` [`dot_f32`]`(q, column j of kt)` for every `j < n`, bit for bit, where `kt`
-    /// holds the keys transposed: `q.len()` rows of `n` values (row `c` = element `c` of every
-    /// key). The attention scores of one query against a head's keys laid out once per image
-    /// (the decoder's cross-attention keys, docs/SPEC.md §7.2).
+    /// `out[j] =` [`dot_f32`]`(q, column j of keys)` for every `j < keys.n`, bit for bit: the
+    /// attention scores of one query against a head's keys laid out transposed once per image
+    /// ([`KeyColumns`]; the decoder's cross-attention).
     ///
     /// Each column keeps [`dot_f32`]'s eight partial sums (element `c` into sum `c mod 8`, in
     /// order, `acc + q·k` without FMA), its tree and its sequential tail. On the SIMD paths a
     /// block of columns advances side by side, one vector per partial sum, so no sum needs a
     /// horizontal reduction: 16 columns per zmm on [`super::Isa::Avx512`]
-    /// (`avx512::dot_columns_f32`), 8 on the AVX2 and NEON paths (`avx2::`, `neon::`); a
-    /// short last block is the last full block (a few columns computed twice, the same bits).
-    /// Fewer columns than a block, and the scalar and DSP paths: a column at a time.
-    /// Slices shorter than `q.len()·n` (`kt`) or `n` (`out`) are a caller bug: `out` is left
-    /// as it is, never a panic.
+    /// (`avx512::dot_columns_f32`), 8 on the AVX2 and NEON paths (`avx2::`, `neon::`). A last
+    /// block past `n` reads the row's padding columns while they last, else it is the row's
+    /// last full block (a few columns computed twice, the same bits); lanes past `n` are
+    /// dropped (`simd::column_blocks`). Rows narrower than a block, and the scalar and DSP
+    /// paths: a column at a time. Keys that do not fit `q` ([`KeyColumns`]' bounds) or an `out`
+    /// shorter than `n` are a caller bug: `out` is left as it is, never a panic.
     #[inline(always)]
-    pub fn dot_columns(&self, q: &[f32], kt: &[f32], n: usize, out: &mut [f32]) {
-        let (Some(kt), Some(out)) = (columns(kt, q.len(), n), out.get_mut(..n)) else {
+    pub fn dot_columns(&self, q: &[f32], keys: KeyColumns, out: &mut [f32]) {
+        let (Some(k), Some(out)) = (keys.checked(q.len()), out.get_mut(..keys.n)) else {
             return;
         };
         match self.isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: AVX-512 F is available (`Isa::is_available`, checked by every constructor
-            // of `Kernels` with this isa); `kt` holds `q.len()·n` values, `out` `n ≥ 16`.
-            super::Isa::Avx512 if n >= 16 => unsafe {
-                super::avx512::dot_columns_f32(q, kt, n, out)
+            // of `Kernels` with this isa); `k` holds `q.len()` rows `k.stride` apart of
+            // `k.width ≥ 16` values, `k.n ≤ k.width` (`KeyColumns::checked`); `out` `k.n`.
+            super::Isa::Avx512 if k.width >= 16 => unsafe {
+                super::avx512::dot_columns_f32(q, k, out)
             },
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: AVX2 is available (as above); `kt` holds `q.len()·n` values, `out`
-            // `n ≥ 8`.
-            super::Isa::Avx2 | super::Isa::AvxVnni | super::Isa::Avx512 if n >= 8 => unsafe {
-                super::avx2::dot_columns_f32(q, kt, n, out)
+            // SAFETY: AVX2 is available (as above); `k` holds `q.len()` rows `k.stride` apart of
+            // `k.width ≥ 8` values, `k.n ≤ k.width`; `out` `k.n`.
+            super::Isa::Avx2 | super::Isa::AvxVnni | super::Isa::Avx512 if k.width >= 8 => unsafe {
+                super::avx2::dot_columns_f32(q, k, out)
             },
             #[cfg(target_arch = "aarch64")]
-            // SAFETY: NEON is baseline on aarch64; `kt` holds `q.len()·n` values, `out` `n ≥ 8`.
-            super::Isa::Neon | super::Isa::NeonDot if n >= 8 => unsafe {
-                super::neon::dot_columns_f32(q, kt, n, out)
+            // SAFETY: NEON is baseline on aarch64; `k` holds `q.len()` rows `k.stride` apart of
+            // `k.width ≥ 8` values, `k.n ≤ k.width`; `out` `k.n`.
+            super::Isa::Neon | super::Isa::NeonDot if k.width >= 8 => unsafe {
+                super::neon::dot_columns_f32(q, k, out)
             },
             _ => {
                 for (j, o) in out.iter_mut().enumerate() {
-                    *o = dot_column(q, kt, n, j);
+                    *o = dot_column(q, k.kt, k.stride, j);
                 }
             }
         }
@@ -149,85 +207,84 @@ impl Kernels {
 impl Kernels {
     /// [`Kernels::dot_columns`] for two queries of the same length over the same keys, each
     /// result bit for bit `dot_columns`' (`tests/kernels_props.rs`): on [`super::Isa::Avx512`]
-    /// with `n ≥ 16`, one pass that loads each key vector once for both rows
-    /// (`avx512::dot_columns_rows_f32`); otherwise two `dot_columns` calls. Mismatched queries
-    /// or a short `kt`, `out[0]` or `out[1]` are a caller bug: both outputs are left as they
-    /// are, on every path, never a panic.
+    /// with rows of at least 16 readable values, one pass that loads each key vector once for
+    /// both rows (`avx512::dot_columns_rows_f32`); otherwise two `dot_columns` calls.
+    /// Mismatched queries, keys that do not fit them, or a short `out[0]` or `out[1]` are a
+    /// caller bug: both outputs are left as they are, on every path, never a panic.
     #[inline(always)]
-    pub fn dot_columns2(&self, q: [&[f32]; 2], kt: &[f32], n: usize, out: [&mut [f32]; 2]) {
-        self.dot_columns_rows(q, kt, n, out)
+    pub fn dot_columns2(&self, q: [&[f32]; 2], keys: KeyColumns, out: [&mut [f32]; 2]) {
+        self.dot_columns_rows(q, keys, out)
     }
 
     /// [`Kernels::dot_columns2`] for three queries (one pass on [`super::Isa::Avx512`]: 24 zmm
     /// of partial sums), each result bit for bit `dot_columns`'.
     #[inline(always)]
-    pub fn dot_columns3(&self, q: [&[f32]; 3], kt: &[f32], n: usize, out: [&mut [f32]; 3]) {
-        self.dot_columns_rows(q, kt, n, out)
+    pub fn dot_columns3(&self, q: [&[f32]; 3], keys: KeyColumns, out: [&mut [f32]; 3]) {
+        self.dot_columns_rows(q, keys, out)
     }
 
     #[inline(always)]
     fn dot_columns_rows<const R: usize>(
         &self,
         q: [&[f32]; R],
-        kt: &[f32],
-        n: usize,
+        keys: KeyColumns,
         out: [&mut [f32]; R],
     ) {
         let len = q[0].len();
-        if q.iter().any(|x| x.len() != len)
-            || columns(kt, len, n).is_none()
-            || out.iter().any(|o| o.len() < n)
-        {
+        let Some(k) = keys.checked(len) else {
+            return;
+        };
+        if q.iter().any(|x| x.len() != len) || out.iter().any(|o| o.len() < k.n) {
             return;
         }
         match self.isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: AVX-512 F is available (`Isa::is_available`, checked by every constructor
-            // of `Kernels` with this isa); every query has `len` values, `kt` holds `len·n`
-            // values, every output `n ≥ 16`.
-            super::Isa::Avx512 if n >= 16 => unsafe {
-                super::avx512::dot_columns_rows_f32(q, kt, n, out)
+            // of `Kernels` with this isa); every query has `len` values, `k` holds `len` rows
+            // `k.stride` apart of `k.width ≥ 16` values, `k.n ≤ k.width`; every output `k.n`.
+            super::Isa::Avx512 if k.width >= 16 => unsafe {
+                super::avx512::dot_columns_rows_f32(q, k, out)
             },
             _ => {
                 for (q, o) in q.into_iter().zip(out) {
-                    self.dot_columns(q, kt, n, o);
+                    self.dot_columns(q, keys, o);
                 }
             }
         }
     }
 }
 
-/// The `rows · n` values of `kt` that [`Kernels::dot_columns`] reads for a query of `rows`
-/// elements, or `None` when `kt` is shorter (or the size overflows).
-#[inline(always)]
-fn columns(kt: &[f32], rows: usize, n: usize) -> Option<&[f32]> {
-    rows.checked_mul(n).and_then(|len| kt.get(..len))
-}
-
-/// Where each block of `w ≤ n` columns starts in [`Kernels::dot_columns`]'s SIMD paths: 0, w,
-/// 2w, …, and a short last block is the last `w` columns.
+/// The blocks of `w` columns [`Kernels::dot_columns`]' SIMD paths compute for `n ≤ len`
+/// columns in rows of `len ≥ w` readable values: `(start, lanes)`, the block of columns `start..start + w`
+/// whose `lanes` go to `out[start + lanes.start..start + lanes.end]`. Blocks at 0, w, 2w, …;
+/// one that would run past `len` starts at `len − w` instead and keeps only its new columns.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 #[inline(always)]
-pub(super) fn column_blocks(n: usize, w: usize) -> impl Iterator<Item = usize> {
-    (0..n)
-        .step_by(w)
-        .map(move |j0| if j0 + w <= n { j0 } else { n - w })
+pub(super) fn column_blocks(
+    n: usize,
+    len: usize,
+    w: usize,
+) -> impl Iterator<Item = (usize, core::ops::Range<usize>)> {
+    (0..n).step_by(w).map(move |j0| {
+        let start = j0.min(len - w);
+        (start, j0 - start..n.min(j0 + w) - start)
+    })
 }
 
-/// [`dot_f32`] of `q` with column `j` of `kt` (`q.len()` rows of `n`): its eight partial sums,
-/// tree and tail, reading the column with stride `n`.
+/// [`dot_f32`] of `q` with column `j` of `kt` (`q.len()` rows `stride` apart): its eight
+/// partial sums, tree and tail.
 #[inline(always)]
-fn dot_column(q: &[f32], kt: &[f32], n: usize, j: usize) -> f32 {
+fn dot_column(q: &[f32], kt: &[f32], stride: usize, j: usize) -> f32 {
     let full = q.len() / 8 * 8;
     let mut acc = [0.0f32; 8];
     for (c0, x) in (0..full).step_by(8).zip(q.chunks_exact(8)) {
         for l in 0..8 {
-            acc[l] += x[l] * kt[(c0 + l) * n + j];
+            acc[l] += x[l] * kt[(c0 + l) * stride + j];
         }
     }
     let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
     for (c, &x) in q.iter().enumerate().skip(full) {
-        s += x * kt[c * n + j];
+        s += x * kt[c * stride + j];
     }
     s
 }

@@ -13,7 +13,8 @@
 
 use super::{LayerNorm, Linear};
 use crate::blob::{Blob, TensorKind as K};
-use crate::kernels::{Kernels, PAR_MIN_F32_MACS};
+use crate::kernels::{Kernels, KeyColumns, PAR_MIN_F32_MACS};
+use crate::plan::key_stride;
 
 /// The weights of one multi-head attention block: four projections and the block's LayerNorm.
 #[derive(Clone, Copy, Debug)]
@@ -212,8 +213,9 @@ pub struct HeadKv<'a> {
     pub heads: usize,
     /// Values per head.
     pub d_k: usize,
-    /// Each head's keys transposed, `[heads, d_k, n_keys]` (for [`attend_levels`], three
-    /// levels of those one after the other).
+    /// Each head's keys transposed, `[heads, d_k, key_stride(n_keys)]`: rows of `n_keys`
+    /// columns [`crate::plan::key_stride`] apart, the columns past `n_keys` never used (for
+    /// [`attend_levels`], three levels of those one after the other).
     pub kt: &'a [f32],
     /// Each head's values, `[heads, n_keys, d_k]` (likewise).
     pub v: &'a [f32],
@@ -240,7 +242,8 @@ pub fn attend_cross(k: &Kernels, q: &[f32], kv: HeadKv, scratch: &mut [f32], out
     } = kv;
     let d = heads * d_k;
     let n_q = q.len().checked_div(d).unwrap_or(0);
-    let hk = d_k * n_keys; // one head's keys (or values)
+    let ks = key_stride(n_keys); // values between a head's rows of key columns
+    let (hk, hv) = (d_k * ks, d_k * n_keys); // one head's keys, values
     let bias = &bias[..n_keys];
     let sc_of = Scale::of(d_k);
     // two rows' sums (2 × d_k floats) in registers with as many again to spare (AVX-512);
@@ -256,7 +259,12 @@ pub fn attend_cross(k: &Kernels, q: &[f32], kv: HeadKv, scratch: &mut [f32], out
             // score row (h − h0)·g + r: head h of query i0 + r
             let sc = &mut scratch[..hn * g * n_keys];
             for h in h0..h0 + hn {
-                let kt_h = &kt[h * hk..(h + 1) * hk];
+                let kt = &kt[h * hk..(h + 1) * hk];
+                let keys = KeyColumns {
+                    kt,
+                    n: n_keys,
+                    stride: ks,
+                };
                 let q_at = |r: usize| &q[(i0 + r) * d + h * d_k..(i0 + r) * d + (h + 1) * d_k];
                 // two or three rows a pass (on AVX-512 each key load then serves them all)
                 let mut r = 0;
@@ -265,7 +273,7 @@ pub fn attend_cross(k: &Kernels, q: &[f32], kv: HeadKv, scratch: &mut [f32], out
                     let (s0, s12) = s.split_at_mut(n_keys);
                     let (s1, s2) = s12.split_at_mut(n_keys);
                     let q3 = [q_at(r), q_at(r + 1), q_at(r + 2)];
-                    k.dot_columns3(q3, kt_h, n_keys, [&mut *s0, &mut *s1, &mut *s2]);
+                    k.dot_columns3(q3, keys, [&mut *s0, &mut *s1, &mut *s2]);
                     for s in [s0, s1, s2] {
                         sc_of.scores(s, bias);
                     }
@@ -274,20 +282,20 @@ pub fn attend_cross(k: &Kernels, q: &[f32], kv: HeadKv, scratch: &mut [f32], out
                 while r + 2 <= g {
                     let s = &mut sc[((h - h0) * g + r) * n_keys..][..2 * n_keys];
                     let (s0, s1) = s.split_at_mut(n_keys);
-                    k.dot_columns2([q_at(r), q_at(r + 1)], kt_h, n_keys, [&mut *s0, &mut *s1]);
+                    k.dot_columns2([q_at(r), q_at(r + 1)], keys, [&mut *s0, &mut *s1]);
                     sc_of.scores(s0, bias);
                     sc_of.scores(s1, bias);
                     r += 2;
                 }
                 if r < g {
                     let s = &mut sc[((h - h0) * g + r) * n_keys..][..n_keys];
-                    k.dot_columns(q_at(r), kt_h, n_keys, s);
+                    k.dot_columns(q_at(r), keys, s);
                     sc_of.scores(s, bias);
                 }
             }
             k.softmax_rows(sc, n_keys);
             for h in h0..h0 + hn {
-                let v_h = &v[h * hk..(h + 1) * hk];
+                let v_h = &v[h * hv..(h + 1) * hv];
                 let v_at = |j: usize| &v_h[j * d_k..(j + 1) * d_k];
                 let a_at = |r: usize| &sc[((h - h0) * g + r) * n_keys..][..n_keys];
                 let mut r = 0;
@@ -315,14 +323,16 @@ pub fn attend_cross(k: &Kernels, q: &[f32], kv: HeadKv, scratch: &mut [f32], out
 }
 
 /// [`attend_cross`] of `q [n_q, d]` with the three encoder levels of a decoder layer, whose
-/// keys and values are `kv.kt`, `kv.v` `[3, heads, d_k·n_keys]` (three [`to_heads`] blocks),
+/// keys and values are `kv.kt` `[3, heads, d_k·key_stride(n_keys)]` and `kv.v`
+/// `[3, heads, d_k·n_keys]` (three [`to_heads`] blocks each),
 /// into `out [3, n_q, d]`. The levels are independent, so each is one part of
 /// [`Kernels::for_each_mut`] (on the pool's workers when the kernels have threads), with a
 /// third of `scratch` (at least `n_keys` each) for its scores: the same bits however the parts
 /// run.
 pub fn attend_levels(k: &Kernels, q: &[f32], kv: HeadKv, scratch: &mut [f32], out: &mut [f32]) {
     let d = kv.heads * kv.d_k;
-    let (nd, level) = (q.len() / d.max(1) * d, d * kv.n_keys);
+    let nd = q.len() / d.max(1) * d;
+    let (level_k, level_v) = (d * key_stride(kv.n_keys), d * kv.n_keys);
     let third = scratch.len() / 3;
     let (out0, out12) = out[..3 * nd].split_at_mut(nd);
     let (out1, out2) = out12.split_at_mut(nd);
@@ -331,10 +341,9 @@ pub fn attend_levels(k: &Kernels, q: &[f32], kv: HeadKv, scratch: &mut [f32], ou
     let mut levels = [(out0, sc0), (out1, sc1), (out2, sc2)];
     let macs = 2 * nd * kv.n_keys; // scores and weighted sums
     k.for_each_mut(&mut levels, macs, PAR_MIN_F32_MACS, &|lvl, (out, sc)| {
-        let block = lvl * level..(lvl + 1) * level;
         let kv_lvl = HeadKv {
-            kt: &kv.kt[block.clone()],
-            v: &kv.v[block],
+            kt: &kv.kt[lvl * level_k..(lvl + 1) * level_k],
+            v: &kv.v[lvl * level_v..(lvl + 1) * level_v],
             ..kv
         };
         k.vectorised(
@@ -345,8 +354,8 @@ pub fn attend_levels(k: &Kernels, q: &[f32], kv: HeadKv, scratch: &mut [f32], ou
 }
 
 /// Lays `rows [n, heads·d_k]` (keys or values, a row per key) out per head for
-/// [`attend_cross`] into `out`: `transposed` gives `[heads, d_k, n]` (keys), otherwise
-/// `[heads, n, d_k]` (values).
+/// [`attend_cross`] into `out`: `transposed` gives `[heads, d_k, key_stride(n)]` (keys, each
+/// row's columns past `n` zero), otherwise `[heads, n, d_k]` (values).
 pub fn to_heads(
     rows: &[f32],
     n: usize,
@@ -359,15 +368,23 @@ pub fn to_heads(
     if d == 0 {
         return;
     }
+    let ks = key_stride(n);
+    if transposed && ks > n {
+        // the padding columns: finite, so no lane of a block computes with stale bits
+        for row in out[..heads * d_k * ks].chunks_exact_mut(ks) {
+            row[n..].fill(0.0);
+        }
+    }
     for (j, row) in rows[..n * d].chunks_exact(d).enumerate() {
         for h in 0..heads {
             let src = &row[h * d_k..(h + 1) * d_k];
-            let base = h * d_k * n;
             if transposed {
+                let base = h * d_k * ks;
                 for (c, &x) in src.iter().enumerate() {
-                    out[base + c * n + j] = x;
+                    out[base + c * ks + j] = x;
                 }
             } else {
+                let base = h * d_k * n;
                 out[base + j * d_k..base + (j + 1) * d_k].copy_from_slice(src);
             }
         }
@@ -624,8 +641,14 @@ mod tests {
     ) -> (Vec<f32>, Vec<f32>) {
         let d = heads * d_k;
         let n_q = q.len() / d;
-        let (mut kt, mut vh) = (std::vec![0f32; n_keys * d], std::vec![0f32; n_keys * d]);
+        // NaN where `to_heads` writes nothing: its padding columns must be zeroed
+        let mut kt = std::vec![f32::NAN; key_stride(n_keys) * d];
+        let mut vh = std::vec![0f32; n_keys * d];
         to_heads(k, n_keys, heads, d_k, true, &mut kt);
+        assert!(
+            kt.iter().all(|x| x.is_finite()),
+            "{n_keys} keys: padding left unset"
+        );
         to_heads(v, n_keys, heads, d_k, false, &mut vh);
         let mut scratch = std::vec![0f32; scratch_len];
         let (mut want, mut got) = (std::vec![0f32; n_q * d], std::vec![0f32; n_q * d]);

@@ -23,7 +23,7 @@ use super::Linear;
 use crate::blob::{Blob, Matrix, TensorKind as K};
 use crate::config::MAX_DEC_LAYERS;
 use crate::kernels::Kernels;
-use crate::plan::{Plan, MAX_STEPS};
+use crate::plan::{key_stride, Plan, MAX_STEPS};
 use crate::workspace::{DecoderState, Persistent};
 
 const DEC_FF: FfKinds = [
@@ -99,8 +99,9 @@ impl<'a> MeshedDecoder<'a> {
     /// Cross-attention keys and values of every layer for the three encoder levels, computed
     /// once per image: `K[l, i] = Enc_i·W_kᵀ + b_k` `[rows, d]` (and likewise `V`), stored per
     /// head for [`attend_cross`](super::attention::attend_cross): block `(l, i)` of `cross_k`
-    /// is `[h, d_k, rows]` (each head's keys transposed), of `cross_v` `[h, rows, d_k]`.
-    /// `st.logits` (dead until the first step) holds one level while it is laid out.
+    /// is `[h, d_k, key_stride(rows)]` (each head's keys transposed, rows padded to
+    /// [`crate::plan::key_stride`]), of `cross_v` `[h, rows, d_k]`. `st.logits` (dead until
+    /// the first step) holds one level while it is laid out.
     pub fn precompute_cross(
         &self,
         k: &Kernels,
@@ -111,18 +112,22 @@ impl<'a> MeshedDecoder<'a> {
         let r = *keep.rows;
         let n = 3 * r; // the three levels are contiguous: one [3·rows, d] batch
         let (size, level) = (n * plan.d, r * plan.d);
+        let level_k = key_stride(r) * plan.d; // a level's keys laid out per head
         for (l, layer) in self.layers.iter().enumerate() {
             let enc = &keep.enc_out[..size];
             let att = &layer.enc_att;
-            for (fc, dst, transposed) in [
-                (&att.fc_k, &mut *st.cross_k, true),
-                (&att.fc_v, &mut *st.cross_v, false),
+            for (fc, dst, laid, transposed) in [
+                (&att.fc_k, &mut *st.cross_k, level_k, true),
+                (&att.fc_v, &mut *st.cross_v, level, false),
             ] {
-                let dst = &mut dst[l * size..(l + 1) * size];
+                let dst = &mut dst[l * 3 * laid..(l + 1) * 3 * laid];
                 fc.forward(k, enc, n, dst, &mut keep.qs); //                              [3·rows, d]
-                for block in dst.chunks_exact_mut(level.max(1)) {
+                for lvl in (0..3).rev() {
+                    // the last level first: level i's layout (from i·laid) covers only rows of
+                    // levels ≥ i (from i·level), whose rows were copied out before
                     let rows = &mut st.logits[..level];
-                    rows.copy_from_slice(block);
+                    rows.copy_from_slice(&dst[lvl * level..(lvl + 1) * level]);
+                    let block = &mut dst[lvl * laid..(lvl + 1) * laid];
                     to_heads(rows, r, att.heads, att.d_k, transposed, block);
                 }
             }
@@ -209,12 +214,12 @@ impl<'a> MeshedDecoder<'a> {
                     // ---- cross-attention to the three encoder levels ------------------------------
                     let ca = &layer.enc_att;
                     ca.fc_q.forward(k, s.s, n, s.cq, &mut keep.qs); //  one query for all levels   [n, d]
-                    let layer_kv = l * 3 * r * d..(l + 1) * 3 * r * d;
+                    let (layer_k, layer_v) = (3 * key_stride(r) * d, 3 * r * d);
                     let kv = HeadKv {
                         heads: ca.heads,
                         d_k: ca.d_k,
-                        kt: &s.cross_k[layer_kv.clone()],
-                        v: &s.cross_v[layer_kv],
+                        kt: &s.cross_k[l * layer_k..(l + 1) * layer_k],
+                        v: &s.cross_v[l * layer_v..(l + 1) * layer_v],
                         bias: &keep.key_bias[..r],
                         n_keys: r,
                     };
