@@ -363,6 +363,32 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
 
 #[cfg(test)]
 mod tests {
+    /// The column blocks of every SIMD width (8: AVX2, NEON; 16: AVX-512, which this test
+    /// checks on hosts without it too): each block lies within the row's readable values, and
+    /// their live lanes write every output column exactly once.
+    #[test]
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    fn column_blocks_cover_every_column_once_within_the_row() {
+        for w in [8usize, 16] {
+            for n in 0..80usize {
+                for len in [n, n.next_multiple_of(8), n.next_multiple_of(16), n + 5] {
+                    if len < w {
+                        continue; // (the kernels take rows narrower than a block a column at a time)
+                    }
+                    let mut written = std::vec![0u32; n];
+                    for (start, lanes) in super::column_blocks(n, len, w) {
+                        assert!(start + w <= len, "w {w} n {n} len {len}: block at {start}");
+                        assert!(lanes.start < lanes.end && lanes.end <= w);
+                        for c in start + lanes.start..start + lanes.end {
+                            written[c] += 1;
+                        }
+                    }
+                    assert!(written.iter().all(|&k| k == 1), "w {w} n {n} len {len}");
+                }
+            }
+        }
+    }
+
     /// [`super::sqrtf`] is `libm::sqrtf` bit for bit (both correctly rounded): every 251st
     /// bit pattern (17 M values: all exponents, signs, subnormals, NaNs) and the specials.
     #[test]
