@@ -379,8 +379,8 @@ mod tests {
                     for (start, lanes) in super::column_blocks(n, len, w) {
                         assert!(start + w <= len, "w {w} n {n} len {len}: block at {start}");
                         assert!(lanes.start < lanes.end && lanes.end <= w);
-                        for c in start + lanes.start..start + lanes.end {
-                            written[c] += 1;
+                        for k in &mut written[start + lanes.start..start + lanes.end] {
+                            *k += 1;
                         }
                     }
                     assert!(written.iter().all(|&k| k == 1), "w {w} n {n} len {len}");
