@@ -254,14 +254,11 @@ impl<'a> MeshedDecoder<'a> {
                         }
                     }
 
-                    // ---- x = LN(G + FFN(G)) ⊙ q_ok -------------------------------------------------
-                    layer.pwff.forward(k, s.g, n, s.hidden, s.f, &mut keep.qs);
+                    // ---- x = LN(G + FFN(G)) ⊙ q_ok (x, the layer's input, is dead since S) ----------
+                    layer.pwff.forward(k, s.g, n, s.hidden, s.x, &mut keep.qs);
                     for (i, row) in rows.iter().enumerate() {
-                        for (xv, fv) in s.x[i * d..(i + 1) * d]
-                            .iter_mut()
-                            .zip(&s.f[i * d..(i + 1) * d])
-                        {
-                            *xv = fv * row.q_ok;
+                        for xv in &mut s.x[i * d..(i + 1) * d] {
+                            *xv *= row.q_ok;
                         }
                     }
                 }
