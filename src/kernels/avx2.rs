@@ -18,7 +18,7 @@
 //! f16 weights are widened with `vcvtph2ps`.
 
 use super::operand::{FloatGemm, Gemm, Int16Gemm, Int8Gemm};
-use super::simd::Cols;
+use super::simd::{store_lanes, Cols};
 use super::tiles::{finish_int_tile, for_each_tile, Tiles};
 use core::arch::x86_64::*;
 use core::marker::PhantomData;
@@ -546,9 +546,8 @@ pub(crate) unsafe fn dot_columns_f32(q: &[f32], k: Cols<'_>, out: &mut [f32]) {
     let (full, stride) = (q.len() & !7, k.stride);
     for (j, lanes) in super::simd::column_blocks(k.n, k.width, 8) {
         // SAFETY: j + 8 <= width, so every load `kt[c·stride + j..][..8]` (c < q.len()) is in
-        // bounds, as is the store `out[j..j + 8]` when its lanes are all live (j + 8 <= n)
-        // (caller); `c + l < q.len()`.
-        unsafe {
+        // bounds (caller); `c + l < q.len()`.
+        let s = unsafe {
             let p = k.kt.as_ptr().add(j);
             let mut a = [_mm256_setzero_ps(); 8];
             let mut c = 0;
@@ -568,13 +567,11 @@ pub(crate) unsafe fn dot_columns_f32(q: &[f32], k: Cols<'_>, out: &mut [f32]) {
                 let k = _mm256_loadu_ps(p.add(c * stride));
                 s = _mm256_add_ps(s, _mm256_mul_ps(_mm256_set1_ps(x), k));
             }
-            if lanes == (0..8) {
-                _mm256_storeu_ps(out.as_mut_ptr().add(j), s);
-            } else {
-                let mut t = [0f32; 8];
-                _mm256_storeu_ps(t.as_mut_ptr(), s);
-                out[j + lanes.start..j + lanes.end].copy_from_slice(&t[lanes]);
-            }
-        }
+            s
+        };
+        // SAFETY: the store writes the 8 floats of the array it is given (AVX is available).
+        store_lanes(out, j, lanes, |b: &mut [f32; 8]| unsafe {
+            _mm256_storeu_ps(b.as_mut_ptr(), s)
+        });
     }
 }

@@ -35,7 +35,7 @@
 use super::avx2::prefetch_weights;
 use super::avx_vnni::{by_blocks, Block};
 use super::operand::{Gemm, Int8Gemm};
-use super::simd::Cols;
+use super::simd::{store_lanes, Cols};
 use super::tiles::{for_each_tile, Tiles};
 use core::arch::x86_64::*;
 
@@ -237,9 +237,8 @@ pub(crate) unsafe fn dot_columns_f32(q: &[f32], k: Cols<'_>, out: &mut [f32]) {
     let (full, stride) = (q.len() & !7, k.stride);
     for (j, lanes) in super::simd::column_blocks(k.n, k.width, 16) {
         // SAFETY: j + 16 <= width, so every load `kt[c·stride + j..][..16]` (c < q.len()) is in
-        // bounds, as is the store `out[j..j + 16]` when its lanes are all live (caller);
-        // `c + l < q.len()`.
-        unsafe {
+        // bounds (caller); `c + l < q.len()`.
+        let s = unsafe {
             let p = k.kt.as_ptr().add(j);
             let mut a = [_mm512_setzero_ps(); 8];
             let mut c = 0;
@@ -259,27 +258,12 @@ pub(crate) unsafe fn dot_columns_f32(q: &[f32], k: Cols<'_>, out: &mut [f32]) {
                 let k = _mm512_loadu_ps(p.add(c * stride));
                 s = _mm512_add_ps(s, _mm512_mul_ps(_mm512_set1_ps(x), k));
             }
-            store_lanes(out, j, lanes, s);
-        }
-    }
-}
-
-/// `out[j + l] = s[l]` for the block's live `lanes` (all 16 at once when they are all live).
-///
-/// # Safety
-/// AVX-512 F is available; `out` holds `j + lanes.end` values; `lanes` within `0..16`.
-#[inline(always)]
-unsafe fn store_lanes(out: &mut [f32], j: usize, lanes: core::ops::Range<usize>, s: __m512) {
-    // SAFETY: inlined only into the `#[target_feature]` `dot_columns` kernels (AVX-512 F); all
-    // 16 lanes live means `j + 16 <= out.len()` (caller).
-    unsafe {
-        if lanes == (0..16) {
-            _mm512_storeu_ps(out.as_mut_ptr().add(j), s);
-        } else {
-            let mut t = [0f32; 16];
-            _mm512_storeu_ps(t.as_mut_ptr(), s);
-            out[j + lanes.start..j + lanes.end].copy_from_slice(&t[lanes]);
-        }
+            s
+        };
+        // SAFETY: the store writes the 16 floats of the array it is given (AVX-512 F).
+        store_lanes(out, j, lanes, |b: &mut [f32; 16]| unsafe {
+            _mm512_storeu_ps(b.as_mut_ptr(), s)
+        });
     }
 }
 
@@ -310,8 +294,8 @@ pub(crate) unsafe fn dot_columns_rows_f32<const R: usize>(
     };
     for (j, lanes) in super::simd::column_blocks(k.n, k.width, 16) {
         // SAFETY: j + 16 <= width, so every load `kt[c·stride + j..][..16]` (c < len) is in
-        // bounds, as are the stores `out[r][j + lanes]` (caller); `c + l < len == q[r].len()`.
-        unsafe {
+        // bounds (caller); `c + l < len == q[r].len()`.
+        let s = unsafe {
             let p = k.kt.as_ptr().add(j);
             let mut a = [[_mm512_setzero_ps(); 8]; R];
             let mut c = 0;
@@ -336,9 +320,13 @@ pub(crate) unsafe fn dot_columns_rows_f32<const R: usize>(
                     s[r] = _mm512_add_ps(s[r], _mm512_mul_ps(x, k));
                 }
             }
-            for (o, s) in out.iter_mut().zip(s) {
-                store_lanes(o, j, lanes.clone(), s);
-            }
+            s
+        };
+        for (o, s) in out.iter_mut().zip(s) {
+            // SAFETY: the store writes the 16 floats of the array it is given (AVX-512 F).
+            store_lanes(o, j, lanes.clone(), |b: &mut [f32; 16]| unsafe {
+                _mm512_storeu_ps(b.as_mut_ptr(), s)
+            });
         }
     }
 }

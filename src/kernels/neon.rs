@@ -14,7 +14,7 @@
 //! f16 weights are widened with `fcvtl` (arithmetic in f32).
 
 use super::operand::{FloatGemm, Gemm, Int16Gemm, Int8Gemm};
-use super::simd::Cols;
+use super::simd::{store_lanes, Cols};
 use super::tiles::{finish_int_tile, for_each_tile, Tiles};
 use core::arch::aarch64::*;
 use half::f16;
@@ -302,9 +302,8 @@ pub(crate) unsafe fn dot_columns_f32(q: &[f32], k: Cols<'_>, out: &mut [f32]) {
     let (full, stride) = (q.len() & !7, k.stride);
     for (j, lanes) in super::simd::column_blocks(k.n, k.width, 8) {
         // SAFETY: j + 8 <= width, so every load `kt[c·stride + j..][..8]` (c < q.len()) is in
-        // bounds, as is the store `out[j..j + 8]` when its lanes are all live (caller);
-        // `c + l < q.len()`.
-        unsafe {
+        // bounds (caller); `c + l < q.len()`.
+        let s = unsafe {
             let p = k.kt.as_ptr().add(j);
             let mut a = [[vdupq_n_f32(0.0); 2]; 8];
             let mut c = 0;
@@ -329,16 +328,13 @@ pub(crate) unsafe fn dot_columns_f32(q: &[f32], k: Cols<'_>, out: &mut [f32]) {
                 s[0] = vaddq_f32(s[0], vmulq_f32(x, vld1q_f32(row)));
                 s[1] = vaddq_f32(s[1], vmulq_f32(x, vld1q_f32(row.add(4))));
             }
-            if lanes == (0..8) {
-                vst1q_f32(out.as_mut_ptr().add(j), s[0]);
-                vst1q_f32(out.as_mut_ptr().add(j + 4), s[1]);
-            } else {
-                let mut t = [0f32; 8];
-                vst1q_f32(t.as_mut_ptr(), s[0]);
-                vst1q_f32(t.as_mut_ptr().add(4), s[1]);
-                out[j + lanes.start..j + lanes.end].copy_from_slice(&t[lanes]);
-            }
-        }
+            s
+        };
+        // SAFETY: the stores write the 8 floats of the array they are given.
+        store_lanes(out, j, lanes, |b: &mut [f32; 8]| unsafe {
+            vst1q_f32(b.as_mut_ptr(), s[0]);
+            vst1q_f32(b.as_mut_ptr().add(4), s[1]);
+        });
     }
 }
 

@@ -271,6 +271,30 @@ pub(super) fn column_blocks(
     })
 }
 
+/// Writes a block's live `lanes` of `W` columns to `out[j + lanes]`: `store` writes the block's
+/// `W` results into the array it is given, `out[j..j + W]` itself when every lane is live
+/// (and fits), else a stack copy whose live lanes are then copied. One place for the last
+/// block's partial store of every SIMD `dot_columns` kernel ([`column_blocks`]).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[inline(always)]
+pub(super) fn store_lanes<const W: usize>(
+    out: &mut [f32],
+    j: usize,
+    lanes: core::ops::Range<usize>,
+    store: impl FnOnce(&mut [f32; W]),
+) {
+    if lanes == (0..W) {
+        if let Some(block) = out.get_mut(j..).and_then(|o| o.first_chunk_mut::<W>()) {
+            return store(block);
+        }
+    }
+    let mut t = [0f32; W];
+    store(&mut t);
+    if let (Some(dst), Some(src)) = (out.get_mut(j + lanes.start..j + lanes.end), t.get(lanes)) {
+        dst.copy_from_slice(src);
+    }
+}
+
 /// [`dot_f32`] of `q` with column `j` of `kt` (`q.len()` rows `stride` apart): its eight
 /// partial sums, tree and tail.
 #[inline(always)]
@@ -388,6 +412,41 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// [`super::store_lanes`] writes exactly the block's live lanes, from the block's own
+    /// positions, whether they are all live (the store into `out`) or not (the stack copy), and
+    /// nothing when `out` is too short for them.
+    #[test]
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    fn store_lanes_writes_the_live_lanes_only() {
+        let block = |b: &mut [f32; 8]| {
+            for (i, v) in b.iter_mut().enumerate() {
+                *v = 100.0 + i as f32;
+            }
+        };
+        for j in 0..6usize {
+            for start in 0..8usize {
+                for end in start + 1..=8 {
+                    let mut out = [-1.0f32; 16];
+                    super::store_lanes(&mut out, j, start..end, block);
+                    for (i, &v) in out.iter().enumerate() {
+                        let lane = i.wrapping_sub(j);
+                        let want = if (start..end).contains(&lane) {
+                            100.0 + lane as f32
+                        } else {
+                            -1.0
+                        };
+                        assert_eq!(v, want, "j {j} lanes {start}..{end} at {i}");
+                    }
+                }
+            }
+        }
+        // too short: all-live lanes past the end, and a partial block past the end
+        let mut out = [-1.0f32; 10];
+        super::store_lanes(&mut out, 4, 0..8, block);
+        super::store_lanes(&mut out, 4, 3..8, block);
+        assert!(out.iter().all(|&v| v == -1.0));
     }
 
     /// [`super::sqrtf`] is `libm::sqrtf` bit for bit (both correctly rounded): every 251st
